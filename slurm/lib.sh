@@ -37,17 +37,6 @@ quorum_launcher() {
 }
 
 # quorum_step ARGS...: runs "$QUORUM_BIN ARGS..." under the launcher; on SIGUSR1 forwards the signal and
-# A requeue passes this job through a transient CANCELLED state, and slurmctld may then judge an
-# afterok dependent "never satisfied" (it would stay pending forever). A requeued job that finishes
-# re-arms its pending dependents while it is still running, so the chain goes on when it exits 0.
-quorum_rearm_dependents() {
-  squeue -h -t PENDING -o "%i %E" 2>/dev/null | while read -r job dep; do
-    case "$dep" in *":$SLURM_JOB_ID("*|*":${SLURM_JOB_ID}_"*) ;; *) continue ;; esac
-    clean=$(printf '%s' "$dep" | sed 's/([^)]*)//g')
-    scontrol update JobId="$job" Dependency="$clean" && quorum_log "re-armed dependent $job: $clean"
-  done
-}
-
 # waits; when the step exits 99 (or fails after a SIGUSR1), requeues this job (the requeued job resumes
 # from per-shard / checkpoint state). Returns the step's exit code (0 after a requeue).
 quorum_step() {
@@ -72,7 +61,6 @@ quorum_step() {
   quorum_log "step exited $rc"
   # A step that died of the forwarded signal before quorum installed its handler failed for the same
   # reason: every quorum output is written by temp + rename, so requeueing it is just as safe.
-  if [ "$rc" -eq 0 ] && [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then quorum_rearm_dependents; fi
   if [ "$rc" -eq "$QUORUM_EXIT_PREEMPTED" ] || { [ "$QUORUM_GOT_USR1" = 1 ] && [ "$rc" -ne 0 ]; }; then
     if [ "${SLURM_RESTART_COUNT:-0}" -ge "${QUORUM_MAX_REQUEUE:-20}" ]; then
       quorum_log "preempted, but already restarted ${SLURM_RESTART_COUNT} times: giving up"; return 1

@@ -64,7 +64,10 @@ SlurmdUser=root
 SlurmctldPort=$(cluster_free_port)
 SlurmdPort=$(cluster_free_port)
 AuthType=auth/munge
-AuthInfo=socket=$d/munge/munge.sock
+# cred_expire: the job credential lifetime, which is also how long slurmctld holds a requeued batch job
+# before it may start again (BeginTime = requeue + cred_expire + 1; slurm.conf(5)); 120 s by default, 10 s
+# here so the requeue test waits for the real hold instead of forcing an early start.
+AuthInfo=socket=$d/munge/munge.sock,cred_expire=${CLUSTER_CRED_EXPIRE:-10}
 StateSaveLocation=$d/state
 SlurmdSpoolDir=$d/spool
 SlurmctldPidFile=$d/slurmctld.pid

@@ -25,7 +25,8 @@ line 4 | grep -q -- '--dependency=afterok:1003 .*dpo.sbatch$' || fail "dpo: $(li
 grep -q -- 'gpu' lines && fail "GPU flags without --gpus-per-task: $(grep gpu lines)"
 line 1 | grep -q -- "--export=ALL,QUORUM_ROOT=$ROOT,QUORUM_BIN=/opt/q/quorum,QUORUM_JOB=$T/three.json,QUORUM_CORPORA=a:b:c,QUORUM_LAUNCHER=mpirun" \
   || fail "export: $(line 1)"
-line 1 | grep -q -- "--output=$T/logs/%x-%A_%a.out" || fail "log name: $(line 1)"
+line 1 | grep -q -- "--output=$T/logs/%x-%j.out" || fail "log name (one job): $(line 1)"
+[ -e "$T/logs" ] && fail "--dry-run created the log folder"
 pass "chain: afterok ingest -> score -> post -> dpo, no GPU flags by default"
 
 sub three.json --array --gpus-per-task 1 --ntasks 4 --launcher srun || fail "array dry run exited $?"
@@ -35,6 +36,8 @@ line 2 | grep -q -- '--dependency=aftercorr:1001' || fail "score aftercorr: $(li
 line 3 | grep -q -- '--dependency=aftercorr:1002 .*post.sbatch --to clean$' || fail "post: $(line 3)"
 line 4 | grep -q -- '--dependency=afterok:1003 .*post.sbatch --from report$' || fail "report: $(line 4)"
 line 4 | grep -q -- '--array' && fail "report must be one job"
+for i in 1 2 3; do line $i | grep -q -- "--output=$T/logs/%x-%A_%a.out" || fail "array log name: $(line $i)"; done
+line 4 | grep -q -- "--output=$T/logs/%x-%j.out" || fail "report log name: $(line 4)"
 for i in 2 5; do line $i | grep -q -- '--gpus-per-task=1' || fail "GPU stage without GPU flag: $(line $i)"; done
 for i in 1 3 4; do line $i | grep -q -- 'gpus' && fail "CPU stage with GPU flag: $(line $i)"; done
 grep -c -- '--ntasks=4' lines | grep -qx 5 || fail "--ntasks not on every job"
