@@ -66,6 +66,11 @@ until scontrol show job "$sid" 2>/dev/null | grep -q 'Restarts=1'; do
   [ $SECONDS -lt $deadline ] || die "score job $sid was not requeued"
   sleep 0.2
 done
+# While the requeued job is held, its afterok dependent must still be waiting on it, not judged
+# unsatisfiable (slurm/lib.sh carries no work-around for that: this check fails if SLURM ever does it).
+pid=$(awk '$1 == "post" {print $2}' ids-requeue)
+reason=$(squeue -h -j "$pid" -o %r 2>/dev/null)
+[ "$reason" = "Dependency" ] || die "post job $pid waits with reason '$reason' during the requeue hold"
 
 # ---- wait for everything (bounded)
 all_ids=$(awk '{print $2}' ids-* | sort -u | paste -sd,)
@@ -91,5 +96,5 @@ grep -q 'restart 1:' "$slog" || die "the requeued score job did not run again"
 resumed=$(grep -o '[0-9]* shard score files already current' "$slog" | tail -1 | cut -d' ' -f1)
 [ "${resumed:-0}" -gt 0 ] || die "the requeued score job did not resume from its score files"
 same_outputs requeue ref harmless helpful || die "requeued outputs differ from the direct run"
-pass "USR1 -> exit 99 -> scontrol requeue -> resumed with $resumed score files kept; outputs == direct run"
+pass "USR1 -> exit 99 -> scontrol requeue -> held -> resumed with $resumed score files kept; dependent waited; outputs == direct run"
 echo "$PASSED passed, 0 failed"
