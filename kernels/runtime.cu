@@ -7,6 +7,7 @@
 #include <string.h>
 #include "cuda_common.cuh"
 #include "quorum/cuda_backend.h"
+#include "quorum/placement.h"
 #if defined(__has_include)
 #  if __has_include(<mpi-ext.h>)
 #    include <mpi-ext.h>
@@ -40,16 +41,7 @@ extern "C" int cuda_backend_init(MPI_Comm comm) {
         quorum_log_all("no CUDA device visible (cudaGetDeviceCount found none)");
         return -1;
     }
-    int local_rank = 0, initialized = 0, finalized = 0;
-    MPI_Initialized(&initialized);
-    MPI_Finalized(&finalized);
-    if (initialized && !finalized && comm != MPI_COMM_NULL) {
-        MPI_Comm local;
-        mpiCheck(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
-        mpiCheck(MPI_Comm_rank(local, &local_rank));
-        mpiCheck(MPI_Comm_free(&local));
-    }
-    g_device = local_rank % count;
+    g_device = quorum_device_for(quorum_node_rank(comm, NULL), count);
     cudaCheck(cudaSetDevice(g_device));
     runtime_create_handles();
     return g_device;

@@ -3,11 +3,16 @@
 #   cluster_start DIR   writes slurm.conf, cgroup.conf and a munge key under DIR, starts munged (own
 #                       socket), slurmctld and slurmd, exports SLURM_CONF, waits for the node to be idle.
 #                       Returns 77 (skip) when SLURM or munge is missing or cannot start.
+#   cluster_start DIR N a cluster of the N emulated nodes that tests/nodes/nodes.sh's nodes_up made:
+#                       slurmctld on node0, one slurmd per node in the node's namespaces, one partition
+#                       over all of them. SLURM commands must then run on a node: cluster_cmd CMD...
+#   cluster_cmd CMD...  runs a SLURM client command where it reaches slurmctld
 #   cluster_stop        stops the daemons it started, by pid (safe to call twice; use it in a trap).
 #   cluster_logs        prints the daemon logs (for failure messages).
 #
 # Nothing outside DIR is touched: no cgroup plugins (proctrack/linuxproc, task/none), no accounting,
 # ports chosen free at start. Must run as root (slurmd launches jobs as the submitting user).
+# Per-node paths use slurm.conf's %n (the node name), so N slurmds share one DIR.
 
 CLUSTER_PIDS=""
 
@@ -43,22 +48,41 @@ cluster_wait_pidfile() {
   return 1
 }
 
+cluster_cmd() {
+  if [ "${CLUSTER_NODES:-0}" -gt 0 ]; then node_exec 0 "$@"; else "$@"; fi
+}
+
+# cluster_daemon I CMD...: starts a daemon on node I (emulated) or here (one-node cluster).
+cluster_daemon() {
+  local i=$1; shift
+  if [ "${CLUSTER_NODES:-0}" -gt 0 ]; then node_exec "$i" "$@"; else "$@"; fi
+}
+
 cluster_start() {
-  CLUSTER_DIR=$1
+  CLUSTER_DIR=$1 CLUSTER_NODES=${2:-0}
   local need
   for need in slurmctld slurmd munged sbatch scontrol sinfo; do
     command -v "$need" >/dev/null 2>&1 || PATH=$PATH:/usr/sbin
     command -v "$need" >/dev/null 2>&1 || { echo "SKIP: $need is not installed"; return 77; }
   done
   [ "$(id -u)" -eq 0 ] || { echo "SKIP: the SLURM test cluster needs root"; return 77; }
-  local d=$CLUSTER_DIR host cpus
+  local d=$CLUSTER_DIR host cpus ctld nodes i
   host=$(hostname -s); cpus=${CLUSTER_CPUS:-8}
+  if [ "$CLUSTER_NODES" -gt 0 ]; then
+    ctld="node0($NODES_NET.1)"
+    nodes="NodeName=node[0-$((CLUSTER_NODES - 1))] NodeAddr=$NODES_NET.[1-$CLUSTER_NODES] CPUs=$cpus RealMemory=1000 State=UNKNOWN"
+    nodes="$nodes"$'\n'"PartitionName=test Nodes=node[0-$((CLUSTER_NODES - 1))] Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO"
+  else
+    ctld="$host(127.0.0.1)"
+    nodes="NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1000 State=UNKNOWN"
+    nodes="$nodes"$'\n'"PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO"
+  fi
   mkdir -p "$d/state" "$d/spool" "$d/log" "$d/munge"
   chmod 755 "$d/munge"
   head -c 1024 /dev/urandom >"$d/munge/munge.key"; chmod 600 "$d/munge/munge.key"
   cat >"$d/slurm.conf" <<CONF
 ClusterName=quorumtest
-SlurmctldHost=$host(127.0.0.1)
+SlurmctldHost=$ctld
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$(cluster_free_port)
@@ -69,11 +93,11 @@ AuthType=auth/munge
 # here so the requeue test waits for the real hold instead of forcing an early start.
 AuthInfo=socket=$d/munge/munge.sock,cred_expire=${CLUSTER_CRED_EXPIRE:-10}
 StateSaveLocation=$d/state
-SlurmdSpoolDir=$d/spool
+SlurmdSpoolDir=$d/spool/%n
 SlurmctldPidFile=$d/slurmctld.pid
-SlurmdPidFile=$d/slurmd.pid
+SlurmdPidFile=$d/slurmd-%n.pid
 SlurmctldLogFile=$d/log/slurmctld.log
-SlurmdLogFile=$d/log/slurmd.log
+SlurmdLogFile=$d/log/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 PlugStackConfig=$d/plugstack.conf
@@ -94,8 +118,7 @@ SchedulerParameters=sched_interval=1,sched_min_interval=100000
 SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1000 State=UNKNOWN
-PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+$nodes
 CONF
   : >"$d/plugstack.conf"
   cat >"$d/cgroup.conf" <<CONF
@@ -113,16 +136,24 @@ CONF
   local p
   p=$(cluster_wait_pidfile "$d/munge/munged.pid" 10) || { echo "SKIP: munged did not start"; cluster_logs; return 77; }
   CLUSTER_PIDS="$CLUSTER_PIDS $p"
-  slurmctld -f "$d/slurm.conf" -i || { echo "SKIP: slurmctld cannot start"; cluster_logs; return 77; }
+  cluster_daemon 0 slurmctld -f "$d/slurm.conf" -i || { echo "SKIP: slurmctld cannot start"; cluster_logs; return 77; }
   p=$(cluster_wait_pidfile "$d/slurmctld.pid" 20) || { echo "SKIP: slurmctld did not start"; cluster_logs; return 77; }
   CLUSTER_PIDS="$CLUSTER_PIDS $p"
-  slurmd -f "$d/slurm.conf" -N "$host" || { echo "SKIP: slurmd cannot start"; cluster_logs; return 77; }
-  p=$(cluster_wait_pidfile "$d/slurmd.pid" 20) || { echo "SKIP: slurmd did not start"; cluster_logs; return 77; }
-  CLUSTER_PIDS="$CLUSTER_PIDS $p"
+  local names=$host
+  [ "$CLUSTER_NODES" -gt 0 ] && names=$NODES_NAMES
+  i=0
+  for host in $names; do
+    mkdir -p "$d/spool/$host"
+    cluster_daemon "$i" slurmd -f "$d/slurm.conf" -N "$host" || { echo "SKIP: slurmd cannot start on $host"; cluster_logs; return 77; }
+    p=$(cluster_wait_pidfile "$d/slurmd-$host.pid" 20) || { echo "SKIP: slurmd did not start on $host"; cluster_logs; return 77; }
+    CLUSTER_PIDS="$CLUSTER_PIDS $p"
+    i=$((i + 1))
+  done
+  local want=$(( CLUSTER_NODES > 0 ? CLUSTER_NODES : 1 ))
   for _ in $(seq 60); do
-    if sinfo -h -N -o '%t' 2>/dev/null | grep -qx 'idle'; then return 0; fi
+    if [ "$(cluster_cmd sinfo -h -N -o '%t' 2>/dev/null | grep -cx 'idle')" -eq "$want" ]; then return 0; fi
     sleep 0.5
   done
-  echo "SKIP: the node never became idle:"; sinfo -N -l 2>&1; cluster_logs
+  echo "SKIP: the nodes never became idle:"; cluster_cmd sinfo -N -l 2>&1; cluster_logs
   return 77
 }

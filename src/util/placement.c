@@ -1,0 +1,45 @@
+/*
+ * placement.c - where a rank runs: its node-local rank (the ranks sharing its host, as MPI sees them) and
+ * the accelerator that rank picks. One rule for every backend, so the multi-node rehearsal can observe
+ * on a CPU machine the mapping the CUDA backend uses on GPU nodes.
+ */
+#include "quorum/placement.h"
+#include "quorum/common.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+int quorum_node_rank(MPI_Comm comm, int *node_size) {
+    int local_rank = 0, size = 1, initialized = 0, finalized = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (initialized && !finalized && comm != MPI_COMM_NULL) {
+        MPI_Comm local;
+        /* MPI_COMM_TYPE_SHARED: the ranks that can share memory, i.e. this host's ranks */
+        mpiCheck(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local));
+        mpiCheck(MPI_Comm_rank(local, &local_rank));
+        mpiCheck(MPI_Comm_size(local, &size));
+        mpiCheck(MPI_Comm_free(&local));
+    }
+    if (node_size) *node_size = size;
+    return local_rank;
+}
+
+int quorum_device_for(int node_rank, int n_devices) {
+    return n_devices > 0 ? node_rank % n_devices : -1;
+}
+
+void quorum_placement_report(void) {
+    const char *fake = getenv("QUORUM_FAKE_GPUS_PER_NODE");
+    if (!fake || !*fake) return;
+    char *end;
+    long gpus = strtol(fake, &end, 10);
+    qCheck(*end == 0 && gpus > 0 && gpus <= 1024, "set QUORUM_FAKE_GPUS_PER_NODE to a device count (1..1024)",
+           "QUORUM_FAKE_GPUS_PER_NODE=%s is not a device count", fake);
+    int size, local = quorum_node_rank(MPI_COMM_WORLD, &size);
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    quorum_log_all("placement: host %s, node-local rank %d of %d -> device %d of %ld (QUORUM_FAKE_GPUS_PER_NODE)",
+                   host, local, size, quorum_device_for(local, (int)gpus), gpus);
+}
