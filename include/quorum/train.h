@@ -149,6 +149,7 @@ typedef struct {
     int step;
     double loss, reward_chosen, reward_rejected, accuracy, margin, logp_chosen, logp_rejected;
     double grad_norm, lr, tokens_per_s, epoch;
+    double step_s, allreduce_s; /* wall time of the step; of it, rank 0's wait for the gradient allreduce */
 } StepLog;
 
 /* Runs optimizer steps up to cfg->steps over `data` (every rank holds the whole TokPairs; each takes

@@ -156,9 +156,9 @@ static void metrics_write(FILE *f, const StepLog *l, int quiet, int policy) {
     snprintf(line, sizeof line,
              "{\"step\": %d, \"loss\": %.6g, \"rewards/chosen\": %.6g, \"rewards/rejected\": %.6g, "
              "\"rewards/accuracies\": %.6g, \"rewards/margins\": %.6g, %s\"grad_norm\": %.6g, \"learning_rate\": %.6g, "
-             "\"tokens_per_s\": %.1f, \"epoch\": %.4f}",
+             "\"tokens_per_s\": %.1f, \"epoch\": %.4f, \"step_s\": %.4g, \"allreduce_s\": %.4g}",
              l->step, l->loss, l->reward_chosen, l->reward_rejected, l->accuracy, l->margin, logps, l->grad_norm, l->lr,
-             l->tokens_per_s, l->epoch);
+             l->tokens_per_s, l->epoch, l->step_s, l->allreduce_s);
     if (f) { fprintf(f, "%s\n", line); fflush(f); }
     if (!quiet) printf("%s\n", line);
 }
@@ -292,7 +292,9 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
             int lo = mine * a / c->grad_accum, hi = mine * (a + 1) / c->grad_accum;
             if (hi > lo) micro_run(&u, gidx + my_lo + lo, hi - lo);
         }
+        double ta = now_seconds();
         double norm = grads_allreduce(m->grads, n, c->bucket_floats ? c->bucket_floats : n);
+        ta = now_seconds() - ta; /* includes waiting for the slowest rank's backward */
         double met[9] = {u.met.loss, u.met.reward_chosen, u.met.reward_rejected, u.met.accuracy, u.met.margin,
                          u.met.logp_chosen, u.met.logp_rejected, u.met.n, u.tokens};
         mpiCheck(MPI_Allreduce(MPI_IN_PLACE, met, 9, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
@@ -307,7 +309,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
                      .reward_rejected = met[2] / met[7], .accuracy = met[3] / met[7], .margin = met[4] / met[7],
                      .logp_chosen = met[5] / met[7], .logp_rejected = met[6] / met[7], .grad_norm = norm, .lr = lr,
                      .tokens_per_s = met[8] / (dt > 1e-9 ? dt : 1e-9),
-                     .epoch = o.epoch + (double)o.pos / (double)o.n};
+                     .epoch = o.epoch + (double)o.pos / (double)o.n, .step_s = dt, .allreduce_s = ta};
         if (log) log[step] = l;
         if (rank == 0) metrics_write(mf, &l, c->quiet, c->objective == OBJ_DPO);
         hook_after_step("QUORUM_TEST_SIGNAL_AFTER_STEP", step + 1, SIGUSR1);

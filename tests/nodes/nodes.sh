@@ -6,7 +6,8 @@
 #
 #   nodes_up N          nodes node0..node{N-1} at $NODES_NET.1 ..; exports NODES_NAMES, NODES_AGENT
 #   node_exec I CMD...  runs CMD on node I (hostname nodeI, /etc/hosts naming every node, own network)
-#   nodes_shape RATE DELAY   shapes every node's link (tc netem: e.g. 1gbit 100us); "" "" removes it
+#   nodes_shape RATE [DELAY] shapes every node's link (tc: e.g. 500mbit 200us); "" removes it;
+#                       NODES_SHAPING says what was applied
 #   nodes_link_bytes I  bytes sent + received on node I's link so far
 #   nodes_down          kills what runs in the namespaces, deletes them (and their veths), removes files
 #
@@ -85,11 +86,20 @@ node_exec() {
 }
 
 nodes_shape() {
-  local rate=$1 delay=$2 i
+  local rate=$1 delay=${2:-} i ns
+  NODES_SHAPING=none
   for ((i = 0; i < NODES_N; i++)); do
-    ip netns exec "$(nodes_ns "$i")" tc qdisc del dev eth0 root 2>/dev/null
+    ns=$(nodes_ns "$i")
+    ip netns exec "$ns" tc qdisc del dev eth0 root 2>/dev/null || true # none yet
     [ -n "$rate" ] || continue
-    ip netns exec "$(nodes_ns "$i")" tc qdisc add dev eth0 root netem delay "$delay" rate "$rate" limit 100000 || return 1
+    # netem models latency too; kernels without sch_netem (seen: a 6.18 sandbox kernel) get a token
+    # bucket (tbf) that limits bandwidth only, and NODES_SHAPING says so.
+    if [ -n "$delay" ] && ip netns exec "$ns" tc qdisc add dev eth0 root netem delay "$delay" rate "$rate" limit 100000 2>/dev/null; then
+      NODES_SHAPING="netem rate $rate delay $delay"
+    else
+      ip netns exec "$ns" tc qdisc add dev eth0 root tbf rate "$rate" burst 64kb latency 500ms || return 1
+      NODES_SHAPING="tbf rate $rate (no added latency${delay:+: netem unavailable})"
+    fi
   done
 }
 
