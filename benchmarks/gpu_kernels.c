@@ -12,6 +12,7 @@
 #include <mpi.h>
 #include <cuda_runtime.h>
 #include <cublas_v2.h>
+#include "quorum/placement.h"
 #include "quorum/common.h"
 #include "quorum/cuda_backend.h"
 #include "quorum/ops.h"
@@ -106,12 +107,13 @@ static void op_grad_norm(void) { (void)cuda_grad_norm(S.dw, S.nparams); }
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
+    quorum_placement_init(); /* each rank of a node on its own GPU */
     if (cuda_device_count() == 0) {
         printf("gpu_kernels: no CUDA device: nothing to time\n");
         MPI_Finalize();
         return 77;
     }
-    cuda_backend_init(MPI_COMM_WORLD);
+    cuda_backend_init();
     struct cudaDeviceProp prop;
     cudaGetDeviceProperties(&prop, 0);
     printf("device: %s, %d SMs; shapes B=%d T=%d C=%d NH=%d V=%d (GPT-2 small)\n", prop.name,

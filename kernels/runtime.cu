@@ -34,14 +34,15 @@ static void runtime_create_handles(void) {
     cublasCheck(cublasSetMathMode(g_cublas, CUBLAS_DEFAULT_MATH));
 }
 
-extern "C" int cuda_backend_init(MPI_Comm comm) {
+extern "C" int cuda_backend_init(void) {
     if (g_device >= 0) return g_device;
     int count = cuda_device_count();
     if (count == 0) {
         quorum_log_all("no CUDA device visible (cudaGetDeviceCount found none)");
         return -1;
     }
-    g_device = quorum_device_for(quorum_node_rank(comm, NULL), count);
+    /* the node-local rank was found once, right after MPI_Init: no collective here (quorum/placement.h) */
+    g_device = quorum_device_for(quorum_node_rank(NULL), count);
     cudaCheck(cudaSetDevice(g_device));
     runtime_create_handles();
     return g_device;
@@ -57,10 +58,10 @@ extern "C" void cuda_backend_finalize(void) {
 }
 
 /* First use without cuda_backend_init (e.g. through backend_get("cuda")): pick the device the same way,
- * by node-local rank of MPI_COMM_WORLD, so ranks sharing a node never pile onto device 0. */
+ * by node-local rank, so ranks sharing a node never pile onto device 0. */
 static void runtime_ensure(void) {
     if (g_cublas) return;
-    if (cuda_backend_init(MPI_COMM_WORLD) < 0)
+    if (cuda_backend_init() < 0)
         quorum_die_at(__FILE__, __LINE__, "run on a GPU node, or use the cpu backend",
                       "the CUDA backend was used but no CUDA device is visible");
 }

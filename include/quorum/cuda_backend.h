@@ -19,11 +19,13 @@ extern "C" {
 /* Number of visible CUDA devices; 0 when there is no device or no usable driver (never aborts). */
 int cuda_device_count(void);
 
-/* One rank per GPU: the node-local rank (MPI_Comm_split_type(MPI_COMM_TYPE_SHARED) of `comm`) picks
- * device local_rank % count. Creates the stream and cuBLAS handle. Returns the device index, or -1 (with
- * a one-line message) when there is no device. Idempotent. The first use of backend_cuda calls it with
- * MPI_COMM_WORLD when nobody did, and dies with a clear message when there is no device. */
-int cuda_backend_init(MPI_Comm comm);
+/* One rank per GPU: the node-local rank (quorum/placement.h: found once, collectively, right after
+ * MPI_Init; never here, so a lazy first use inside a scoring round cannot deadlock) picks device
+ * quorum_device_for(node_rank, count). Creates the stream and cuBLAS handle. Returns the device index, or
+ * -1 (with a one-line message) when there is no device. Idempotent, not collective. The first use of
+ * backend_cuda calls it when nobody did, and dies with a clear message when there is no device. Programs
+ * other than `quorum` call quorum_placement_init() after MPI_Init, or every rank counts as node rank 0. */
+int cuda_backend_init(void);
 
 /* The op table (quorum/ops.h) on the current device. Call cuda_backend_init first under MPI. */
 struct Backend;

@@ -64,6 +64,7 @@ int main(int argc, char **argv) {
     mpiCheck(MPI_Init(&argc, &argv));
     setvbuf(stderr, NULL, _IOLBF, 0);
     check_slurm_world();
+    quorum_placement_init();
     quorum_placement_report();
     int rc = cmd->fn(argc - 1, argv + 1);
     /* A rank that fails must not leave the others waiting in a collective forever. */

@@ -21,7 +21,7 @@ const Backend *backend_auto(void) {
     chosen = &backend_cpu;
 #ifdef QUORUM_HAVE_CUDA
     if (!force || !strcmp(force, "cuda")) {
-        if (cuda_device_count() > 0 && cuda_backend_init(MPI_COMM_WORLD) >= 0) chosen = &backend_cuda;
+        if (cuda_device_count() > 0 && cuda_backend_init() >= 0) chosen = &backend_cuda;
         else qCheck(!force, "run on a node with a GPU, or QUORUM_BACKEND=cpu", "QUORUM_BACKEND=cuda but no usable GPU");
     }
 #else

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <mpi.h>
+#include "quorum/placement.h"
 #include "quorum/common.h"
 #include "quorum/cuda_backend.h"
 #include "quorum/ops.h"
@@ -15,6 +16,7 @@
 
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
+    quorum_placement_init(); /* each rank of a node on its own GPU */
     int rank, world;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
@@ -25,7 +27,7 @@ int main(int argc, char **argv) {
         MPI_Finalize();
         return 77;
     }
-    REQUIRE(cuda_backend_init(MPI_COMM_WORLD) >= 0);
+    REQUIRE(cuda_backend_init() >= 0);
     size_t n = ((size_t)4 << 20) * 2 + 12345; /* two full 16 MiB chunks and a partial one */
     Rng r;
     rng_seed(&r, 2024, (uint64_t)rank);

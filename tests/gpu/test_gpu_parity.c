@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <mpi.h>
+#include "quorum/placement.h"
 #include "quorum/cuda_backend.h"
 #include "quorum/common.h"
 #include "../test.h"
@@ -84,12 +85,13 @@ int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "--probe")) /* for scripts: 0 with a device, 77 without */
         return cuda_device_count() > 0 ? 0 : 77;
     MPI_Init(&argc, &argv);
+    quorum_placement_init(); /* each rank of a node on its own GPU */
     if (cuda_device_count() == 0) {
         printf("gpu.parity: no CUDA device (cudaGetDeviceCount found none): skipped\n");
         MPI_Finalize();
         return 77;
     }
-    REQUIRE(cuda_backend_init(MPI_COMM_WORLD) >= 0);
+    REQUIRE(cuda_backend_init() >= 0);
     test_ops();
     test_training();
     test_model();
