@@ -20,8 +20,16 @@ static int g_device = -1;
 
 extern "C" int cuda_device_count(void) {
     int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) { cudaGetLastError(); return 0; }
-    return n;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e == cudaSuccess) return n;
+    cudaGetLastError(); /* clear it */
+    if (e == cudaErrorNoDevice) return 0;
+    /* Anything else (driver older than this runtime, no driver, a broken install) is not "no GPU": a
+     * silent CPU fallback would run an 8B committee 100x slower without saying why. */
+    quorum_die_at(__FILE__, __LINE__,
+                  e == cudaErrorInsufficientDriver ? "update the NVIDIA driver, or run with QUORUM_BACKEND=cpu"
+                                                   : "check the NVIDIA driver (nvidia-smi), or run with QUORUM_BACKEND=cpu",
+                  "CUDA cannot list devices: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
 /* Creates the stream and the cuBLAS handle on the current device, once. */

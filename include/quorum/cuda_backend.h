@@ -16,7 +16,9 @@
 extern "C" {
 #endif
 
-/* Number of visible CUDA devices; 0 when there is no device or no usable driver (never aborts). */
+/* Number of visible CUDA devices; 0 when there is none (cudaErrorNoDevice). Any other failure (driver
+ * older than the runtime, no driver) ends the program with one line naming the CUDA error and the
+ * way out (QUORUM_BACKEND=cpu): never a silent CPU fallback. */
 int cuda_device_count(void);
 
 /* One rank per GPU: the node-local rank (quorum/placement.h: found once, collectively, right after

@@ -27,6 +27,12 @@ const Backend *backend_auto(void) {
 #else
     qCheck(!force || !strcmp(force, "cpu"), "rebuild with -DQUORUM_CUDA=ON", "QUORUM_BACKEND=cuda but quorum was built without CUDA");
 #endif
+#ifdef QUORUM_HAVE_CUDA
+    if (chosen == &backend_cpu && !force) {
+        quorum_log("compute backend: cpu (built with CUDA, but no GPU is visible)");
+        return chosen;
+    }
+#endif
     quorum_log("compute backend: %s", chosen->name);
     return chosen;
 }
