@@ -264,6 +264,7 @@ def check_against_reference(cdir, src, mapping, fmt, name, max_lines=None):
             check(i not in pairs, "%s: rejected line %d has a pair" % (name, i))
             check(status[i - 1] == STATUS[reason] and shard[i - 1] == -1, "%s: index status line %d" % (name, i))
     check(bad == 0, "%s: %d pairs differ from the reference" % (name, bad))
+    details = {r["line"]: r.pop("detail") for r in rejects if "detail" in r}  # checked by the layout tests
     check(rejects == want_rejects, "%s: rejects ledger %r != expected %r" % (name, rejects[:5], want_rejects[:5]))
     return man, pairs
 
@@ -533,6 +534,9 @@ def test_chat():
         man, pairs = check_against_reference(cdir, src, m, "auto", "chat")
         check(man["n_rejected"] == 7, "chat: 7 rejects (got %d)" % man["n_rejected"])
         check({p["format"] for p in pairs.values()} == {1, 2, 3}, "chat: auto found all three formats")
+    rj = [json.loads(x) for x in open(os.path.join(cdir, "rejects.jsonl"))]
+    check(any(r["line"] == 6 and r.get("detail") == '"narrator"; accepted: system user assistant' for r in rj),
+          "chat: the unknown role's reject names the value and the accepted roles")
     check_export(cdir, src, m, "chat")
 
 
