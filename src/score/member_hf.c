@@ -24,6 +24,7 @@ typedef struct {
     ChatTemplate *ct;
     Model *model;
     int64_t n_truncated;
+    int64_t n_folded;   /* pairs whose system turns were folded into a user turn (chat_fold_turns) */
 } HfMember;
 
 typedef struct {
@@ -43,7 +44,14 @@ static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected,
     int prompt_len = 0;
     int64_t resp_len;
     const char *resp = pair_response(p, rejected, &resp_len);
-    if (chat_render(h->ct, h->tok, p->turns, p->n_turns, resp, (size_t)resp_len, ids, &prompt_len) != 0) {
+    Turn *turns = xmalloc(sizeof(Turn) * (size_t)(p->n_turns + 1));
+    Buf scratch = {0};
+    int folded = 0, nt = chat_fold_turns(h->ct, p->turns, p->n_turns, turns, &scratch, &folded);
+    if (folded && !rejected) h->n_folded++;
+    int rc = chat_render(h->ct, h->tok, turns, nt, resp, (size_t)resp_len, ids, &prompt_len);
+    free(turns);
+    buf_free(&scratch);
+    if (rc != 0) {
         char where[1200];
         snprintf(where, sizeof where, "%s: pair %lld: %s", m->cfg.path, (long long)p->id, rejected ? "rejected" : "chosen");
         return quorum_input_error(where, "cannot render the pair with the member's chat template");
@@ -69,7 +77,7 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
     I32Vec *seqs = xcalloc((size_t)n_seq, sizeof(I32Vec));
     SeqRef *order = xmalloc(sizeof(SeqRef) * (size_t)(n_seq ? n_seq : 1));
     int rc = 0;
-    int64_t truncated_before = h->n_truncated;
+    int64_t truncated_before = h->n_truncated, folded_before = h->n_folded;
     for (int64_t s = 0; s < n_seq && rc == 0; s++) {
         rc = render_fit(h, m, &pairs[s / 2], (int)(s % 2), &seqs[s]);
         order[s].idx = s;
@@ -102,6 +110,10 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
     if (h->n_truncated > truncated_before)
         quorum_warn("%s: %lld of %lld sequences longer than max_length %d were truncated", m->cfg.name,
                     (long long)(h->n_truncated - truncated_before), (long long)n_seq, m->cfg.max_length);
+    if (h->n_folded > folded_before)
+        quorum_warn("%s: %lld of %lld pairs have system turns the %s template has no role for: folded into the next "
+                    "user turn", m->cfg.name, (long long)(h->n_folded - folded_before), (long long)n,
+                    chat_family_name(chat_template_family(h->ct)));
     for (int64_t s = 0; s < n_seq; s++) free(seqs[s].data);
     free(seqs); free(order); free(ids); free(lens); free(reward);
     return rc;

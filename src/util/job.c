@@ -122,6 +122,7 @@ static void member_defaults(JobMember *m) {
 void job_defaults(Job *job) {
     memset(job, 0, sizeof *job);
     strcpy(job->name, "job");
+    for (int i = 0; i < JOB_MAX_CORPORA; i++) corpus_defaults(&job->corpora[i]); /* programmatic jobs too */
     job->shard_size = 1024;
     job->seed = 1;
     job->vote.margin = 0.0f;
