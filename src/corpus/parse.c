@@ -131,6 +131,21 @@ static int check_responses(Ctx *cx, const char *ch, size_t nc, const char *rj, s
     return check_pair(cx, ch, nc, rj, nr, cx->c->field_chosen, cx->c->field_rejected);
 }
 
+/* Appends JSON text s[0..n) without the whitespace between tokens (strings untouched): one line. */
+static void append_minified(Buf *out, const char *s, size_t n) {
+    int in_string = 0, escape = 0;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (in_string) {
+            if (escape) escape = 0;
+            else if (ch == '\\') escape = 1;
+            else if (ch == '"') in_string = 0;
+        } else if (ch == '"') in_string = 1;
+        else if (is_space(ch)) continue;
+        buf_append(out, &ch, 1);
+    }
+}
+
 void json_members_except(const char *s, size_t n, const char *const *skip, int n_skip, Buf *out) {
     size_t i = 0, first = out->len;
     while (i < n && is_space(s[i])) i++;
@@ -152,7 +167,7 @@ void json_members_except(const char *s, size_t n, const char *const *skip, int n
         buf_append(out, out->len > first ? "," : "{", 1);
         buf_append(out, s + ks, ke - ks);
         buf_append(out, ":", 1);
-        buf_append(out, s + vs, ve - vs);
+        append_minified(out, s + vs, ve - vs);
     }
     if (out->len > first) buf_append(out, "}", 1);
 }

@@ -52,7 +52,8 @@ int transcript_split(const char *s, size_t n, Turn *out);
  * e.g. sharegpt ROLE_USER -> "human". */
 const char *layout_role_name(const JobCorpus *c, int format, Role r);
 /* Appends to `out` the members of the JSON object text s[0..n) (already validated) whose key is not in
- * skip[], raw, as one object "{...}"; nothing when none is left. */
+ * skip[], as one object "{...}" of their raw bytes minus the whitespace between tokens (one line, for
+ * JSONL outputs); nothing when none is left. */
 void json_members_except(const char *s, size_t n, const char *const *skip, int n_skip, Buf *out);
 /* Is the label value (a cJSON item) in the JSON list text `values` ("[...]" or one scalar)? */
 int label_matches(const char *values, const void *item);
