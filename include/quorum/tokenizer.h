@@ -104,6 +104,10 @@ int chat_fold_turns(const ChatTemplate *ct, const Turn *in, int n, Turn *out, Bu
  * number of ids before the response starts. -1 on error, *ids then left as it was. */
 int chat_render(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
                 const char *response, size_t response_len, I32Vec *ids, int *prompt_len);
+/* chat_fold_turns, then chat_render: what the committee and the trainers render (corpus turns of any
+ * role). *n_folded as chat_fold_turns. */
+int chat_render_folded(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
+                       const char *response, size_t response_len, I32Vec *ids, int *prompt_len, int *n_folded);
 
 #ifdef __cplusplus
 }

@@ -44,13 +44,9 @@ static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected,
     int prompt_len = 0;
     int64_t resp_len;
     const char *resp = pair_response(p, rejected, &resp_len);
-    Turn *turns = xmalloc(sizeof(Turn) * (size_t)(p->n_turns + 1));
-    Buf scratch = {0};
-    int folded = 0, nt = chat_fold_turns(h->ct, p->turns, p->n_turns, turns, &scratch, &folded);
+    int folded = 0;
+    int rc = chat_render_folded(h->ct, h->tok, p->turns, p->n_turns, resp, (size_t)resp_len, ids, &prompt_len, &folded);
     if (folded && !rejected) h->n_folded++;
-    int rc = chat_render(h->ct, h->tok, turns, nt, resp, (size_t)resp_len, ids, &prompt_len);
-    free(turns);
-    buf_free(&scratch);
     if (rc != 0) {
         char where[1200];
         snprintf(where, sizeof where, "%s: pair %lld: %s", m->cfg.path, (long long)p->id, rejected ? "rejected" : "chosen");

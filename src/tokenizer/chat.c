@@ -233,3 +233,14 @@ int chat_render(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, i
     buf_free(&r);
     return rc;
 }
+
+int chat_render_folded(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
+                       const char *response, size_t response_len, I32Vec *ids, int *prompt_len, int *n_folded) {
+    Turn *folded = xmalloc(sizeof(Turn) * (size_t)(n_turns + 1));
+    Buf scratch = {0};
+    int n = chat_fold_turns(ct, turns, n_turns, folded, &scratch, n_folded);
+    int rc = chat_render(ct, t, folded, n, response, response_len, ids, prompt_len);
+    free(folded);
+    buf_free(&scratch);
+    return rc;
+}
