@@ -214,6 +214,17 @@ static int prompt_turns(const char *p, size_t np, Turn **turns) {
     return 1;
 }
 
+/* A pair with a flat prompt string; keys[3] are the columns it consumed. */
+static int add_flat(Ctx *cx, ShardBuilder *b, int64_t id, int format, const char *const keys[3], const char *p,
+                    size_t np, const char *ch, size_t nc, const char *rj, size_t nr) {
+    Turn *turns;
+    int nt = prompt_turns(p, np, &turns);
+    for (int k = 0; k < 3; k++) use(cx, keys[k]);
+    add_pair(cx, b, id, format, p, np, ch, nc, rj, nr, turns, nt);
+    free(turns);
+    return 0;
+}
+
 static int parse_pcr(Ctx *cx, const cJSON *o, int64_t id, ShardBuilder *b) {
     const JobCorpus *c = cx->c;
     const char *p, *ch, *rj;
@@ -222,14 +233,8 @@ static int parse_pcr(Ctx *cx, const cJSON *o, int64_t id, ShardBuilder *b) {
     if (get_string(cx, o, c->field_chosen, c->field_chosen, &ch, &nc)) return -1;
     if (get_string(cx, o, c->field_rejected, c->field_rejected, &rj, &nr)) return -1;
     if (check_responses(cx, ch, nc, rj, nr)) return -1;
-    Turn *turns;
-    int nt = prompt_turns(p, np, &turns);
-    use(cx, c->field_prompt);
-    use(cx, c->field_chosen);
-    use(cx, c->field_rejected);
-    add_pair(cx, b, id, FORMAT_PCR, p, np, ch, nc, rj, nr, turns, nt);
-    free(turns);
-    return 0;
+    const char *keys[3] = {c->field_prompt, c->field_chosen, c->field_rejected};
+    return add_flat(cx, b, id, FORMAT_PCR, keys, p, np, ch, nc, rj, nr);
 }
 
 /* ---- roles ---- */
@@ -469,14 +474,8 @@ static int parse_pairs(Ctx *cx, const cJSON *o, int64_t id, ShardBuilder *b) {
     const char *ch = a_wins ? sa : sb, *rj = a_wins ? sb : sa;
     size_t nc = a_wins ? na : nb, nr = a_wins ? nb : na;
     if (check_pair(cx, ch, nc, rj, nr, a_wins ? c->field_a : c->field_b, a_wins ? c->field_b : c->field_a)) return -1;
-    Turn *turns;
-    int nt = prompt_turns(p, np, &turns);
-    use(cx, c->field_prompt);
-    use(cx, c->field_a);
-    use(cx, c->field_b);
-    add_pair(cx, b, id, FORMAT_PAIRS, p, np, ch, nc, rj, nr, turns, nt);
-    free(turns);
-    return 0;
+    const char *keys[3] = {c->field_prompt, c->field_a, c->field_b};
+    return add_flat(cx, b, id, FORMAT_PAIRS, keys, p, np, ch, nc, rj, nr);
 }
 
 static int resolve_format(const JobCorpus *c, const cJSON *o) {
