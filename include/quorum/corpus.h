@@ -139,6 +139,11 @@ char *shard_path(const char *corpus_dir, int64_t k);
  * error (unreadable file; with strict, the first bad line). Rejected lines are counted and listed. */
 int corpus_ingest(const Job *job, const JobCorpus *c, int strict);
 
+/* Streams a corpus input exactly as ingest reads it (never whole in memory): *checksum = FNV-1a of the
+ * decompressed bytes (the manifest's source_checksum), *records = its records (JSONL lines or JSON-array
+ * elements; the manifest's n_lines), capped at max_pairs when > 0. 0, or -1 with *err set. */
+int corpus_source_scan(const char *path, int64_t max_pairs, uint64_t *checksum, int64_t *records, const char **err);
+
 int corpus_manifest_read(CorpusManifest *m, const char *corpus_dir);
 void corpus_manifest_free(CorpusManifest *m);
 /* Writes <corpus_dir>/manifest.json atomically. 0 or -1. */

@@ -1,5 +1,6 @@
 /* reader.c - streams JSONL lines or top-level JSON array elements, plain or gzip (see reader.h). */
 #include "reader.h"
+#include "quorum/corpus.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -181,4 +182,25 @@ void reader_close(RecordReader *r) {
 const char *reader_describe(const RecordReader *r) {
     if (r->kind == CONTAINER_ARRAY) return r->gzip ? "gzip JSON array" : "JSON array";
     return r->gzip ? "gzip JSONL" : "JSONL";
+}
+
+int corpus_source_scan(const char *path, int64_t max_pairs, uint64_t *checksum, int64_t *records, const char **err) {
+    static char msg[256];
+    RecordReader r;
+    const char *rec;
+    size_t len;
+    int64_t n = 0;
+    int rc = reader_open(&r, path);
+    while (rc == 0 && (max_pairs <= 0 || n < max_pairs)) {
+        int got = reader_next(&r, &rec, &len);
+        if (got <= 0) { rc = got; break; }
+        n++;
+    }
+    if (rc == 0) rc = reader_drain(&r);
+    snprintf(msg, sizeof msg, "%s", r.err);
+    *err = rc ? msg : NULL;
+    *checksum = r.checksum;
+    *records = n;
+    reader_close(&r);
+    return rc ? -1 : 0;
 }

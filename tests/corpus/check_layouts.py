@@ -248,6 +248,12 @@ def test_layouts():
         check(flips >= 10, "np%d: only %d flips: the flip path is not exercised" % (np_, flips))
     for name, outs in seen.items():
         check(outs[0] == outs[1], "%s: cleaned.jsonl differs between 1 and 2 ranks" % name)
+    # verify counts records (array elements, not newlines) and checksums the decompressed stream; a rerun
+    # finds every ingest current
+    jp = os.path.join(A.work, "job2.json")
+    run(["verify", "--job", jp])
+    log = run(["run", jp], np_=2).stderr.decode()
+    check("ingest skipped (outputs complete and current)" in log, "rerun: ingest not skipped:\n" + log)
     # --strict names the bad value and what is accepted
     jp = os.path.join(A.work, "job1.json")
     p = run(["ingest", "--job", jp, "--corpus", "lp", "--strict"], expect_rc=1)
