@@ -55,6 +55,7 @@ struct Member {
     MemberScoreFn score;
     void (*close)(Member *m);
     void *impl;
+    const char *corpus;   /* the corpus being scored (set by the caller; errors name it), or NULL */
 };
 
 /* Opens a member (builtin or HF). 0 or -1 after a one-line error naming the path. */

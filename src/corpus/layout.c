@@ -122,7 +122,7 @@ void pair_layout_json(Buf *b, const Pair *p, const JobCorpus *c, int flipped) {
     if (p->extra_len > 2) { /* "{...}": its members, minus a labelled pair's flipped label */
         const char *skip[1] = {c->field_label};
         Buf members = {0};
-        json_members_except(p->extra, (size_t)p->extra_len, skip, p->format == FORMAT_PAIRS && flipped, &members);
+        json_members_except(p->extra, (size_t)p->extra_len, skip, p->format == FORMAT_PAIRS && flipped, &members, NULL, 0);
         if (members.len > 2) {
             buf_append(b, ",", 1);
             buf_append(b, members.data + 1, members.len - 2);

@@ -141,43 +141,55 @@ static void append_minified(Buf *out, const char *s, size_t n) {
             else if (ch == '\\') escape = 1;
             else if (ch == '"') in_string = 0;
         } else if (ch == '"') in_string = 1;
-        else if (is_space(ch)) continue;
+        else if ((unsigned char)ch <= 32) continue; /* cJSON's whitespace: every byte up to ' ' */
         buf_append(out, &ch, 1);
     }
 }
 
-void json_members_except(const char *s, size_t n, const char *const *skip, int n_skip, Buf *out) {
+static int json_ws(char ch) { return (unsigned char)ch <= 32; } /* as cJSON skips it */
+
+int json_members_except(const char *s, size_t n, const char *const *skip, int n_skip, Buf *out, char *bad_key,
+                        size_t cap) {
     size_t i = 0, first = out->len;
-    while (i < n && is_space(s[i])) i++;
+    int rc = 0;
+    while (i < n && json_ws(s[i])) i++;
     for (i++; i < n;) { /* at a key, a ',' or the closing '}' */
-        while (i < n && (is_space(s[i]) || s[i] == ',')) i++;
+        while (i < n && (json_ws(s[i]) || s[i] == ',')) i++;
         if (i >= n || s[i] != '"') break;
         size_t ks = i++;
         while (i < n && s[i] != '"') i += s[i] == '\\' ? 2 : 1;
         size_t ke = ++i; /* just past the closing quote */
-        while (i < n && (is_space(s[i]) || s[i] == ':')) i++;
+        while (i < n && (json_ws(s[i]) || s[i] == ':')) i++;
         JsonScan st = {0};
         size_t vs = i, ve = vs + json_scan(&st, s + vs, n - vs);
         i = ve;
-        while (ve > vs && is_space(s[ve - 1])) ve--;
         int skipped = 0;
         for (int u = 0; u < n_skip && !skipped; u++)
             skipped = strlen(skip[u]) == ke - ks - 2 && !memcmp(skip[u], s + ks + 1, ke - ks - 2);
         if (skipped) continue;
+        if (bad_key && rc == 0 && !utf8_valid(s + ks, ve - ks, NULL)) {
+            snprintf(bad_key, cap, "%.*s", (int)(ke - ks - 2), s + ks + 1);
+            rc = -1;
+        }
         buf_append(out, out->len > first ? "," : "{", 1);
         buf_append(out, s + ks, ke - ks);
         buf_append(out, ":", 1);
         append_minified(out, s + vs, ve - vs);
     }
     if (out->len > first) buf_append(out, "}", 1);
+    return rc;
 }
 
 static void add_pair(Ctx *cx, ShardBuilder *b, int64_t id, int format, const char *p, size_t np, const char *ch,
                      size_t nc, const char *rj, size_t nr, Turn *turns, int n_turns) {
     Buf extra = {0};
-    json_members_except(cx->line, cx->len, cx->used, cx->n_used, &extra);
-    Pair pair = {id, p, (int64_t)np, ch, (int64_t)nc, rj, (int64_t)nr, turns, n_turns, format, extra.data, (int64_t)extra.len};
-    shard_builder_add(b, &pair);
+    char key[200];
+    if (json_members_except(cx->line, cx->len, cx->used, cx->n_used, &extra, key, sizeof key) != 0) {
+        reject(cx, LINE_BAD_UTF8, key); /* a pass-through column goes to JSONL outputs: it must be UTF-8 */
+    } else {
+        Pair pair = {id, p, (int64_t)np, ch, (int64_t)nc, rj, (int64_t)nr, turns, n_turns, format, extra.data, (int64_t)extra.len};
+        shard_builder_add(b, &pair);
+    }
     buf_free(&extra);
 }
 

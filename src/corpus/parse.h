@@ -53,8 +53,10 @@ int transcript_split(const char *s, size_t n, Turn *out);
 const char *layout_role_name(const JobCorpus *c, int format, Role r);
 /* Appends to `out` the members of the JSON object text s[0..n) (already validated) whose key is not in
  * skip[], as one object "{...}" of their raw bytes minus the whitespace between tokens (one line, for
- * JSONL outputs); nothing when none is left. */
-void json_members_except(const char *s, size_t n, const char *const *skip, int n_skip, Buf *out);
+ * JSONL outputs); nothing when none is left. With bad_key: -1 (all still appended) when a kept member is
+ * not valid UTF-8, its key in bad_key[cap]; else 0. */
+int json_members_except(const char *s, size_t n, const char *const *skip, int n_skip, Buf *out, char *bad_key,
+                        size_t cap);
 /* Is the label value (a cJSON item) in the JSON list text `values` ("[...]" or one scalar)? */
 int label_matches(const char *values, const void *item);
 

@@ -48,9 +48,11 @@ static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected,
     int rc = chat_render_folded(h->ct, h->tok, p->turns, p->n_turns, resp, (size_t)resp_len, ids, &prompt_len, &folded);
     if (folded && !rejected) h->n_folded++;
     if (rc != 0) {
-        char where[1200];
-        snprintf(where, sizeof where, "%s: pair %lld: %s", m->cfg.path, (long long)p->id, rejected ? "rejected" : "chosen");
-        return quorum_input_error(where, "cannot render the pair with the member's chat template");
+        char where[1500];
+        snprintf(where, sizeof where, "corpus %s: record %lld: %s", m->corpus ? m->corpus : "?", (long long)p->id,
+                 rejected ? "rejected" : "chosen");
+        return quorum_input_error(where, "member %s (%s) cannot render the pair with its %s chat template", m->cfg.name,
+                                  m->cfg.path, chat_family_name(chat_template_family(h->ct)));
     }
     int max = m->cfg.max_length;
     if ((int)ids->len > max) {

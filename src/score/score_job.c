@@ -130,6 +130,7 @@ static int score_item(ScoreRun *run, const WorkItem *w) {
     Pair *pairs = xmalloc(sizeof(Pair) * (size_t)s.n);
     float *chosen = xmalloc(sizeof(float) * (size_t)s.n), *rejected = xmalloc(sizeof(float) * (size_t)s.n);
     for (int64_t i = 0; i < s.n; i++) shard_get_pair(&s, i, &pairs[i]);
+    run->member.corpus = job->corpora[w->corpus].name;
     int rc = run->member.score(&run->member, pairs, s.n, chosen, rejected);
     if (rc == 0) {
         char *p = score_path(job->out_dir, job->corpora[w->corpus].name, job->committee[w->member].name, w->shard);
