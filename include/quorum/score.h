@@ -56,6 +56,11 @@ struct Member {
     void (*close)(Member *m);
     void *impl;
     const char *corpus;   /* the corpus being scored (set by the caller; errors name it), or NULL */
+    /* Optional (HF members): 0 when every pair renders with the member's template (after the fold
+     * rule), else -1 after one line naming corpus, record, member and template. Run over a rank's
+     * shards right after the member is opened, so a pair a template cannot take stops the job before
+     * any scoring, not after hours of it. */
+    int (*check)(Member *m, const Pair *pairs, int64_t n);
 };
 
 /* Opens a member (builtin or HF). 0 or -1 after a one-line error naming the path. */

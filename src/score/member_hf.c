@@ -38,6 +38,36 @@ static int cmp_len(const void *a, const void *b) {
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+static int render_error(const Member *m, const HfMember *h, const Pair *p, int rejected) {
+    char where[1500];
+    snprintf(where, sizeof where, "corpus %s: record %lld: %s", m->corpus ? m->corpus : "?", (long long)p->id,
+             rejected ? "rejected" : "chosen");
+    return quorum_input_error(where, "member %s (%s) cannot render the pair with its %s chat template", m->cfg.name,
+                              m->cfg.path, chat_family_name(chat_template_family(h->ct)));
+}
+
+/* Member.check: the text of every pair through the fold rule and the template, no tokenizing. */
+static int hf_check(Member *m, const Pair *pairs, int64_t n) {
+    HfMember *h = m->impl;
+    Turn *turns = NULL;
+    Buf scratch = {0}, p = {0}, r = {0};
+    int rc = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        const Pair *q = &pairs[i];
+        turns = xrealloc(turns, sizeof(Turn) * (size_t)(q->n_turns + 1));
+        scratch.len = p.len = r.len = 0;
+        int folded, nt = chat_fold_turns(h->ct, q->turns, q->n_turns, turns, &scratch, &folded);
+        for (int side = 0; side < 2 && rc == 0; side++) {
+            int64_t len;
+            const char *resp = pair_response(q, side, &len);
+            if (chat_render_text(h->ct, turns, nt, resp, (size_t)len, &p, &r) != 0) rc = render_error(m, h, q, side);
+        }
+    }
+    free(turns);
+    buf_free(&scratch); buf_free(&p); buf_free(&r);
+    return rc;
+}
+
 /* Renders one sequence and fits it into max_length tokens (see the file comment). */
 static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected, I32Vec *ids) {
     ids->len = 0;
@@ -47,13 +77,7 @@ static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected,
     int folded = 0;
     int rc = chat_render_folded(h->ct, h->tok, p->turns, p->n_turns, resp, (size_t)resp_len, ids, &prompt_len, &folded);
     if (folded && !rejected) h->n_folded++;
-    if (rc != 0) {
-        char where[1500];
-        snprintf(where, sizeof where, "corpus %s: record %lld: %s", m->corpus ? m->corpus : "?", (long long)p->id,
-                 rejected ? "rejected" : "chosen");
-        return quorum_input_error(where, "member %s (%s) cannot render the pair with its %s chat template", m->cfg.name,
-                                  m->cfg.path, chat_family_name(chat_template_family(h->ct)));
-    }
+    if (rc != 0) return render_error(m, h, p, rejected);
     int max = m->cfg.max_length;
     if ((int)ids->len > max) {
         h->n_truncated++;
@@ -132,6 +156,7 @@ int member_hf_open(Member *m, const JobMember *cfg) {
     m->cfg = *cfg;
     m->impl = h;
     m->score = hf_score;
+    m->check = hf_check;
     m->close = hf_close;
     if (!(h->tok = tokenizer_load(cfg->path)) || !(h->ct = chat_template_load(cfg->path, h->tok)) ||
         model_load(&h->model, cfg->path, backend_auto()) != 0) {

@@ -22,7 +22,8 @@ usage: check_layouts.py --quorum BIN --mpiexec MPIEXEC [--np-flag -n] --work DIR
        check_layouts.py ... --shared DIR fold      (needs ../shared/tokenizers/gpt2, else exit 77)
 fold: a GPT-2 reward member (HH template, no system role) scores a chat corpus with system turns: the job
 completes and every pair scores exactly as the same pair with the system text folded by hand into the
-first user turn ("<system>\\n\\n<user>"), the documented rule."""
+first user turn ("<system>\\n\\n<user>"), the documented rule; a pair no template can render (prompt ending
+in an assistant turn), in the last shard, stops the job before any score file is written, naming it."""
 import argparse
 import gzip
 import json
@@ -300,6 +301,24 @@ def test_fold():
     json.dump(job, open(jp, "w"))
     p = run(["run", jp, "--to", "vote"], np_=2)
     check("folded into the next user turn" in p.stderr.decode(), "fold: the member reports folded system turns")
+    # a dialogue no template can take (the prompt ends with an assistant turn), in the last shard: the
+    # member's start-of-score check stops the job before it scores anything, naming corpus and record
+    bad = [dict(r) for r in folded]
+    bad[-1] = {"chosen": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"},
+                          {"role": "assistant", "content": "c"}],
+               "rejected": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a"},
+                            {"role": "assistant", "content": "r"}]}
+    write(os.path.join(A.work, "bad.jsonl"), bad)
+    job_bad = dict(job, out_dir=os.path.join(A.work, "bad-out"),
+                   corpora=job["corpora"] + [{"name": "bad", "path": "bad.jsonl", "format": "chat"}])
+    jb = os.path.join(A.work, "bad.json")
+    json.dump(job_bad, open(jb, "w"))
+    p = run(["run", jb, "--to", "score"], np_=1, expect_rc=1)
+    err = [l for l in p.stderr.decode().splitlines() if l.startswith("quorum: error")]
+    check(any("corpus bad: record 12: chosen" in l and "member rm" in l for l in err), "fold: fail-fast message: %s" % err)
+    sdir = os.path.join(A.work, "bad-out", "scores")
+    written = [f for _, _, fs in os.walk(sdir) for f in fs if f.endswith(".h5")] if os.path.isdir(sdir) else []
+    check(written == [], "fold: score files written before the render check failed: %s" % written)
     for k in range(3):
         a = h5py.File(os.path.join(out, "scores", "with_sys", "rm", "shard-%05d.h5" % k), "r")
         b = h5py.File(os.path.join(out, "scores", "folded", "rm", "shard-%05d.h5" % k), "r")
