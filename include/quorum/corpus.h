@@ -26,7 +26,8 @@
  *   /extra_off    int64[n+1]     \  pass-through columns: per pair, one JSON object holding the input
  *   /extra        uint8[...]     /  record's members the layout did not consume, as raw bytes (empty when
  *                                 none). Optional on read; in the checksum only when non-empty.
- *   /pair_format  uint8[n]        CorpusFormat each pair was parsed as (hh/pcr/chat/...): with format
+ *   /pair_format  uint8[n]        CorpusFormat each pair was parsed as (hh/pcr/chat/...) in bits 0-5, and
+ *                                 Pair.prompt_from in bits 6-7 (the cleaned output restores the prompt key); with format
  *                                 "auto" lines of one file may differ. Optional on read (a shard without
  *                                 it uses the format attribute for every pair); ingest never writes 0
  *                                 (auto), and export writes such pairs flat (prompt/chosen/rejected).
@@ -96,6 +97,8 @@ typedef struct {
     int n_turns;
     int format;                 /* CorpusFormat this pair was parsed as */
     const char *extra;    int64_t extra_len; /* pass-through columns: a JSON object's raw bytes, or empty */
+    int prompt_from;            /* chat with reply-only lists: the prompt key gave the prompt turns, as a string
+                                   (1) or a message list (2, TRL's explicit prompt); 0 otherwise */
 } Pair;
 
 typedef struct {

@@ -45,13 +45,22 @@ static void message(Buf *b, const JobCorpus *c, int format, const char *rk, cons
     buf_append(b, "}", 1);
 }
 
-/* chat: full message lists, the prompt turns then the reply. */
+/* chat: full message lists, the prompt turns then the reply; or, when the prompt key gave the prompt,
+ * that key (a string or a message list) and reply-only lists. */
 static void write_chat(Buf *b, const Pair *p, const JobCorpus *c) {
     const char *keys[2] = {c->field_chosen, c->field_rejected};
+    if (p->prompt_from == 1 && p->n_turns == 1) str_member(b, c->field_prompt, p->turns[0].text, p->turns[0].len);
+    if (p->prompt_from == 2) {
+        key(b, c->field_prompt);
+        buf_append(b, "[", 1);
+        for (int t = 0; t < p->n_turns; t++)
+            message(b, c, FORMAT_CHAT, c->field_role, c->field_content, p->turns[t].role, p->turns[t].text, p->turns[t].len);
+        buf_append(b, "]", 1);
+    }
     for (int s = 0; s < 2; s++) {
         key(b, keys[s]);
         buf_append(b, "[", 1);
-        for (int t = 0; t < p->n_turns; t++)
+        for (int t = 0; !p->prompt_from && t < p->n_turns; t++)
             message(b, c, FORMAT_CHAT, c->field_role, c->field_content, p->turns[t].role, p->turns[t].text, p->turns[t].len);
         message(b, c, FORMAT_CHAT, c->field_role, c->field_content, ROLE_ASSISTANT, s ? p->rejected : p->chosen,
                 s ? p->rejected_len : p->chosen_len);

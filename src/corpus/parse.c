@@ -86,6 +86,7 @@ typedef struct {
     size_t len;
     const char *used[8];   /* top-level keys the layout consumed */
     int n_used;
+    int prompt_from;       /* Pair.prompt_from */
 } Ctx;
 
 static void use(Ctx *cx, const char *key) {
@@ -187,7 +188,8 @@ static void add_pair(Ctx *cx, ShardBuilder *b, int64_t id, int format, const cha
     if (json_members_except(cx->line, cx->len, cx->used, cx->n_used, &extra, key, sizeof key) != 0) {
         reject(cx, LINE_BAD_UTF8, key); /* a pass-through column goes to JSONL outputs: it must be UTF-8 */
     } else {
-        Pair pair = {id, p, (int64_t)np, ch, (int64_t)nc, rj, (int64_t)nr, turns, n_turns, format, extra.data, (int64_t)extra.len};
+        Pair pair = {id, p, (int64_t)np, ch, (int64_t)nc, rj, (int64_t)nr, turns, n_turns, format, extra.data, (int64_t)extra.len,
+                     cx->prompt_from};
         shard_builder_add(b, &pair);
     }
     buf_free(&extra);
@@ -367,7 +369,7 @@ static void render_prompt(Buf *out, const Turn *t, int n) {
 
 static int parse_chat(Ctx *cx, const cJSON *o, int64_t id, ShardBuilder *b) {
     const JobCorpus *c = cx->c;
-    Turn *tc = NULL, *tr = NULL, user;
+    Turn *tc = NULL, *tr = NULL, *tp = NULL, user;
     int nc = 0, nr = 0, rc = -1;
     MsgKeys k = msg_keys(c, FORMAT_CHAT);
     if (get_messages(cx, o, c->field_chosen, &k, 0, &tc, &nc) || get_messages(cx, o, c->field_rejected, &k, 0, &tr, &nr))
@@ -379,7 +381,13 @@ static int parse_chat(Ctx *cx, const cJSON *o, int64_t id, ShardBuilder *b) {
     }
     const Turn *turns = tc;
     int nt = nc - 1;
-    if (nt == 0 && cJSON_GetObjectItemCaseSensitive(o, c->field_prompt)) {
+    if (nt == 0 && cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(o, c->field_prompt))) {
+        /* lists holding only the replies, the prompt a message list (TRL's explicit prompt) */
+        if (get_messages(cx, o, c->field_prompt, &k, 0, &tp, &nt)) goto done;
+        turns = tp;
+        cx->prompt_from = 2;
+        use(cx, c->field_prompt);
+    } else if (nt == 0 && cJSON_GetObjectItemCaseSensitive(o, c->field_prompt)) {
         /* lists holding only the replies: the prompt key supplies the user turn */
         const char *p;
         size_t np;
@@ -387,6 +395,7 @@ static int parse_chat(Ctx *cx, const cJSON *o, int64_t id, ShardBuilder *b) {
         user = (Turn){ROLE_USER, p, (int64_t)np};
         turns = &user;
         nt = 1;
+        cx->prompt_from = 1;
         use(cx, c->field_prompt);
     }
     const Turn *ch = &tc[nc - 1], *rj = &tr[nr - 1];
@@ -402,6 +411,7 @@ static int parse_chat(Ctx *cx, const cJSON *o, int64_t id, ShardBuilder *b) {
 done:
     free(tc);
     free(tr);
+    free(tp);
     return rc;
 }
 
@@ -500,7 +510,7 @@ static int resolve_format(const JobCorpus *c, const cJSON *o) {
 }
 
 LineVerdict parse_line(const char *line, size_t len, int64_t id, const JobCorpus *c, ShardBuilder *b) {
-    Ctx cx = {{LINE_OK, "", "", -1}, c, line, len, {0}, 0};
+    Ctx cx = {{LINE_OK, "", "", -1}, c, line, len, {0}, 0, 0};
     if (all_space(line, len)) {
         reject(&cx, LINE_BLANK, "(line)");
         return cx.v;

@@ -49,7 +49,8 @@ void shard_get_pair(const Shard *s, int64_t i, Pair *out) {
     out->rejected_len = s->rejected_off[i + 1] - s->rejected_off[i];
     out->turns = s->turns ? s->turns + s->turn_off[i] : NULL;
     out->n_turns = (int)(s->turn_off[i + 1] - s->turn_off[i]);
-    out->format = s->pair_format ? s->pair_format[i] : s->format;
+    out->format = s->pair_format ? s->pair_format[i] & 0x3f : s->format;
+    out->prompt_from = s->pair_format ? s->pair_format[i] >> 6 : 0;
     out->extra = s->extra_off ? s->extra + s->extra_off[i] : NULL;
     out->extra_len = s->extra_off ? s->extra_off[i + 1] - s->extra_off[i] : 0;
 }
@@ -305,7 +306,7 @@ static void read_contents(Reader *r, Shard *s) {
     if (H5Lexists(r->f, "pair_format", H5P_DEFAULT) > 0) {
         s->pair_format = read_dataset(r, "pair_format", H5T_NATIVE_UINT8, 1, s->n, NULL);
         for (int64_t i = 0; !r->failed && i < s->n; i++)
-            if (s->pair_format[i] > FORMAT_PAIRS)
+            if ((s->pair_format[i] & 0x3f) > FORMAT_PAIRS || (s->pair_format[i] >> 6) > 2)
                 read_fail(r, "pair_format", "format code out of range");
     }
     if (!r->failed && H5Lexists(r->f, "extra_off", H5P_DEFAULT) > 0)
@@ -377,7 +378,7 @@ void shard_builder_add(ShardBuilder *b, const Pair *p) {
         append_text(&b->text, &b->text_off, p->turns[t].text, p->turns[t].len);
     }
     i64vec_push(&b->turn_off, (int64_t)b->roles.len);
-    uint8_t fmt = (uint8_t)p->format;
+    uint8_t fmt = (uint8_t)(p->format | p->prompt_from << 6);
     buf_append(&b->formats, &fmt, 1);
     append_text(&b->extra, &b->extra_off, p->extra, p->extra_len);
 }

@@ -199,13 +199,13 @@ def expect_line(raw, m, fmt):
         if len(r) != len(c) or r[-1][0] != 2 or r[:-1] != c[:-1]:
             raise Bad(bad, m["rejected"])
         turns = c[:-1]
-        used = (m["chosen"], m["rejected"])
+        used, fmt = (m["chosen"], m["rejected"]), 3
         if not turns and m["prompt"] in o:
             turns = [(1, get_str(o, m["prompt"], m["prompt"]))]
-            used += (m["prompt"],)
+            used, fmt = used + (m["prompt"],), 3 | 1 << 6  # pair_format bits 6-7: the prompt came from a string
         responses(c[-1][1], r[-1][1], m)
         passthrough(o, used)
-        return "ok", dict(format=3, prompt=render_chat_prompt(turns), chosen=c[-1][1], rejected=r[-1][1],
+        return "ok", dict(format=fmt, prompt=render_chat_prompt(turns), chosen=c[-1][1], rejected=r[-1][1],
                           turns=turns)
     except Bad as b:
         return b.reason, b.field
@@ -549,7 +549,7 @@ def test_chat():
         cdir = corpus_dir(os.path.join(A.work, "jobout"), "chat")
         man, pairs = check_against_reference(cdir, src, m, "auto", "chat")
         check(man["n_rejected"] == 7, "chat: 7 rejects (got %d)" % man["n_rejected"])
-        check({p["format"] for p in pairs.values()} == {1, 2, 3}, "chat: auto found all three formats")
+        check({p["format"] & 0x3f for p in pairs.values()} == {1, 2, 3}, "chat: auto found all three formats")
     rj = [json.loads(x) for x in open(os.path.join(cdir, "rejects.jsonl"))]
     check(any(r["line"] == 6 and r.get("detail") == '"narrator"; accepted: system user assistant' for r in rj),
           "chat: the unknown role's reject names the value and the accepted roles")

@@ -10,6 +10,7 @@ Fixtures are written here, from a seeded RNG, in five layouts and four container
        {-1, 1, 0 = tie}, annotator column; ties and an unknown label value
   sys  chat lists with system turns and a role-name map (customer / bot), gzip JSONL
   hh   HH transcripts, JSONL, with a source column
+  trl  TRL conversational: explicit prompt lists, prompt strings, implicit prompts (full lists)
 Bad records are planted with the reject (line, field, reason, detail) they must produce: the oracle is the
 construction, not the C code. One job mixes all five; `quorum run` with builtin members on 1 and 2 ranks.
 Checks, with json/gzip only: every cleaned.jsonl line minus its "quorum" object equals its input record
@@ -146,6 +147,26 @@ def make_sys(rng, n=30):
     return recs, bad
 
 
+def make_trl(rng, n=24):
+    """TRL conversational layouts: explicit prompt (a message list) with reply-only lists, a prompt string with
+    reply-only lists, and implicit prompt (full lists)."""
+    recs, bad = [], {}
+    for i in range(n):
+        c, r = two(rng)
+        reply = lambda t: [{"role": "assistant", "content": t}]
+        if i % 3 == 0:
+            prompt = ([{"role": "system", "content": text(rng)}] if i % 2 else []) + [{"role": "user", "content": text(rng)}]
+            recs.append({"prompt": prompt, "chosen": reply(c), "rejected": reply(r), "k": i})
+        elif i % 3 == 1:
+            recs.append({"prompt": text(rng), "chosen": reply(c), "rejected": reply(r)})
+        else:
+            pre = [{"role": "user", "content": text(rng)}]
+            recs.append({"chosen": pre + reply(c), "rejected": pre + reply(r), "prompt": "kept as a column"})
+    recs[9]["prompt"][-1]["role"] = "human"
+    bad[10] = ("prompt[%d].role" % (len(recs[9]["prompt"]) - 1), "unknown role", '"human"; accepted: system user assistant')
+    return recs, bad
+
+
 def make_hh(rng, n=20):
     recs = []
     for i in range(n):
@@ -219,6 +240,7 @@ def test_layouts():
                                            field_b="answer_b", field_label="overall_preference", **LP_MAP)),
         "sys": ("sys.jsonl.gz", make_sys, {"format": "chat", "roles": SYS_MAP}),
         "hh": ("hh.jsonl", make_hh, {}),
+        "trl": ("trl.jsonl", make_trl, {}),
     }
     data = {}
     corpora = []
