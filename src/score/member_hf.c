@@ -151,15 +151,24 @@ static void hf_close(Member *m) {
     m->impl = NULL;
 }
 
-int member_hf_open(Member *m, const JobMember *cfg) {
+int member_hf_open_template(Member *m, const JobMember *cfg) {
     HfMember *h = xcalloc(1, sizeof(HfMember));
     m->cfg = *cfg;
     m->impl = h;
-    m->score = hf_score;
     m->check = hf_check;
     m->close = hf_close;
-    if (!(h->tok = tokenizer_load(cfg->path)) || !(h->ct = chat_template_load(cfg->path, h->tok)) ||
-        model_load(&h->model, cfg->path, backend_auto()) != 0) {
+    if (!(h->tok = tokenizer_load(cfg->path)) || !(h->ct = chat_template_load(cfg->path, h->tok))) {
+        hf_close(m);
+        return -1;
+    }
+    return 0;
+}
+
+int member_hf_open(Member *m, const JobMember *cfg) {
+    if (member_hf_open_template(m, cfg) != 0) return -1;
+    HfMember *h = m->impl;
+    m->score = hf_score;
+    if (model_load(&h->model, cfg->path, backend_auto()) != 0) {
         hf_close(m);
         return -1;
     }

@@ -91,31 +91,39 @@ static void list_work(ScoreRun *run, int rank, int world) {
 
 static int read_checked_shard(ScoreRun *run, const WorkItem *w, Shard *s);
 
-/* Member.check over every shard this rank will score with member m (from item `from` on). */
-static int check_member(ScoreRun *run, int m, int64_t from) {
+/* Before any scoring: every member this rank hosts (its template only, no weights) renders every pair
+ * of the shards the rank will score with it (Member.check), so a dialogue a template refuses stops the
+ * job at its start. Items are member-major. 0 or -1 after one line. */
+static int check_members(ScoreRun *run) {
     int rc = 0;
-    for (int64_t i = from; i < run->n_items && rc == 0 && run->items[i].member == m; i++) {
-        Shard s;
-        if ((rc = read_checked_shard(run, &run->items[i], &s)) != 0) break;
-        Pair *pairs = xmalloc(sizeof(Pair) * (size_t)(s.n + 1));
-        for (int64_t j = 0; j < s.n; j++) shard_get_pair(&s, j, &pairs[j]);
-        run->member.corpus = run->job->corpora[run->items[i].corpus].name;
-        rc = run->member.check(&run->member, pairs, s.n);
-        free(pairs);
-        shard_free(&s);
+    for (int64_t i = 0; i < run->n_items && rc == 0;) {
+        int m = run->items[i].member;
+        Member mem;
+        rc = member_open_check(&mem, &run->job->committee[m]);
+        for (; i < run->n_items && run->items[i].member == m && rc == 0 && mem.check; i++) {
+            Shard s;
+            if ((rc = read_checked_shard(run, &run->items[i], &s)) != 0) break;
+            Pair *pairs = xmalloc(sizeof(Pair) * (size_t)(s.n + 1));
+            for (int64_t j = 0; j < s.n; j++) shard_get_pair(&s, j, &pairs[j]);
+            mem.corpus = run->job->corpora[run->items[i].corpus].name;
+            rc = mem.check(&mem, pairs, s.n);
+            free(pairs);
+            shard_free(&s);
+        }
+        while (i < run->n_items && run->items[i].member == m) i++;
+        member_close(&mem);
     }
     return rc;
 }
 
-/* Opens member m unless it is the one already open (one model in memory at a time), and checks that it
- * can render every pair it is about to score (`from`: the first of its items). */
-static int member_switch(ScoreRun *run, int m, int64_t from) {
+/* Opens member m unless it is the one already open (one model in memory at a time). */
+static int member_switch(ScoreRun *run, int m) {
     if (run->member_idx == m) return 0;
     if (run->member_idx >= 0) member_close(&run->member);
     run->member_idx = -1;
     if (member_open(&run->member, &run->job->committee[m]) != 0) return -1;
     run->member_idx = m;
-    return run->member.check ? check_member(run, m, from) : 0;
+    return 0;
 }
 
 static int read_checked_shard(ScoreRun *run, const WorkItem *w, Shard *s) {
@@ -143,7 +151,7 @@ static void test_hooks_after_write(ScoreRun *run, int rank, int world) {
 /* Scores one shard with one member and writes its score file. 0 or -1. */
 static int score_item(ScoreRun *run, const WorkItem *w) {
     const Job *job = run->job;
-    if (member_switch(run, w->member, (int64_t)(w - run->items)) != 0) return -1;
+    if (member_switch(run, w->member) != 0) return -1;
     Shard s;
     if (read_checked_shard(run, w, &s) != 0) return -1;
     Pair *pairs = xmalloc(sizeof(Pair) * (size_t)s.n);
@@ -182,7 +190,7 @@ static int score_rounds(ScoreRun *run, int rank, int world) {
                world, run->job->n_members, (long long)counts[0], (long long)counts[1]);
     double t0 = now_seconds(), last = t0;
     int64_t pos = 0, done = 0;
-    int err = 0;
+    int err = check_members(run) != 0;
     for (;;) {
         int64_t f[4] = {quorum_stop_requested(), err, pos < run->n_items, done}; /* stop, err, more, done */
         mpiCheck(MPI_Allreduce(MPI_IN_PLACE, f, 4, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));
