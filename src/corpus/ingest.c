@@ -84,14 +84,12 @@ static void stage_shard(Local *L, ShardBuilder *b, int64_t last_line, const char
 /* Streams every record; parses and stages the owned shards. 0, or -1 on a stream error (r->err). */
 static int parse_stream(Local *L, const JobCorpus *c, RecordReader *r, const char *dir) {
     ShardBuilder b;
-    int open = 0;
+    int open = 0, got = 1;
     int64_t i = 0;
     const char *rec;
     size_t len;
     for (; c->max_pairs <= 0 || i < c->max_pairs; i++) {
-        int got = reader_next(r, &rec, &len);
-        if (got < 0) return -1;
-        if (got == 0) break;
+        if ((got = reader_next(r, &rec, &len)) <= 0) break;
         int64_t k = i / L->S;
         if (i % L->S == 0) { /* a new shard */
             L->rejects = xrealloc(L->rejects, sizeof(Buf) * (size_t)(k + 1));
@@ -116,10 +114,11 @@ static int parse_stream(Local *L, const JobCorpus *c, RecordReader *r, const cha
             open = 0;
         }
     }
-    if (open) stage_shard(L, &b, i, dir);
     L->n_lines = i;
     L->n_shards = (i + L->S - 1) / L->S;
-    return reader_drain(r);
+    if (got < 0) L->failed = 1; /* a stream error: the staged shards are dropped with the staging folder */
+    if (open) stage_shard(L, &b, i, dir);
+    return got < 0 ? -1 : reader_drain(r);
 }
 
 /* Removes the manifest first (the folder is now "incomplete"), then what an earlier run left. */
