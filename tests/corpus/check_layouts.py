@@ -289,6 +289,17 @@ def test_layouts():
     p = run(["ingest", "--out", os.path.join(A.work, "cut"), "--name", "cut", bad_path], expect_rc=1)
     check("the JSON array is not closed" in p.stderr.decode(), "truncated array: %s" % p.stderr.decode()[-300:])
     check(not os.path.exists(os.path.join(A.work, "cut", "corpora", "cut", "manifest.json")), "truncated array: no manifest")
+    # a truncated gzip input leaves the previous corpus exactly as it was (staged shards are dropped)
+    cdir = os.path.join(A.work, "out1", "corpora", "lp")
+    before = {f: open(os.path.join(cdir, f), "rb").read() for f in sorted(os.listdir(cdir))}
+    src = os.path.join(A.work, "lp.json.gz")
+    whole = open(src, "rb").read()
+    open(src, "wb").write(whole[:len(whole) // 2])
+    p = run(["ingest", "--job", os.path.join(A.work, "job1.json"), "--corpus", "lp"], np_=2, expect_rc=1)
+    check("truncated or corrupt gzip stream" in p.stderr.decode(), "truncated gzip: %s" % p.stderr.decode()[-300:])
+    after = {f: open(os.path.join(cdir, f), "rb").read() for f in sorted(os.listdir(cdir))}
+    check(after == before, "truncated gzip: the previous corpus changed (%s -> %s)" % (sorted(before), sorted(after)))
+    open(src, "wb").write(whole)
 
 
 def test_fold():
