@@ -23,7 +23,11 @@
  *   /turn_role    uint8[T]        Role, below
  *   /text_off     int64[T+1]      \  normalized turn text (HH: "Human:"/"Assistant:" markers and the one
  *   /text         uint8[...]      /  following space removed), what chat templates render
- *   /pair_format  uint8[n]        CorpusFormat each pair was parsed as (hh/pcr/chat): with format
+ *   /extra_off    int64[n+1]     \  pass-through columns: per pair, one JSON object holding the input
+ *   /extra        uint8[...]     /  record's members the layout did not consume, as raw bytes (empty when
+ *                                 none). Optional on read; in the checksum only when non-empty.
+ *   /pair_format  uint8[n]        CorpusFormat each pair was parsed as (hh/pcr/chat/...) in bits 0-5, and
+ *                                 Pair.prompt_from in bits 6-7 (the cleaned output restores the prompt key); with format
  *                                 "auto" lines of one file may differ. Optional on read (a shard without
  *                                 it uses the format attribute for every pair); ingest never writes 0
  *                                 (auto), and export writes such pairs flat (prompt/chosen/rejected).
@@ -51,7 +55,10 @@
 #include "quorum/common.h"
 #include "quorum/job.h"
 
-typedef enum { ROLE_SYSTEM = 0, ROLE_USER = 1, ROLE_ASSISTANT = 2 } Role;
+/* Observation (a tool's output) and function call (the assistant calling a tool) are ShareGPT's roles;
+ * chat templates render them as user and assistant turns (chat_render_text). */
+typedef enum { ROLE_SYSTEM = 0, ROLE_USER = 1, ROLE_ASSISTANT = 2, ROLE_OBSERVATION = 3, ROLE_FUNCTION_CALL = 4 } Role;
+#define ROLE_COUNT 5
 
 /* Why an input line was rejected: the code in index.h5 /line_status, the text in rejects.jsonl. */
 typedef enum {
@@ -68,6 +75,8 @@ typedef enum {
     LINE_BAD_ROLE,       /* "unknown role" (chat messages: system / user / assistant only) */
     LINE_BAD_CHAT,       /* "chat lists do not share a prefix ending in an assistant reply" */
     LINE_NUL,            /* "NUL character in a string" (\u0000 would silently cut C strings short) */
+    LINE_TIE,            /* "tie" (labelled pairs: the label says neither answer wins) */
+    LINE_BAD_LABEL,      /* "unknown label" (labelled pairs: a value not in the job's label_a/label_b/label_tie) */
     LINE_N_STATUS
 } LineStatus;
 const char *line_status_name(LineStatus s);
@@ -87,6 +96,9 @@ typedef struct {
     Turn *turns;                /* the prompt dialogue: system/user/assistant turns before the responses */
     int n_turns;
     int format;                 /* CorpusFormat this pair was parsed as */
+    const char *extra;    int64_t extra_len; /* pass-through columns: a JSON object's raw bytes, or empty */
+    int prompt_from;            /* chat with reply-only lists: the prompt key gave the prompt turns, as a string
+                                   (1) or a message list (2, TRL's explicit prompt); 0 otherwise */
 } Pair;
 
 typedef struct {
@@ -105,6 +117,8 @@ typedef struct {
     char *text;
     Turn *turns;                /* [T], views built at read time (shard_index_turns) */
     uint8_t *pair_format;       /* [n] CorpusFormat per pair; NULL on write means `format` for all */
+    int64_t *extra_off;         /* [n+1] pass-through columns per pair (NULL: none) */
+    char *extra;
 } Shard;
 
 typedef struct {
@@ -128,11 +142,16 @@ char *shard_path(const char *corpus_dir, int64_t k);
  * error (unreadable file; with strict, the first bad line). Rejected lines are counted and listed. */
 int corpus_ingest(const Job *job, const JobCorpus *c, int strict);
 
+/* Streams a corpus input exactly as ingest reads it (never whole in memory): *checksum = FNV-1a of the
+ * decompressed bytes (the manifest's source_checksum), *records = its records (JSONL lines or JSON-array
+ * elements; the manifest's n_lines), capped at max_pairs when > 0. 0, or -1 with *err set. */
+int corpus_source_scan(const char *path, int64_t max_pairs, uint64_t *checksum, int64_t *records, const char **err);
+
 int corpus_manifest_read(CorpusManifest *m, const char *corpus_dir);
 void corpus_manifest_free(CorpusManifest *m);
 /* Writes <corpus_dir>/manifest.json atomically. 0 or -1. */
 int corpus_manifest_write(const CorpusManifest *m, const char *corpus_dir);
-const char *corpus_format_name(int format); /* "auto" | "hh" | "pcr" | "chat" */
+const char *corpus_format_name(int format); /* "auto" | "hh" | "pcr" | "chat" | "sharegpt" | "pairs" */
 
 /* Reads a whole shard (any rank, any shard, independent I/O). 0 or -1 after a one-line error naming
  * the file and dataset. Validates offsets (monotone, in range) so a corrupt shard is never used. */
@@ -147,9 +166,18 @@ void shard_index_turns(Shard *s);
 const char *pair_response(const Pair *p, int rejected, int64_t *len);
 
 /* FNV-1a, one running hash over the arrays' little-endian bytes in this order: pair_id, prompt_off,
- * prompt, chosen_off, chosen, rejected_off, rejected, turn_off, turn_role, text_off, text (not the
- * attributes, not pair_format): what the manifest records per shard. */
+ * prompt, chosen_off, chosen, rejected_off, rejected, turn_off, turn_role, text_off, text, then
+ * extra_off, extra only when some pair has pass-through columns (not the attributes, not pair_format):
+ * what the manifest records per shard. */
 uint64_t shard_checksum(const Shard *s);
+
+/* Appends s[0..n) (valid UTF-8) as a JSON string literal. */
+void json_append_string(Buf *b, const char *s, int64_t n);
+/* Appends pair p in its corpus's input layout (README "Corpora") as an OPEN JSON object: "{" + the
+ * layout's members (hh transcripts, pcr strings, chat message lists, sharegpt conversations + reply
+ * objects + system, pairs prompt/a/b) + the pass-through columns. The caller appends its own members
+ * and the closing "}". `flipped`: cleaning swapped chosen and rejected (a labelled pair's label flips). */
+void pair_layout_json(Buf *b, const Pair *p, const JobCorpus *c, int flipped);
 
 /* Writes a shard from in-memory arrays (used by ingest and by clean for cleaned corpora): to a temp
  * name, then renamed. 0 or -1. */
@@ -163,6 +191,8 @@ typedef struct {
     Shard s;                    /* header fields; arrays are filled at finish */
     I64Vec ids, prompt_off, chosen_off, rejected_off, turn_off, text_off;
     Buf prompt, chosen, rejected, text, roles, formats;
+    I64Vec extra_off;
+    Buf extra;
 } ShardBuilder;
 void shard_builder_init(ShardBuilder *b, const char *corpus, const char *split, int64_t index,
                         int64_t first_line, int64_t last_line, int format);

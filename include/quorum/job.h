@@ -36,17 +36,30 @@ typedef enum {
     FORMAT_HH,       /* chosen/rejected are full "\n\nHuman: ...\n\nAssistant: ..." transcripts */
     FORMAT_PCR,      /* flat prompt / chosen / rejected strings */
     FORMAT_CHAT,     /* chosen / rejected are lists of {role, content} messages (shared prefix = prompt) */
+    FORMAT_SHAREGPT, /* LLaMA-Factory ranking: conversations [{from, value}] + chosen / rejected message objects */
+    FORMAT_PAIRS,    /* labelled pairs: prompt, answers a / b and a label naming the winner (or a tie) */
 } CorpusFormat;
 
 typedef struct {
     char name[256];        /* REQUIRED; [A-Za-z0-9_.-]+, unique in the job; names the output folder */
-    char path[JOB_STR];    /* REQUIRED; .jsonl or .jsonl.gz */
-    CorpusFormat format;   /* "auto" (default) | "hh" | "pcr" | "chat" */
+    char path[JOB_STR];    /* REQUIRED; JSONL or a JSON array (.json), either optionally gzip-compressed */
+    CorpusFormat format;   /* "auto" (default) | "hh" | "pcr" | "chat" | "sharegpt" | "pairs" */
     char split[256];       /* source split label carried by every pair (default: the corpus name) */
     /* Field mapping: the JSON keys to read (defaults "prompt", "chosen", "rejected"; for chat lists
      * the message keys "role" and "content"). */
     char field_prompt[128], field_chosen[128], field_rejected[128];
     char field_role[128], field_content[128];
+    /* sharegpt: the dialogue key (default "conversations") and the optional system column ("system");
+     * its message keys are "from" / "value" unless field_role / field_content say otherwise. */
+    char field_conversations[128], field_system[128];
+    /* pairs: the answers (defaults "a", "b"), the label key (REQUIRED for pairs) and its values: JSON
+     * arrays (as text) of the values meaning "a wins", "b wins" and "tie", e.g. ["model_a", -1]. */
+    char field_a[128], field_b[128], field_label[128];
+    char label_a[512], label_b[512], label_tie[512];
+    /* Role-name map, a JSON object as text: input role name -> system | user | assistant | observation |
+     * function_call, added to the layout's own names (chat: system/user/assistant; sharegpt: system/
+     * human/gpt/observation/function_call). "" = none. */
+    char roles[1024];
     int64_t max_pairs;     /* 0 = all lines; else only the first max_pairs lines are read */
 } JobCorpus;
 

@@ -55,14 +55,24 @@ struct Member {
     MemberScoreFn score;
     void (*close)(Member *m);
     void *impl;
+    const char *corpus;   /* the corpus being scored (set by the caller; errors name it), or NULL */
+    /* Optional (HF members): 0 when every pair renders with the member's template (after the fold
+     * rule), else -1 after one line naming corpus, record, member and template. The score stage runs it
+     * over each rank's shards before scoring anything, so a pair a template cannot take stops the job at
+     * its start, not after hours of scoring. */
+    int (*check)(Member *m, const Pair *pairs, int64_t n);
 };
 
 /* Opens a member (builtin or HF). 0 or -1 after a one-line error naming the path. */
 int member_open(Member *m, const JobMember *cfg);
+/* Opens only what Member.check needs (HF: tokenizer + chat template, no weights; builtin: nothing, check
+ * NULL). Close with member_close. 0 or -1 after a one-line error. */
+int member_open_check(Member *m, const JobMember *cfg);
 void member_close(Member *m);
 
 /* HF reward model member: src/score/member_hf.c (tokenizer + chat template + *ForSequenceClassification). */
 int member_hf_open(Member *m, const JobMember *cfg);
+int member_hf_open_template(Member *m, const JobMember *cfg); /* tokenizer + template only: for check */
 
 /* The rank that scores (member, shard) under the assignment above, with world ranks. The vote uses the
  * same function, so each rank reads back exactly the files it (would have) scored. */

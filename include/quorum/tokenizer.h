@@ -88,12 +88,26 @@ const char *chat_family_name(ChatFamily f);
 int chat_render_text(const ChatTemplate *ct, const Turn *turns, int n_turns, const char *response,
                      size_t response_len, Buf *prompt, Buf *resp);
 
+/* The turns a template can render, by quorum's documented rule (README "System turns and tool roles"),
+ * applied by the committee before chat_render so a corpus role never kills a job:
+ *   observation -> a user turn, function_call -> an assistant turn (every family);
+ *   system, for the families without a system role (hh, mistral): folded into the next user turn as
+ *   "<system text>\n\n<user text>" (several system turns in a row are joined the same way).
+ * out: room for n turns; folded texts live in *scratch (free it after use). Returns the number of turns
+ * written; *n_folded = system turns folded (0 when none). chat_render_text itself stays exactly the
+ * model's own template (it refuses what that template refuses). */
+int chat_fold_turns(const ChatTemplate *ct, const Turn *in, int n, Turn *out, Buf *scratch, int *n_folded);
+
 /* Renders turns + one assistant response into ids: encode(prompt) ++ encode(response) (TRL's DPO
  * convention: the prompt ids are the same for the chosen and the rejected response). BOS exactly once
  * (the templates that use one write it as text; HH adds the id when add_bos_token). *prompt_len = the
  * number of ids before the response starts. -1 on error, *ids then left as it was. */
 int chat_render(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
                 const char *response, size_t response_len, I32Vec *ids, int *prompt_len);
+/* chat_fold_turns, then chat_render: what the committee and the trainers render (corpus turns of any
+ * role). *n_folded as chat_fold_turns. */
+int chat_render_folded(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
+                       const char *response, size_t response_len, I32Vec *ids, int *prompt_len, int *n_folded);
 
 #ifdef __cplusplus
 }

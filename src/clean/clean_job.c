@@ -93,34 +93,17 @@ static void shard_filter(const Shard *s, const uint8_t *act, Shard *out) {
 }
 
 /* ---- JSONL ---- */
-/* Appends s[0..n) as a JSON string literal. The bytes are valid UTF-8 (ingest checked), so only the
- * JSON specials and control bytes need escaping. */
-static void json_string(Buf *b, const char *s, int64_t n) {
-    buf_append(b, "\"", 1);
-    for (int64_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch == '"' || ch == '\\') { char e[2] = {'\\', (char)ch}; buf_append(b, e, 2); }
-        else if (ch == '\n') buf_append(b, "\\n", 2);
-        else if (ch == '\t') buf_append(b, "\\t", 2);
-        else if (ch == '\r') buf_append(b, "\\r", 2);
-        else if (ch < 0x20 || ch == 0x7f) buf_appendf(b, "\\u%04x", ch);
-        else buf_append(b, &s[i], 1);
-    }
-    buf_append(b, "\"", 1);
-}
-
-static void cleaned_line(Buf *b, const Shard *cs, int64_t j, const char *split, CleanAction a) {
+/* One cleaned.jsonl line: the pair in its input layout (flips stored swapped) + its pass-through columns
+ * + "quorum": id, split, action, bucket, agree count and the committee's mean margin (as voted). */
+static void cleaned_line(Buf *b, const Shard *cs, int64_t j, const CleanInput *in, int64_t vi) {
     Pair p;
     shard_get_pair(cs, j, &p);
-    buf_appendf(b, "{\"id\":%lld,\"split\":", (long long)p.id);
-    json_string(b, split, (int64_t)strlen(split));
-    buf_append_str(b, ",\"prompt\":");
-    json_string(b, p.prompt, p.prompt_len);
-    buf_append_str(b, ",\"chosen\":");
-    json_string(b, p.chosen, p.chosen_len);
-    buf_append_str(b, ",\"rejected\":");
-    json_string(b, p.rejected, p.rejected_len);
-    buf_appendf(b, ",\"action\":\"%s\"}\n", clean_action_name(a));
+    CleanAction a = (CleanAction)in->action[vi];
+    pair_layout_json(b, &p, in->c, a == ACTION_FLIP);
+    buf_appendf(b, ",\"quorum\":{\"id\":%lld,\"split\":", (long long)p.id);
+    json_append_string(b, in->man.split, (int64_t)strlen(in->man.split));
+    buf_appendf(b, ",\"action\":\"%s\",\"bucket\":\"%s\",\"agree\":%d,\"mean_margin\":%.9g}}\n", clean_action_name(a),
+                bucket_name((Bucket)in->v.bucket[vi]), (int)in->v.agree[vi], votes_mean_margin(&in->v, vi));
 }
 
 static char *part_path(const char *dir, int64_t k) {
@@ -156,7 +139,7 @@ static int clean_shard(const CleanInput *in, int64_t k, uint64_t *checksum, int6
         Buf jl = {0};
         for (int64_t j = 0, i = 0; j < cs.n; j++, i++) {
             while (in->action[at + i] == ACTION_REMOVE) i++; /* cs pair j is input pair i */
-            cleaned_line(&jl, &cs, j, in->man.split, (CleanAction)in->action[at + i]);
+            cleaned_line(&jl, &cs, j, in, at + i);
         }
         if (file_write_atomic(part, jl.data ? jl.data : "", jl.len)) rc = quorum_input_error(part, "cannot write");
         buf_free(&jl);

@@ -135,12 +135,6 @@ static int newer_than(const char *output, double input_mtime) {
 }
 
 /* Input lines as ingest counts them: newline-terminated, plus a last unterminated one. */
-static int64_t count_lines(const char *data, size_t len) {
-    int64_t n = 0;
-    for (const char *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) n++;
-    return n + (len > 0 && data[len - 1] != '\n');
-}
-
 /* Reads corpus c's manifest: 0, or -1 when it is missing or unreadable (the stage is then not current). */
 static int manifest_load(const Job *job, const JobCorpus *c, CorpusManifest *m) {
     char *dir = corpus_dir(job->out_dir, c->name);
@@ -156,16 +150,11 @@ static int manifest_load(const Job *job, const JobCorpus *c, CorpusManifest *m) 
 static int ingest_is_current(const Job *job, const JobCorpus *c) {
     CorpusManifest m;
     if (manifest_load(job, c, &m)) return 0;
-    size_t len = 0;
     const char *err = NULL;
-    char *data = m.shard_size == job->shard_size ? file_read_all(c->path, &len, &err) : NULL;
-    int current = 0;
-    if (data) {
-        int64_t lines = count_lines(data, len);
-        if (c->max_pairs > 0 && lines > c->max_pairs) lines = c->max_pairs;
-        current = m.source_checksum == fnv1a64(data, len, FNV1A64_INIT) && m.n_lines == lines;
-    }
-    free(data);
+    uint64_t sum = 0;
+    int64_t lines = 0; /* records, JSONL or JSON array, as ingest counts them */
+    int current = m.shard_size == job->shard_size && corpus_source_scan(c->path, c->max_pairs, &sum, &lines, &err) == 0 &&
+                  m.source_checksum == sum && m.n_lines == lines;
     corpus_manifest_free(&m);
     return current;
 }

@@ -70,14 +70,11 @@ static int64_t file_lines(const char *path) {
 /* ---- ingest ---- */
 
 static void verify_source(Verdicts *v, const JobCorpus *c, const CorpusManifest *m) {
-    size_t len = 0;
     const char *err = NULL;
-    char *data = file_read_all(c->path, &len, &err);
-    if (!check(v, data != NULL, c->path, "source readable%s%s", data ? "" : ": ", data ? "" : err)) return;
-    uint64_t sum = fnv1a64(data, len, FNV1A64_INIT);
-    int64_t lines = count_lines(data, len);
-    if (c->max_pairs > 0 && lines > c->max_pairs) lines = c->max_pairs;
-    free(data);
+    uint64_t sum = 0;
+    int64_t lines = 0; /* records, JSONL or JSON array, as ingest counts them */
+    int ok = corpus_source_scan(c->path, c->max_pairs, &sum, &lines, &err) == 0;
+    if (!check(v, ok, c->path, "source readable%s%s", ok ? "" : ": ", ok ? "" : err)) return;
     check(v, sum == m->source_checksum, c->path, "source checksum %016" PRIx64 "%s manifest's %016" PRIx64, sum,
           sum == m->source_checksum ? " ==" : " != the", m->source_checksum);
     check(v, lines == m->n_lines, c->path, "%lld source lines, manifest n_lines %lld", (long long)lines,

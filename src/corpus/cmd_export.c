@@ -32,7 +32,7 @@ static void add_concat(cJSON *o, const char *key, const char *a, int64_t na, con
 }
 
 static void add_messages(cJSON *o, const char *key, const Pair *p, const char *reply, int64_t n) {
-    static const char *const ROLES[] = {"system", "user", "assistant"};
+    static const char *const ROLES[ROLE_COUNT] = {"system", "user", "assistant", "observation", "function_call"};
     cJSON *list = cJSON_AddArrayToObject(o, key);
     for (int t = 0; t <= p->n_turns; t++) {
         cJSON *m = cJSON_CreateObject();

@@ -9,9 +9,12 @@
 
 static const char USAGE[] =
     "usage: quorum ingest --job JOB.json [--corpus NAME] [--strict]\n"
-    "       quorum ingest --out DIR --name NAME [--format auto|hh|pcr|chat] [--split S] [--shard-size N]\n"
-    "                     [--max-pairs N] [--field-prompt K] [--field-chosen K] [--field-rejected K]\n"
-    "                     [--field-role K] [--field-content K] [--strict] FILE.jsonl[.gz]\n"
+    "       quorum ingest --out DIR --name NAME [--format auto|hh|pcr|chat|sharegpt|pairs] [--split S]\n"
+    "                     [--shard-size N] [--max-pairs N] [--field-prompt K] [--field-chosen K]\n"
+    "                     [--field-rejected K] [--field-role K] [--field-content K] [--field-conversations K]\n"
+    "                     [--field-system K] [--field-a K] [--field-b K] [--field-label K] [--label-a JSON]\n"
+    "                     [--label-b JSON] [--label-tie JSON] [--roles JSON] [--strict] FILE\n"
+    "FILE: JSONL or a JSON array (.json), either gzip-compressed or not (detected from the content).\n"
     "Reads preference pairs into DIR/corpora/NAME (job form: <out_dir>/corpora/<name>): shard-*.h5,\n"
     "index.h5, rejects.jsonl, manifest.json (written last). Bad lines are rejected and listed; with\n"
     "--strict the first bad line stops the run (exit 1) and nothing is written. Run under mpirun to\n"
@@ -21,7 +24,9 @@ static const char USAGE[] =
 static const char *const CORPUS_KEYS[][2] = {
     {"--name", "name"}, {"--format", "format"}, {"--split", "split"}, {"--field-prompt", "field_prompt"},
     {"--field-chosen", "field_chosen"}, {"--field-rejected", "field_rejected"}, {"--field-role", "field_role"},
-    {"--field-content", "field_content"}, {"--max-pairs", "max_pairs"},
+    {"--field-content", "field_content"}, {"--max-pairs", "max_pairs"}, {"--field-conversations", "field_conversations"},
+    {"--field-system", "field_system"}, {"--field-a", "field_a"}, {"--field-b", "field_b"}, {"--field-label", "field_label"},
+    {"--label-a", "label_a"}, {"--label-b", "label_b"}, {"--label-tie", "label_tie"}, {"--roles", "roles"},
 };
 #define N_CORPUS_KEYS (int)(sizeof CORPUS_KEYS / sizeof CORPUS_KEYS[0])
 
@@ -76,8 +81,12 @@ int cmd_ingest(int argc, char **argv) {
         else if (!strcmp(a, "--shard-size")) shard_size = argv[++i];
         else if (k < N_CORPUS_KEYS) {
             const char *v = argv[++i];
+            cJSON *json = NULL; /* label values and the role map are JSON ('[-1]', '{"bot":"assistant"}') */
             if (!strcmp(CORPUS_KEYS[k][1], "max_pairs")) cJSON_AddNumberToObject(corpus, "max_pairs", atof(v));
-            else cJSON_AddStringToObject(corpus, CORPUS_KEYS[k][1], v);
+            else if (!strncmp(CORPUS_KEYS[k][1], "label_", 6) || !strcmp(CORPUS_KEYS[k][1], "roles")) {
+                json = cJSON_Parse(v);
+                cJSON_AddItemToObject(corpus, CORPUS_KEYS[k][1], json ? json : cJSON_CreateString(v));
+            } else cJSON_AddStringToObject(corpus, CORPUS_KEYS[k][1], v);
         } else if (a[0] == '-') { cJSON_Delete(corpus); return usage_error("unknown option", a); }
         else if (!file) file = a;
         else { cJSON_Delete(corpus); return usage_error("more than one input file:", a); }

@@ -1,12 +1,14 @@
-/* ingest.c - corpus_ingest: JSONL(.gz) -> shards + index.h5 + rejects.jsonl + manifest.json over MPI.
+/* ingest.c - corpus_ingest: JSONL / JSON array (.gz) -> shards + index.h5 + rejects.jsonl + manifest.json over MPI.
  *
- * Every rank decompresses the whole input (gzip cannot be split) and finds the line starts; shard k
- * (lines [k*S+1, (k+1)*S]) is parsed and written by rank k % R, so shard contents never depend on R.
- * Order of effects: parse everything in memory -> (strict: stop at the first bad line, nothing
- * touched) -> remove the old manifest, then stale files -> shards (temp + rename) -> index.h5
+ * Every rank streams the whole input (gzip cannot be split; reader.h) and numbers its records; shard k
+ * (records [k*S+1, (k+1)*S]) is parsed by rank k % R and written, as soon as it is complete, to the
+ * staging folder <dir>/.staging, so memory holds one shard, never the input. Order of effects: stream
+ * and stage -> (a stream error, or strict and a bad record: drop the staging folder, nothing else
+ * touched) -> remove the old manifest, then stale files -> staged shards renamed into place -> index.h5
  * (collective MPI-IO) -> rejects.jsonl -> manifest.json, last and atomic. */
 #define _GNU_SOURCE
 #include "parse.h"
+#include "reader.h"
 #include "quorum/corpus.h"
 
 #include <cjson/cJSON.h>
@@ -21,13 +23,15 @@
 typedef struct {
     int64_t n_lines, n_shards, S;
     int rank, world;
-    Shard *shards;        /* [n_shards]; only owned ones filled */
-    uint8_t *status;      /* [n_lines] LineStatus; only owned lines filled */
+    Buf status;           /* [n_lines] LineStatus bytes; only owned lines filled */
     Buf *rejects;         /* [n_shards] JSONL chunk of each owned shard */
+    I64Vec pairs, sums;   /* [n_shards] pairs and shard_checksum of owned shards, 0 elsewhere */
     int64_t n_rejected;   /* over owned shards */
+    int64_t n_format[8];  /* owned pairs per CorpusFormat (auto detection summary) */
     int64_t first_bad;    /* lowest rejected line (1-based) over owned shards, INT64_MAX if none */
-    char first_bad_field[300];
+    char first_bad_field[300], first_bad_detail[300];
     LineStatus first_bad_status;
+    int failed;           /* a staged shard could not be written */
 } Local;
 
 static int owns(const Local *L, int64_t k) { return k % L->world == L->rank; }
@@ -37,26 +41,13 @@ static int64_t shard_end(const Local *L, int64_t k) {
     return e < L->n_lines ? e : L->n_lines;
 }
 
-/* Line starts of the decompressed input: a final line without '\n' counts, an empty tail does not. */
-static int64_t *split_lines(const char *text, size_t len, int64_t *n_out) {
-    I64Vec starts = {0};
-    size_t p = 0;
-    while (p < len) {
-        i64vec_push(&starts, (int64_t)p);
-        const char *nl = memchr(text + p, '\n', len - p);
-        p = nl ? (size_t)(nl - text) + 1 : len;
-    }
-    i64vec_push(&starts, (int64_t)len);
-    *n_out = (int64_t)starts.len - 1;
-    return starts.data;
-}
-
 static void add_reject(Local *L, Buf *chunk, const JobCorpus *c, int64_t line, const LineVerdict *v) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "corpus", c->name);
     cJSON_AddNumberToObject(o, "line", (double)line);
     cJSON_AddStringToObject(o, "field", v->field);
     cJSON_AddStringToObject(o, "reason", line_status_name(v->status));
+    if (v->detail[0]) cJSON_AddStringToObject(o, "detail", v->detail);
     char *s = cJSON_PrintUnformatted(o);
     buf_append_str(chunk, s);
     buf_append_str(chunk, "\n");
@@ -67,22 +58,67 @@ static void add_reject(Local *L, Buf *chunk, const JobCorpus *c, int64_t line, c
         L->first_bad = line;
         L->first_bad_status = v->status;
         snprintf(L->first_bad_field, sizeof L->first_bad_field, "%s", v->field);
+        snprintf(L->first_bad_detail, sizeof L->first_bad_detail, "%s", v->detail);
     }
 }
 
-static void parse_owned(Local *L, const JobCorpus *c, const char *text, const int64_t *starts) {
-    for (int64_t k = 0; k < L->n_shards; k++) {
-        if (!owns(L, k)) continue;
-        ShardBuilder b;
-        shard_builder_init(&b, c->name, c->split, k, shard_first(L, k) + 1, shard_end(L, k), c->format);
-        for (int64_t i = shard_first(L, k); i < shard_end(L, k); i++) {
-            size_t len = (size_t)(starts[i + 1] - starts[i]);
-            LineVerdict v = parse_line(text + starts[i], len, i + 1, c, &b);
-            L->status[i] = (uint8_t)v.status;
-            if (v.status != LINE_OK) add_reject(L, &L->rejects[k], c, i + 1, &v);
+static char *staged_path(const char *dir, int64_t k) {
+    char *stage = path_join(dir, ".staging"), *p = shard_path(stage, k);
+    free(stage);
+    return p;
+}
+
+/* A finished owned shard: written to the staging folder, counted, freed. */
+static void stage_shard(Local *L, ShardBuilder *b, int64_t last_line, const char *dir) {
+    Shard s;
+    b->s.last_line = last_line;
+    shard_builder_finish(b, &s);
+    char *p = staged_path(dir, s.index);
+    if (!L->failed && shard_write(&s, p) != 0) L->failed = 1;
+    L->pairs.data[s.index] = s.n;
+    L->sums.data[s.index] = (int64_t)shard_checksum(&s);
+    free(p);
+    shard_free(&s);
+}
+
+/* Streams every record; parses and stages the owned shards. 0, or -1 on a stream error (r->err). */
+static int parse_stream(Local *L, const JobCorpus *c, RecordReader *r, const char *dir) {
+    ShardBuilder b;
+    int open = 0, got = 1;
+    int64_t i = 0;
+    const char *rec;
+    size_t len;
+    for (; c->max_pairs <= 0 || i < c->max_pairs; i++) {
+        if ((got = reader_next(r, &rec, &len)) <= 0) break;
+        int64_t k = i / L->S;
+        if (i % L->S == 0) { /* a new shard */
+            L->rejects = xrealloc(L->rejects, sizeof(Buf) * (size_t)(k + 1));
+            L->rejects[k] = (Buf){0};
+            i64vec_push(&L->pairs, 0);
+            i64vec_push(&L->sums, 0);
+            if (owns(L, k)) {
+                shard_builder_init(&b, c->name, c->split, k, i + 1, (k + 1) * L->S, c->format);
+                open = 1;
+            }
         }
-        shard_builder_finish(&b, &L->shards[k]);
+        uint8_t st = LINE_OK;
+        if (owns(L, k)) {
+            LineVerdict v = parse_line(rec, len, i + 1, c, &b);
+            st = (uint8_t)v.status;
+            if (v.status != LINE_OK) add_reject(L, &L->rejects[k], c, i + 1, &v);
+            else if (v.format >= 0 && v.format < 8) L->n_format[v.format]++;
+        }
+        buf_append(&L->status, &st, 1);
+        if (open && (i + 1) % L->S == 0) {
+            stage_shard(L, &b, i + 1, dir);
+            open = 0;
+        }
     }
+    L->n_lines = i;
+    L->n_shards = (i + L->S - 1) / L->S;
+    if (got < 0) L->failed = 1; /* a stream error: the staged shards are dropped with the staging folder */
+    if (open) stage_shard(L, &b, i, dir);
+    return got < 0 ? -1 : reader_drain(r);
 }
 
 /* Removes the manifest first (the folder is now "incomplete"), then what an earlier run left. */
@@ -117,8 +153,8 @@ static int write_index(const Local *L, const char *dir) {
     int64_t j = 0;
     for (int64_t k = 0; k < L->n_shards; k++)
         for (int64_t i = shard_first(L, k); owns(L, k) && i < shard_end(L, k); i++, j++) {
-            status[j] = L->status[i];
-            shard[j] = L->status[i] == LINE_OK ? (int32_t)k : -1;
+            status[j] = (uint8_t)L->status.data[i];
+            shard[j] = L->status.data[i] == LINE_OK ? (int32_t)k : -1;
         }
 
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -206,25 +242,20 @@ static int write_rejects(const Local *L, const char *dir) {
     return rc;
 }
 
-/* Writes owned shards; sums pairs and checksums into rank 0's manifest arrays. */
-static int write_shards(const Local *L, const char *dir, CorpusManifest *m) {
+/* Renames the owned staged shards into place; sums pairs and checksums into rank 0's manifest arrays. */
+static int publish_shards(const Local *L, const char *dir, CorpusManifest *m) {
     int rc = 0;
-    int64_t *pairs = xcalloc((size_t)L->n_shards + 1, sizeof(int64_t));
-    uint64_t *sums = xcalloc((size_t)L->n_shards + 1, sizeof(uint64_t));
     for (int64_t k = 0; k < L->n_shards && rc == 0; k++) {
         if (!owns(L, k)) continue;
-        char *p = shard_path(dir, k);
-        rc = shard_write(&L->shards[k], p);
-        free(p);
-        pairs[k] = L->shards[k].n;
-        sums[k] = shard_checksum(&L->shards[k]);
+        char *from = staged_path(dir, k), *to = shard_path(dir, k);
+        if (rename(from, to) != 0) rc = quorum_input_error(to, "cannot rename the staged shard into place");
+        free(from);
+        free(to);
     }
     m->shard_pairs = xcalloc((size_t)L->n_shards + 1, sizeof(int64_t));
     m->shard_checksum = xcalloc((size_t)L->n_shards + 1, sizeof(uint64_t));
-    mpiCheck(MPI_Reduce(pairs, m->shard_pairs, (int)L->n_shards, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
-    mpiCheck(MPI_Reduce(sums, m->shard_checksum, (int)L->n_shards, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
-    free(pairs);
-    free(sums);
+    mpiCheck(MPI_Reduce(L->pairs.data, m->shard_pairs, (int)L->n_shards, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
+    mpiCheck(MPI_Reduce(L->sums.data, m->shard_checksum, (int)L->n_shards, MPI_UINT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
     int any = 0;
     mpiCheck(MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     return any;
@@ -238,19 +269,18 @@ static int strict_stop(const Local *L, const JobCorpus *c) {
     if (first == L->first_bad) {
         char where[2048];
         snprintf(where, sizeof where, "%s:%lld:%s", c->path, (long long)first, L->first_bad_field);
-        quorum_input_error(where, "%s (--strict: nothing written)", line_status_name(L->first_bad_status));
+        quorum_input_error(where, "%s%s%s (--strict: nothing written)", line_status_name(L->first_bad_status),
+                           L->first_bad_detail[0] ? ": " : "", L->first_bad_detail);
     }
     return -1;
 }
 
 static void local_free(Local *L) {
-    for (int64_t k = 0; k < L->n_shards; k++) {
-        shard_free(&L->shards[k]);
-        buf_free(&L->rejects[k]);
-    }
-    free(L->shards);
+    for (int64_t k = 0; k < L->n_shards; k++) buf_free(&L->rejects[k]);
     free(L->rejects);
-    free(L->status);
+    buf_free(&L->status);
+    i64vec_free(&L->pairs);
+    i64vec_free(&L->sums);
 }
 
 static int write_corpus(const Job *job, const JobCorpus *c, const Local *L, uint64_t source_sum, int64_t source_bytes) {
@@ -263,13 +293,13 @@ static int write_corpus(const Job *job, const JobCorpus *c, const Local *L, uint
     mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (rc != 0) { free(dir); return -1; }
     CorpusManifest m = {0};
-    if (write_shards(L, dir, &m) != 0) rc = -1;
+    if (publish_shards(L, dir, &m) != 0) rc = -1;
     if (rc == 0) rc = write_index(L, dir);
     mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD)); /* only rank 0 renames */
     if (rc == 0) rc = write_rejects(L, dir);
     int64_t pairs = 0, rejected = 0;
     for (int64_t k = 0; k < L->n_shards; k++)
-        if (owns(L, k)) pairs += L->shards[k].n;
+        if (owns(L, k)) pairs += L->pairs.data[k];
     int64_t mine[2] = {pairs, L->n_rejected}, tot[2] = {0, 0};
     mpiCheck(MPI_Reduce(mine, tot, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
     mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
@@ -297,37 +327,59 @@ static int write_corpus(const Job *job, const JobCorpus *c, const Local *L, uint
     return rc;
 }
 
-int corpus_ingest(const Job *job, const JobCorpus *c, int strict) {
-    size_t len = 0;
-    const char *err = NULL;
-    char *text = file_read_all(c->path, &len, &err);
-    int ok = text != NULL, all_ok = 0; /* ranks on different nodes may see different files */
-    mpiCheck(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
-    int root_ok = ok;
-    mpiCheck(MPI_Bcast(&root_ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
-    if (!all_ok) { /* one line: rank 0's, or else each failing rank's */
-        if (!ok && quorum_rank() == 0) quorum_input_error(c->path, "cannot read corpus: %s", err);
-        else if (!ok && root_ok) quorum_log_all("error: cannot read corpus %s: %s", c->path, err);
-        free(text);
-        return -1;
+/* Rank 0 prints what the input was read as (container, and per-pair layouts for "auto"). */
+static void log_detected(const Local *L, const JobCorpus *c, const RecordReader *r) {
+    int64_t tot[8] = {0};
+    mpiCheck(MPI_Reduce(L->n_format, tot, 8, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
+    if (L->rank != 0) return;
+    Buf b = {0};
+    for (int f = FORMAT_HH; f < 8; f++)
+        if (tot[f]) buf_appendf(&b, "%s%lld %s", b.len ? ", " : "", (long long)tot[f], corpus_format_name(f));
+    quorum_log("ingest: %s: %s read as %s, %lld records (%s: %s)", c->name, c->path, reader_describe(r),
+               (long long)L->n_lines, corpus_format_name(c->format), b.len ? b.data : "no pairs");
+    buf_free(&b);
+}
+
+/* Rank 0 (re)creates an empty staging folder; every rank learns whether it could. */
+static int make_staging(const char *dir, int create) {
+    char *stage = path_join(dir, ".staging");
+    int rc = 0;
+    if (quorum_rank() == 0) {
+        dir_remove_flat(stage);
+        if (!create) rmdir(dir); /* only when empty: a failed first ingest leaves no folder behind */
+        if (create && mkdir_p(stage) != 0) rc = quorum_input_error(stage, "cannot create the staging folder");
     }
+    mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    free(stage);
+    return rc;
+}
+
+int corpus_ingest(const Job *job, const JobCorpus *c, int strict) {
+    RecordReader r;
+    int opened = reader_open(&r, c->path) == 0, all_ok = 0; /* ranks on different nodes may see different files */
+    char *dir = corpus_dir(job->out_dir, c->name);
+    int ok = make_staging(dir, 1) == 0 && opened;
     Local L = {0};
     L.rank = quorum_rank();
     L.world = quorum_world();
     L.S = job->shard_size;
     L.first_bad = INT64_MAX;
-    int64_t *starts = split_lines(text, len, &L.n_lines);
-    if (c->max_pairs > 0 && L.n_lines > c->max_pairs) L.n_lines = c->max_pairs;
-    L.n_shards = (L.n_lines + L.S - 1) / L.S;
-    L.shards = xcalloc((size_t)L.n_shards + 1, sizeof(Shard));
-    L.rejects = xcalloc((size_t)L.n_shards + 1, sizeof(Buf));
-    L.status = xcalloc((size_t)L.n_lines + 1, 1);
-    parse_owned(&L, c, text, starts);
-    uint64_t source_sum = fnv1a64(text, len, FNV1A64_INIT);
-    free(starts);
-    free(text);
-    int rc = strict ? strict_stop(&L, c) : 0;
-    if (rc == 0) rc = write_corpus(job, c, &L, source_sum, (int64_t)len);
+    if (ok) ok = parse_stream(&L, c, &r, dir) == 0 && !L.failed;
+    mpiCheck(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    int root_ok = ok;
+    mpiCheck(MPI_Bcast(&root_ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    int rc = 0;
+    if (!all_ok) { /* one line: rank 0's, or else each failing rank's */
+        if (!ok && r.err[0] && quorum_rank() == 0) quorum_input_error(c->path, "cannot read corpus: %s", r.err);
+        else if (!ok && r.err[0] && root_ok) quorum_log_all("error: cannot read corpus %s: %s", c->path, r.err);
+        rc = -1;
+    }
+    if (rc == 0 && strict) rc = strict_stop(&L, c);
+    if (rc == 0) log_detected(&L, c, &r);
+    if (rc == 0) rc = write_corpus(job, c, &L, r.checksum, r.bytes);
+    make_staging(dir, 0);
+    reader_close(&r);
     local_free(&L);
+    free(dir);
     return rc;
 }

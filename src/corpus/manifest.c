@@ -113,7 +113,7 @@ int corpus_manifest_read(CorpusManifest *m, const char *dir) {
     get_str(&cx, o, "source", m->source, sizeof m->source);
     get_str(&cx, o, "format", format, sizeof format);
     m->format = -1;
-    for (int f = FORMAT_AUTO; f <= FORMAT_CHAT; f++)
+    for (int f = FORMAT_AUTO; f <= FORMAT_PAIRS; f++)
         if (!strcmp(format, corpus_format_name(f))) m->format = f;
     if (!cx.failed && m->format < 0) mfail(&cx, "format", "unknown format");
     m->source_checksum = get_hex(&cx, o, "source_checksum");

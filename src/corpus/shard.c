@@ -22,9 +22,9 @@ char *shard_path(const char *dir, int64_t k) {
     return path_join(dir, name);
 }
 
-static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat"};
+static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat", "sharegpt", "pairs"};
 const char *corpus_format_name(int format) {
-    return (format >= 0 && format <= FORMAT_CHAT) ? FORMAT_NAMES[format] : "unknown";
+    return (format >= 0 && format <= FORMAT_PAIRS) ? FORMAT_NAMES[format] : "unknown";
 }
 
 /* ---- views ---- */
@@ -49,7 +49,10 @@ void shard_get_pair(const Shard *s, int64_t i, Pair *out) {
     out->rejected_len = s->rejected_off[i + 1] - s->rejected_off[i];
     out->turns = s->turns ? s->turns + s->turn_off[i] : NULL;
     out->n_turns = (int)(s->turn_off[i + 1] - s->turn_off[i]);
-    out->format = s->pair_format ? s->pair_format[i] : s->format;
+    out->format = s->pair_format ? s->pair_format[i] & 0x3f : s->format;
+    out->prompt_from = s->pair_format ? s->pair_format[i] >> 6 : 0;
+    out->extra = s->extra_off ? s->extra + s->extra_off[i] : NULL;
+    out->extra_len = s->extra_off ? s->extra_off[i + 1] - s->extra_off[i] : 0;
 }
 
 uint64_t shard_checksum(const Shard *s) {
@@ -66,6 +69,10 @@ uint64_t shard_checksum(const Shard *s) {
     h = fnv1a64(s->turn_role, (size_t)T, h);
     h = fnv1a64(s->text_off, (size_t)(T + 1) * 8, h);
     h = fnv1a64(s->text, (size_t)s->text_off[T], h);
+    if (s->extra_off && s->extra_off[n] > 0) {
+        h = fnv1a64(s->extra_off, (size_t)(n + 1) * 8, h);
+        h = fnv1a64(s->extra, (size_t)s->extra_off[n], h);
+    }
     return h;
 }
 
@@ -73,6 +80,7 @@ void shard_free(Shard *s) {
     free(s->pair_id); free(s->prompt_off); free(s->chosen_off); free(s->rejected_off);
     free(s->prompt); free(s->chosen); free(s->rejected);
     free(s->turn_off); free(s->turn_role); free(s->text_off); free(s->text);
+    free(s->extra_off); free(s->extra);
     free(s->turns); free(s->pair_format);
     memset(s, 0, sizeof *s);
 }
@@ -140,6 +148,10 @@ static int write_contents(hid_t f, const Shard *s) {
     rc |= write_dataset(f, "text_off", H5T_NATIVE_INT64, T + 1, s->text_off);
     rc |= write_dataset(f, "text", H5T_NATIVE_UINT8, s->text_off[T], s->text);
     rc |= write_dataset(f, "pair_format", H5T_NATIVE_UINT8, n, fmt);
+    if (s->extra_off && s->extra_off[n] > 0) {
+        rc |= write_dataset(f, "extra_off", H5T_NATIVE_INT64, n + 1, s->extra_off);
+        rc |= write_dataset(f, "extra", H5T_NATIVE_UINT8, s->extra_off[n], s->extra);
+    }
     if (fmt != s->pair_format) free(fmt);
     return rc;
 }
@@ -279,7 +291,7 @@ static void read_contents(Reader *r, Shard *s) {
     read_attr(r, "last_line", H5T_NATIVE_INT64, &s->last_line);
     read_attr(r, "format", H5T_NATIVE_INT32, &format);
     s->format = format;
-    if (!r->failed && (format < FORMAT_AUTO || format > FORMAT_CHAT)) read_fail(r, "format", "unknown format code");
+    if (!r->failed && (format < FORMAT_AUTO || format > FORMAT_PAIRS)) read_fail(r, "format", "unknown format code");
     s->pair_id = read_dataset(r, "pair_id", H5T_NATIVE_INT64, 8, -1, &s->n);
     read_text(r, "prompt_off", "prompt", s->n, &s->prompt_off, &s->prompt);
     read_text(r, "chosen_off", "chosen", s->n, &s->chosen_off, &s->chosen);
@@ -289,14 +301,16 @@ static void read_contents(Reader *r, Shard *s) {
     if (s->turn_off) check_offsets(r, "turn_off", s->turn_off, s->n, s->n_turns_total);
     read_text(r, "text_off", "text", s->n_turns_total, &s->text_off, &s->text);
     for (int64_t t = 0; !r->failed && t < s->n_turns_total; t++)
-        if (s->turn_role[t] > ROLE_ASSISTANT) read_fail(r, "turn_role", "role code out of range");
+        if (s->turn_role[t] >= ROLE_COUNT) read_fail(r, "turn_role", "role code out of range");
     if (r->failed) return;
     if (H5Lexists(r->f, "pair_format", H5P_DEFAULT) > 0) {
         s->pair_format = read_dataset(r, "pair_format", H5T_NATIVE_UINT8, 1, s->n, NULL);
         for (int64_t i = 0; !r->failed && i < s->n; i++)
-            if (s->pair_format[i] > FORMAT_CHAT)
+            if ((s->pair_format[i] & 0x3f) > FORMAT_PAIRS || (s->pair_format[i] >> 6) > 2)
                 read_fail(r, "pair_format", "format code out of range");
     }
+    if (!r->failed && H5Lexists(r->f, "extra_off", H5P_DEFAULT) > 0)
+        read_text(r, "extra_off", "extra", s->n, &s->extra_off, &s->extra);
     for (int64_t i = 1; !r->failed && i < s->n; i++)
         if (s->pair_id[i] <= s->pair_id[i - 1]) { /* a duplicate would be one pair counted twice */
             char what[64], msg[160];
@@ -344,12 +358,12 @@ void shard_builder_init(ShardBuilder *b, const char *corpus, const char *split, 
     b->s.first_line = first_line;
     b->s.last_line = last_line;
     b->s.format = format;
-    I64Vec *offs[] = {&b->prompt_off, &b->chosen_off, &b->rejected_off, &b->turn_off, &b->text_off};
-    for (int i = 0; i < 5; i++) i64vec_push(offs[i], 0);
+    I64Vec *offs[] = {&b->prompt_off, &b->chosen_off, &b->rejected_off, &b->turn_off, &b->text_off, &b->extra_off};
+    for (int i = 0; i < 6; i++) i64vec_push(offs[i], 0);
 }
 
 static void append_text(Buf *text, I64Vec *off, const char *p, int64_t n) {
-    buf_append(text, p, (size_t)n);
+    if (n > 0) buf_append(text, p, (size_t)n);
     i64vec_push(off, (int64_t)text->len);
 }
 
@@ -364,8 +378,9 @@ void shard_builder_add(ShardBuilder *b, const Pair *p) {
         append_text(&b->text, &b->text_off, p->turns[t].text, p->turns[t].len);
     }
     i64vec_push(&b->turn_off, (int64_t)b->roles.len);
-    uint8_t fmt = (uint8_t)p->format;
+    uint8_t fmt = (uint8_t)(p->format | p->prompt_from << 6);
     buf_append(&b->formats, &fmt, 1);
+    append_text(&b->extra, &b->extra_off, p->extra, p->extra_len);
 }
 
 /* A Buf's bytes as an owned, non-NULL array. */
@@ -398,6 +413,8 @@ void shard_builder_finish(ShardBuilder *b, Shard *out) {
     out->text = take_bytes(&b->text);
     out->turn_role = (uint8_t *)take_bytes(&b->roles);
     out->pair_format = (uint8_t *)take_bytes(&b->formats);
+    out->extra_off = take_i64(&b->extra_off);
+    out->extra = take_bytes(&b->extra);
     out->turns = NULL;
     shard_index_turns(out);
     memset(b, 0, sizeof *b);

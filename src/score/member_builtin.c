@@ -107,6 +107,12 @@ int member_open(Member *m, const JobMember *cfg) {
     return rule ? builtin_open(m, cfg, rule) : member_hf_open(m, cfg);
 }
 
+int member_open_check(Member *m, const JobMember *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    return builtin_rule(cfg->path) ? 0 : member_hf_open_template(m, cfg);
+}
+
 void member_close(Member *m) {
     if (m->close) m->close(m);
     m->close = NULL;

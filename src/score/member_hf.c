@@ -24,6 +24,7 @@ typedef struct {
     ChatTemplate *ct;
     Model *model;
     int64_t n_truncated;
+    int64_t n_folded;   /* pairs whose system turns were folded into a user turn (chat_fold_turns) */
 } HfMember;
 
 typedef struct {
@@ -37,17 +38,46 @@ static int cmp_len(const void *a, const void *b) {
     return (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+static int render_error(const Member *m, const HfMember *h, const Pair *p, int rejected) {
+    char where[1500];
+    snprintf(where, sizeof where, "corpus %s: record %lld: %s", m->corpus ? m->corpus : "?", (long long)p->id,
+             rejected ? "rejected" : "chosen");
+    return quorum_input_error(where, "member %s (%s) cannot render the pair with its %s chat template", m->cfg.name,
+                              m->cfg.path, chat_family_name(chat_template_family(h->ct)));
+}
+
+/* Member.check: the text of every pair through the fold rule and the template, no tokenizing. */
+static int hf_check(Member *m, const Pair *pairs, int64_t n) {
+    HfMember *h = m->impl;
+    Turn *turns = NULL;
+    Buf scratch = {0}, p = {0}, r = {0};
+    int rc = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        const Pair *q = &pairs[i];
+        turns = xrealloc(turns, sizeof(Turn) * (size_t)(q->n_turns + 1));
+        scratch.len = p.len = r.len = 0;
+        int folded, nt = chat_fold_turns(h->ct, q->turns, q->n_turns, turns, &scratch, &folded);
+        for (int side = 0; side < 2 && rc == 0; side++) {
+            int64_t len;
+            const char *resp = pair_response(q, side, &len);
+            if (chat_render_text(h->ct, turns, nt, resp, (size_t)len, &p, &r) != 0) rc = render_error(m, h, q, side);
+        }
+    }
+    free(turns);
+    buf_free(&scratch); buf_free(&p); buf_free(&r);
+    return rc;
+}
+
 /* Renders one sequence and fits it into max_length tokens (see the file comment). */
 static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected, I32Vec *ids) {
     ids->len = 0;
     int prompt_len = 0;
     int64_t resp_len;
     const char *resp = pair_response(p, rejected, &resp_len);
-    if (chat_render(h->ct, h->tok, p->turns, p->n_turns, resp, (size_t)resp_len, ids, &prompt_len) != 0) {
-        char where[1200];
-        snprintf(where, sizeof where, "%s: pair %lld: %s", m->cfg.path, (long long)p->id, rejected ? "rejected" : "chosen");
-        return quorum_input_error(where, "cannot render the pair with the member's chat template");
-    }
+    int folded = 0;
+    int rc = chat_render_folded(h->ct, h->tok, p->turns, p->n_turns, resp, (size_t)resp_len, ids, &prompt_len, &folded);
+    if (folded && !rejected) h->n_folded++;
+    if (rc != 0) return render_error(m, h, p, rejected);
     int max = m->cfg.max_length;
     if ((int)ids->len > max) {
         h->n_truncated++;
@@ -69,7 +99,7 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
     I32Vec *seqs = xcalloc((size_t)n_seq, sizeof(I32Vec));
     SeqRef *order = xmalloc(sizeof(SeqRef) * (size_t)(n_seq ? n_seq : 1));
     int rc = 0;
-    int64_t truncated_before = h->n_truncated;
+    int64_t truncated_before = h->n_truncated, folded_before = h->n_folded;
     for (int64_t s = 0; s < n_seq && rc == 0; s++) {
         rc = render_fit(h, m, &pairs[s / 2], (int)(s % 2), &seqs[s]);
         order[s].idx = s;
@@ -102,6 +132,10 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
     if (h->n_truncated > truncated_before)
         quorum_warn("%s: %lld of %lld sequences longer than max_length %d were truncated", m->cfg.name,
                     (long long)(h->n_truncated - truncated_before), (long long)n_seq, m->cfg.max_length);
+    if (h->n_folded > folded_before)
+        quorum_warn("%s: %lld of %lld pairs have system turns the %s template has no role for: folded into the next "
+                    "user turn", m->cfg.name, (long long)(h->n_folded - folded_before), (long long)n,
+                    chat_family_name(chat_template_family(h->ct)));
     for (int64_t s = 0; s < n_seq; s++) free(seqs[s].data);
     free(seqs); free(order); free(ids); free(lens); free(reward);
     return rc;
@@ -117,14 +151,24 @@ static void hf_close(Member *m) {
     m->impl = NULL;
 }
 
-int member_hf_open(Member *m, const JobMember *cfg) {
+int member_hf_open_template(Member *m, const JobMember *cfg) {
     HfMember *h = xcalloc(1, sizeof(HfMember));
     m->cfg = *cfg;
     m->impl = h;
-    m->score = hf_score;
+    m->check = hf_check;
     m->close = hf_close;
-    if (!(h->tok = tokenizer_load(cfg->path)) || !(h->ct = chat_template_load(cfg->path, h->tok)) ||
-        model_load(&h->model, cfg->path, backend_auto()) != 0) {
+    if (!(h->tok = tokenizer_load(cfg->path)) || !(h->ct = chat_template_load(cfg->path, h->tok))) {
+        hf_close(m);
+        return -1;
+    }
+    return 0;
+}
+
+int member_hf_open(Member *m, const JobMember *cfg) {
+    if (member_hf_open_template(m, cfg) != 0) return -1;
+    HfMember *h = m->impl;
+    m->score = hf_score;
+    if (model_load(&h->model, cfg->path, backend_auto()) != 0) {
         hf_close(m);
         return -1;
     }

@@ -89,6 +89,33 @@ static void list_work(ScoreRun *run, int rank, int world) {
     }
 }
 
+static int read_checked_shard(ScoreRun *run, const WorkItem *w, Shard *s);
+
+/* Before any scoring: every member this rank hosts (its template only, no weights) renders every pair
+ * of the shards the rank will score with it (Member.check), so a dialogue a template refuses stops the
+ * job at its start. Items are member-major. 0 or -1 after one line. */
+static int check_members(ScoreRun *run) {
+    int rc = 0;
+    for (int64_t i = 0; i < run->n_items && rc == 0;) {
+        int m = run->items[i].member;
+        Member mem;
+        rc = member_open_check(&mem, &run->job->committee[m]);
+        for (; i < run->n_items && run->items[i].member == m && rc == 0 && mem.check; i++) {
+            Shard s;
+            if ((rc = read_checked_shard(run, &run->items[i], &s)) != 0) break;
+            Pair *pairs = xmalloc(sizeof(Pair) * (size_t)(s.n + 1));
+            for (int64_t j = 0; j < s.n; j++) shard_get_pair(&s, j, &pairs[j]);
+            mem.corpus = run->job->corpora[run->items[i].corpus].name;
+            rc = mem.check(&mem, pairs, s.n);
+            free(pairs);
+            shard_free(&s);
+        }
+        while (i < run->n_items && run->items[i].member == m) i++;
+        member_close(&mem);
+    }
+    return rc;
+}
+
 /* Opens member m unless it is the one already open (one model in memory at a time). */
 static int member_switch(ScoreRun *run, int m) {
     if (run->member_idx == m) return 0;
@@ -130,6 +157,7 @@ static int score_item(ScoreRun *run, const WorkItem *w) {
     Pair *pairs = xmalloc(sizeof(Pair) * (size_t)s.n);
     float *chosen = xmalloc(sizeof(float) * (size_t)s.n), *rejected = xmalloc(sizeof(float) * (size_t)s.n);
     for (int64_t i = 0; i < s.n; i++) shard_get_pair(&s, i, &pairs[i]);
+    run->member.corpus = job->corpora[w->corpus].name;
     int rc = run->member.score(&run->member, pairs, s.n, chosen, rejected);
     if (rc == 0) {
         char *p = score_path(job->out_dir, job->corpora[w->corpus].name, job->committee[w->member].name, w->shard);
@@ -162,7 +190,7 @@ static int score_rounds(ScoreRun *run, int rank, int world) {
                world, run->job->n_members, (long long)counts[0], (long long)counts[1]);
     double t0 = now_seconds(), last = t0;
     int64_t pos = 0, done = 0;
-    int err = 0;
+    int err = check_members(run) != 0;
     for (;;) {
         int64_t f[4] = {quorum_stop_requested(), err, pos < run->n_items, done}; /* stop, err, more, done */
         mpiCheck(MPI_Allreduce(MPI_IN_PLACE, f, 4, MPI_INT64_T, MPI_SUM, MPI_COMM_WORLD));

@@ -183,6 +183,41 @@ int chat_render_text(const ChatTemplate *ct, const Turn *turns, int n_turns, con
     return render[ct->fam](ct, turns, n_turns, response, response_len, prompt, resp);
 }
 
+int chat_fold_turns(const ChatTemplate *ct, const Turn *in, int n, Turn *out, Buf *scratch, int *n_folded) {
+    int fold = ct->fam == CHAT_HH || ct->fam == CHAT_MISTRAL, k = 0, pending = -1; /* first unfolded system turn */
+    size_t need = 0;
+    for (int i = 0; i < n; i++) need += (size_t)in[i].len + 2;
+    buf_reserve(scratch, need + 1); /* no realloc below: views into scratch stay valid */
+    *n_folded = 0;
+    for (int i = 0; i < n; i++) {
+        Turn t = in[i];
+        if (t.role == ROLE_OBSERVATION) t.role = ROLE_USER;
+        if (t.role == ROLE_FUNCTION_CALL) t.role = ROLE_ASSISTANT;
+        if (fold && t.role == ROLE_SYSTEM) {
+            if (pending < 0) pending = i;
+            continue;
+        }
+        if (pending >= 0 && t.role == ROLE_USER) {
+            char *at = scratch->data + scratch->len;
+            for (int j = pending; j < i; j++) {
+                buf_append(scratch, in[j].text, (size_t)in[j].len);
+                buf_append(scratch, "\n\n", 2);
+                (*n_folded)++;
+            }
+            buf_append(scratch, t.text, (size_t)t.len);
+            t.text = at;
+            t.len = (int64_t)(scratch->data + scratch->len - at);
+            pending = -1;
+        } else if (pending >= 0) { /* no user turn right after: the system turns stay (the template refuses them) */
+            for (int j = pending; j < i; j++) out[k++] = in[j];
+            pending = -1;
+        }
+        out[k++] = t;
+    }
+    for (int j = pending; pending >= 0 && j < n; j++) out[k++] = in[j];
+    return k;
+}
+
 int chat_render(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
                 const char *response, size_t response_len, I32Vec *ids, int *prompt_len) {
     Buf p = {0}, r = {0};
@@ -196,5 +231,16 @@ int chat_render(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, i
     else *prompt_len = (int)plen;
     buf_free(&p);
     buf_free(&r);
+    return rc;
+}
+
+int chat_render_folded(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
+                       const char *response, size_t response_len, I32Vec *ids, int *prompt_len, int *n_folded) {
+    Turn *folded = xmalloc(sizeof(Turn) * (size_t)(n_turns + 1));
+    Buf scratch = {0};
+    int n = chat_fold_turns(ct, turns, n_turns, folded, &scratch, n_folded);
+    int rc = chat_render(ct, t, folded, n, response, response_len, ids, prompt_len);
+    free(folded);
+    buf_free(&scratch);
     return rc;
 }

@@ -15,7 +15,8 @@
 static int render(const ChatTemplate *ct, const Tokenizer *t, const Pair *p, const char *resp, int64_t len,
                   I32Vec *ids, int *prompt_len) {
     ids->len = 0;
-    return chat_render(ct, t, p->turns, p->n_turns, resp, (size_t)len, ids, prompt_len);
+    int folded; /* system turns a template has no role for: the committee's fold rule (quorum/tokenizer.h) */
+    return chat_render_folded(ct, t, p->turns, p->n_turns, resp, (size_t)len, ids, prompt_len, &folded);
 }
 
 static int load_one(TokPairs *out, const char *dir, const Tokenizer *t, const ChatTemplate *ct,

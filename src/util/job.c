@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum { F_STR, F_PATH, F_INT, F_I64, F_U64, F_FLOAT, F_BOOL, F_ENUM, F_STRLIST } FieldType;
+typedef enum { F_STR, F_PATH, F_INT, F_I64, F_U64, F_FLOAT, F_BOOL, F_ENUM, F_STRLIST, F_JSON } FieldType;
 
 /* One key of one JSON object: where it lands in the C struct and how it is typed. */
 typedef struct {
@@ -21,7 +21,7 @@ typedef struct {
     int max_count;            /* F_STRLIST */
 } Field;
 
-static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat", NULL};
+static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat", "sharegpt", "pairs", NULL};
 static const char *const CLEAN_NAMES[] = {"none", "sac", "vote_all_remove", "vote_all_flip", "vote_maj_remove",
                                           "vote_maj_flip", "margin_remove", "margin_flip", NULL};
 static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", NULL};
@@ -47,6 +47,15 @@ static const Field CORPUS_FIELDS[] = {
     {"field_rejected", F_STR, S(JobCorpus, field_rejected)},
     {"field_role", F_STR, S(JobCorpus, field_role)},
     {"field_content", F_STR, S(JobCorpus, field_content)},
+    {"field_conversations", F_STR, S(JobCorpus, field_conversations)},
+    {"field_system", F_STR, S(JobCorpus, field_system)},
+    {"field_a", F_STR, S(JobCorpus, field_a)},
+    {"field_b", F_STR, S(JobCorpus, field_b)},
+    {"field_label", F_STR, S(JobCorpus, field_label)},
+    {"label_a", F_JSON, S(JobCorpus, label_a)},
+    {"label_b", F_JSON, S(JobCorpus, label_b)},
+    {"label_tie", F_JSON, S(JobCorpus, label_tie)},
+    {"roles", F_JSON, S(JobCorpus, roles)},
     {"max_pairs", F_I64, S(JobCorpus, max_pairs)},
     {NULL},
 };
@@ -99,6 +108,10 @@ static void corpus_defaults(JobCorpus *c) {
     strcpy(c->field_rejected, "rejected");
     strcpy(c->field_role, "role");
     strcpy(c->field_content, "content");
+    strcpy(c->field_conversations, "conversations");
+    strcpy(c->field_system, "system");
+    strcpy(c->field_a, "a");
+    strcpy(c->field_b, "b");
 }
 static void member_defaults(JobMember *m) {
     memset(m, 0, sizeof *m);
@@ -109,6 +122,7 @@ static void member_defaults(JobMember *m) {
 void job_defaults(Job *job) {
     memset(job, 0, sizeof *job);
     strcpy(job->name, "job");
+    for (int i = 0; i < JOB_MAX_CORPORA; i++) corpus_defaults(&job->corpora[i]); /* programmatic jobs too */
     job->shard_size = 1024;
     job->seed = 1;
     job->vote.margin = 0.0f;
@@ -220,6 +234,14 @@ static int parse_fields(const Ctx *cx, const char *prefix, const cJSON *obj, con
             *(int *)((char *)base + f->count_offset) = n;
             break;
         }
+        case F_JSON: { /* kept as compact JSON text; its shape is checked by the caller */
+            char *text = cJSON_PrintUnformatted(it);
+            int bad = !text || strlen(text) >= f->size;
+            if (!bad) strcpy(dst, text);
+            free(text);
+            if (bad) return key_error(cx, keypath, "value too long");
+            break;
+        }
         }
     }
     return 0;
@@ -239,6 +261,69 @@ static int valid_name(const char *s) {
     return 1;
 }
 
+/* label_*: a JSON scalar or an array of scalars (strings, numbers, booleans). */
+static int check_label_values(const Ctx *cx, const char *kp, const char *key, const char *text) {
+    if (!text[0]) return 0;
+    cJSON *v = cJSON_Parse(text);
+    int ok = v != NULL;
+    for (const cJSON *e = cJSON_IsArray(v) ? v->child : v; ok && e; e = cJSON_IsArray(v) ? e->next : NULL)
+        ok = cJSON_IsString(e) || cJSON_IsNumber(e) || cJSON_IsBool(e);
+    cJSON_Delete(v);
+    if (ok) return 0;
+    char k2[700];
+    snprintf(k2, sizeof k2, "%s.%s", kp, key);
+    return key_error(cx, k2, "expected a string, number or boolean, or an array of them");
+}
+
+/* The layout keys of one corpus: the role map's values and the labelled-pairs settings. */
+static int check_layout(const Ctx *cx, const char *kp, const JobCorpus *c) {
+    static const char *const ROLES[] = {"system", "user", "assistant", "observation", "function_call"};
+    char k2[700];
+    if (c->roles[0]) {
+        cJSON *m = cJSON_Parse(c->roles);
+        int rc = 0;
+        snprintf(k2, sizeof k2, "%s.roles", kp);
+        if (!cJSON_IsObject(m)) rc = key_error(cx, k2, "expected an object: input role name -> role");
+        for (const cJSON *e = cJSON_IsObject(m) ? m->child : NULL; e && rc == 0; e = e->next) {
+            int known = 0;
+            for (int r = 0; r < 5; r++) known |= cJSON_IsString(e) && !strcmp(e->valuestring, ROLES[r]);
+            snprintf(k2, sizeof k2, "%s.roles.%s", kp, e->string);
+            if (!known) rc = key_error(cx, k2, "expected one of: system user assistant observation function_call");
+        }
+        cJSON_Delete(m);
+        if (rc) return rc;
+    }
+    if (check_label_values(cx, kp, "label_a", c->label_a) || check_label_values(cx, kp, "label_b", c->label_b) ||
+        check_label_values(cx, kp, "label_tie", c->label_tie))
+        return -1;
+    int labelled = c->format == FORMAT_PAIRS || c->field_label[0];
+    const char *need[3][2] = {{"field_label", c->field_label}, {"label_a", c->label_a}, {"label_b", c->label_b}};
+    for (int i = 0; i < 3 && labelled; i++) {
+        snprintf(k2, sizeof k2, "%s.%s", kp, need[i][0]);
+        if (!need[i][1][0]) return key_error(cx, k2, "required for labelled pairs (format \"pairs\")");
+    }
+    return 0;
+}
+
+/* clean.splits, when the job names them, must be splits of its corpora. */
+static int check_clean_splits(const Ctx *cx, const Job *job) {
+    for (int s = 0; s < job->clean.n_splits; s++) {
+        int found = 0;
+        for (int i = 0; i < job->n_corpora && !found; i++) found = !strcmp(job->corpora[i].split, job->clean.splits[s]);
+        if (found) continue;
+        char kp[64];
+        Buf msg = {0};
+        snprintf(kp, sizeof kp, "clean.splits[%d]", s);
+        buf_appendf(&msg, "\"%s\" is not a split of the job's corpora (splits:", job->clean.splits[s]);
+        for (int i = 0; i < job->n_corpora; i++) buf_appendf(&msg, " %s", job->corpora[i].split);
+        buf_append_str(&msg, ")");
+        int rc = key_error(cx, kp, msg.data);
+        buf_free(&msg);
+        return rc;
+    }
+    return 0;
+}
+
 int job_parse(Job *job, const char *json, const char *path) {
     job_defaults(job);
     snprintf(job->path, sizeof job->path, "%s", path);
@@ -256,7 +341,7 @@ int job_parse(Job *job, const char *json, const char *path) {
         snprintf(where, sizeof where, "%s: byte %ld", path, off);
         return quorum_input_error(where, "malformed JSON");
     }
-    int rc = -1;
+    int rc = -1, explicit_splits = 0;
     if (!cJSON_IsObject(root)) { key_error(&cx, "", "the job file must be a JSON object"); goto done; }
 
     /* Split the top level: scalar keys go through the table; sections are handled below. */
@@ -282,6 +367,7 @@ int job_parse(Job *job, const char *json, const char *path) {
                     snprintf(k2, sizeof k2, "%s.path", kp);
                     if (require(&cx, k2, c->path)) goto done;
                     if (!c->split[0]) strcpy(c->split, c->name);
+                    if (check_layout(&cx, kp, c)) goto done;
                     for (int j = 0; j < i; j++)
                         if (!strcmp(job->corpora[j].name, c->name)) { key_error(&cx, kp, "duplicate corpus name"); goto done; }
                 } else {
@@ -306,6 +392,7 @@ int job_parse(Job *job, const char *json, const char *path) {
             if (!(job->vote.high_frac > 0.0f && job->vote.high_frac <= 1.0f)) { key_error(&cx, "vote.high_frac", "must be in (0, 1]"); goto done; }
         } else if (!strcmp(k, "clean")) {
             if (parse_fields(&cx, "clean", it, CLEAN_FIELDS, &job->clean)) goto done;
+            explicit_splits = cJSON_GetObjectItemCaseSensitive(it, "splits") != NULL;
             if (!(job->clean.p >= 0.0f && job->clean.p <= 1.0f)) { key_error(&cx, "clean.p", "must be in [0, 1]"); goto done; }
         } else if (!strcmp(k, "dpo")) {
             if (parse_fields(&cx, "dpo", it, DPO_FIELDS, &job->dpo)) goto done;
@@ -325,6 +412,7 @@ int job_parse(Job *job, const char *json, const char *path) {
     if (job->shard_size < 1) { key_error(&cx, "shard_size", "must be >= 1"); goto done; }
     if (!valid_name(job->name)) { key_error(&cx, "name", "names use only [A-Za-z0-9_.-]"); goto done; }
     if (!job->out_dir[0]) snprintf(job->out_dir, sizeof job->out_dir, "out/%s", job->name);
+    if (explicit_splits && job->n_corpora > 0 && check_clean_splits(&cx, job)) goto done;
     rc = 0;
 done:
     cJSON_Delete(root);

@@ -203,16 +203,20 @@ def check_method(out, folder, method, pairs, n_lines, n_bad, planted, orig):
           f"{method}: ledger lines {led['lines']} rejected {t['rejected']}, want {n_lines} / {n_lines - len(pairs)}")
     check(t["kept"] + t["flipped"] + t["removed"] + t["rejected"] == n_lines and led["balanced"] is True,
           f"{method}: ledger does not balance")
-    # cleaned.jsonl: pair-id order, the raw strings, flips swapped
+    # cleaned.jsonl: pair-id order, the input's HH layout (whole transcripts), flips swapped, + "quorum"
     cl = read_jsonl(os.path.join(d, "cleaned.jsonl"))
-    ids = [r["id"] for r in cl]
+    ids = [r["quorum"]["id"] for r in cl]
     check(ids == sorted(i for i in pairs if want[i] != "remove"), f"{method}: cleaned.jsonl ids / order")
     for r in cl:
-        q, flip = pairs[r["id"]], want[r["id"]] == "flip"
-        ok = (r["prompt"].encode() == q["prompt"] and r["split"] == "harmless" and r["action"] == want[r["id"]] and
-              r["chosen"].encode() == (q["rejected"] if flip else q["chosen"]) and
-              r["rejected"].encode() == (q["chosen"] if flip else q["rejected"]))
-        check(ok, f"{method}: cleaned.jsonl id {r['id']} differs from the reference")
+        i = r["quorum"]["id"]
+        q, flip = pairs[i], want[i] == "flip"
+        ok = (r["quorum"]["split"] == "harmless" and r["quorum"]["action"] == want[i] and
+              r["quorum"]["bucket"] == pairs[i]["bucket"] and r["quorum"]["agree"] == pairs[i]["agree"] and
+              abs(r["quorum"]["mean_margin"] - pairs[i]["margin"]) <= 1e-6 * (1 + abs(pairs[i]["margin"])) and
+              set(r) == {"chosen", "rejected", "quorum"} and
+              r["chosen"].encode() == q["prompt"] + (q["rejected"] if flip else q["chosen"]) and
+              r["rejected"].encode() == q["prompt"] + (q["chosen"] if flip else q["rejected"]))
+        check(ok, f"{method}: cleaned.jsonl id {i} differs from the reference")
     restored = 0
     if method in ("sac", "vote_all_flip", "vote_maj_flip"):
         # a planted flip of a pair the whole committee agreed with lands in NoAgree and is flipped back
@@ -222,9 +226,8 @@ def check_method(out, folder, method, pairs, n_lines, n_bad, planted, orig):
             if i not in pairs or sp is None:
                 continue
             if pairs[i]["agree"] == 0:
-                r = next(x for x in cl if x["id"] == i)
-                check(r["prompt"].encode() + r["chosen"].encode() == o["chosen"].encode() and
-                      r["prompt"].encode() + r["rejected"].encode() == o["rejected"].encode(),
+                r = next(x for x in cl if x["quorum"]["id"] == i)
+                check(r["chosen"] == o["chosen"] and r["rejected"] == o["rejected"],
                       f"{method}: planted flip at line {i} not restored")
                 restored += 1
     if folder == "cleaned":
@@ -233,7 +236,7 @@ def check_method(out, folder, method, pairs, n_lines, n_bad, planted, orig):
         quorum("export", "--corpus-dir", d, "--out", exp)
         ex = read_jsonl(exp)
         check([r["id"] for r in ex] == ids, f"{method}: export of the cleaned corpus: ids")
-        check(all(e["chosen"] == c["prompt"] + c["chosen"] and e["rejected"] == c["prompt"] + c["rejected"]
+        check(all(e["chosen"] == c["chosen"] and e["rejected"] == c["rejected"]
                   for e, c in zip(ex, cl)), f"{method}: export of the cleaned corpus: HH transcripts")
     return led, restored
 

@@ -10,6 +10,7 @@
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <math.h>
 #include <mpi.h>
 #include <string.h>
 #include <unistd.h>
@@ -191,12 +192,20 @@ static void check_jsonl(const char *dir, const Votes *v, const uint8_t *act) {
         REQUIRE(o);
         int flip = act[i] == ACTION_FLIP;
         const InPair *w = &IN[i];
-        CHECK(cJSON_GetObjectItem(o, "id")->valuedouble == (double)w->id);
-        CHECK(!strcmp(cJSON_GetObjectItem(o, "split")->valuestring, "harmless"));
+        cJSON *q = cJSON_GetObjectItem(o, "quorum"); /* the pair in its (pcr) layout + the quorum object */
+        REQUIRE(q);
+        CHECK(cJSON_GetObjectItem(q, "id")->valuedouble == (double)w->id);
+        CHECK(!strcmp(cJSON_GetObjectItem(q, "split")->valuestring, "harmless"));
+        CHECK(!strcmp(cJSON_GetObjectItem(q, "bucket")->valuestring, bucket_name((Bucket)v->bucket[i])));
+        CHECK(cJSON_GetObjectItem(q, "agree")->valuedouble == (double)v->agree[i]);
+        double mm = 0; /* the committee's mean margin, summed here from the votes */
+        for (int m = 0; m < v->n_members; m++) mm += (double)v->chosen[m * v->n + i] - (double)v->rejected[m * v->n + i];
+        mm /= v->n_members;
+        CHECK(fabs(cJSON_GetObjectItem(q, "mean_margin")->valuedouble - mm) < 1e-6 * (1 + fabs(mm)));
         CHECK(!strcmp(cJSON_GetObjectItem(o, "prompt")->valuestring, w->prompt));
         CHECKF(!strcmp(cJSON_GetObjectItem(o, "chosen")->valuestring, flip ? w->rejected : w->chosen), "jsonl id %lld", (long long)w->id);
         CHECK(!strcmp(cJSON_GetObjectItem(o, "rejected")->valuestring, flip ? w->chosen : w->rejected));
-        CHECK(!strcmp(cJSON_GetObjectItem(o, "action")->valuestring, clean_action_name((CleanAction)act[i])));
+        CHECK(!strcmp(cJSON_GetObjectItem(q, "action")->valuestring, clean_action_name((CleanAction)act[i])));
         cJSON_Delete(o);
     }
     CHECK(j == n);

@@ -109,6 +109,17 @@ def get_str(o, key, field):
     return utf8(o[key].encode("utf-8", "surrogateescape"), field)
 
 
+def passthrough(o, used):
+    """The columns the layout did not consume go to cleaned.jsonl: each must be valid UTF-8 (issue 16)."""
+    for k, v in o.items():
+        if k in used:
+            continue
+        try:
+            json.dumps([k, v], ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise Bad("invalid UTF-8", k)
+
+
 def responses(ch, rj, m):
     if ch.strip(WS) == b"":
         raise Bad("empty response", m["chosen"])
@@ -154,6 +165,7 @@ def expect_line(raw, m, fmt):
                 raise Bad('no common "\\n\\nAssistant:"', m["chosen"])
             cut += len(b"\n\nAssistant:")
             responses(c[cut:], r[cut:], m)
+            passthrough(o, (m["chosen"], m["rejected"]))
             return "ok", dict(format=1, prompt=c[:cut], chosen=c[cut:], rejected=r[cut:],
                               turns=split_transcript(c[:cut]))
         if f == "pcr":
@@ -162,6 +174,7 @@ def expect_line(raw, m, fmt):
             r = get_str(o, m["rejected"], m["rejected"])
             responses(c, r, m)
             turns = split_transcript(p) if b"\n\nHuman:" in p else ([(1, p)] if p else [])
+            passthrough(o, (m["prompt"], m["chosen"], m["rejected"]))
             return "ok", dict(format=2, prompt=p, chosen=c, rejected=r, turns=turns)
         lists = []
         for key in (m["chosen"], m["rejected"]):
@@ -186,10 +199,13 @@ def expect_line(raw, m, fmt):
         if len(r) != len(c) or r[-1][0] != 2 or r[:-1] != c[:-1]:
             raise Bad(bad, m["rejected"])
         turns = c[:-1]
+        used, fmt = (m["chosen"], m["rejected"]), 3
         if not turns and m["prompt"] in o:
             turns = [(1, get_str(o, m["prompt"], m["prompt"]))]
+            used, fmt = used + (m["prompt"],), 3 | 1 << 6  # pair_format bits 6-7: the prompt came from a string
         responses(c[-1][1], r[-1][1], m)
-        return "ok", dict(format=3, prompt=render_chat_prompt(turns), chosen=c[-1][1], rejected=r[-1][1],
+        passthrough(o, used)
+        return "ok", dict(format=fmt, prompt=render_chat_prompt(turns), chosen=c[-1][1], rejected=r[-1][1],
                           turns=turns)
     except Bad as b:
         return b.reason, b.field
@@ -264,6 +280,7 @@ def check_against_reference(cdir, src, mapping, fmt, name, max_lines=None):
             check(i not in pairs, "%s: rejected line %d has a pair" % (name, i))
             check(status[i - 1] == STATUS[reason] and shard[i - 1] == -1, "%s: index status line %d" % (name, i))
     check(bad == 0, "%s: %d pairs differ from the reference" % (name, bad))
+    details = {r["line"]: r.pop("detail") for r in rejects if "detail" in r}  # checked by the layout tests
     check(rejects == want_rejects, "%s: rejects ledger %r != expected %r" % (name, rejects[:5], want_rejects[:5]))
     return man, pairs
 
@@ -391,7 +408,7 @@ def fuzz_file(path, rng):
         json.dumps({"chosen": r["chosen"], "rejected": r["rejected"] + "\udcff"}, ensure_ascii=False)
         .encode("utf-8", "surrogateescape"),                                 # bad UTF-8 in rejected
         json.dumps({"chosen": r["chosen"], "rejected": r["rejected"], "meta": "\udcc3("}, ensure_ascii=False)
-        .encode("utf-8", "surrogateescape"),                                 # bad bytes in an unused key: fine
+        .encode("utf-8", "surrogateescape"),                                 # bad bytes in a pass-through column
         dumps({"chosen": 5, "rejected": r["rejected"]}),                     # wrong type
         dumps({"chosen": r["chosen"], "rejected": ["x"]}),                   # wrong type
         dumps({"chosen": r["chosen"]}),                                      # missing key
@@ -420,7 +437,7 @@ def test_fuzz():
         out = os.path.join(A.work, "f%d" % np_)
         p = run(["ingest", "--out", out, "--name", "fz", "--format", "hh", "--shard-size", "4", src], np_=np_)
         man, _ = check_against_reference(corpus_dir(out, "fz"), src, DEFAULT_MAP, "hh", "fz")
-        check(man["n_lines"] == n and man["n_rejected"] == 18, "fuzz: %d lines, 18 rejected (got %d)" % (n, man["n_rejected"]))
+        check(man["n_lines"] == n and man["n_rejected"] == 19, "fuzz: %d lines, 19 rejected (got %d)" % (n, man["n_rejected"]))
         check(b"ingest fz: %d lines" % n in p.stdout, "fuzz: summary line")
     # a re-run with another shard size replaces the folder cleanly (no stale shards)
     out = os.path.join(A.work, "f2")
@@ -532,7 +549,10 @@ def test_chat():
         cdir = corpus_dir(os.path.join(A.work, "jobout"), "chat")
         man, pairs = check_against_reference(cdir, src, m, "auto", "chat")
         check(man["n_rejected"] == 7, "chat: 7 rejects (got %d)" % man["n_rejected"])
-        check({p["format"] for p in pairs.values()} == {1, 2, 3}, "chat: auto found all three formats")
+        check({p["format"] & 0x3f for p in pairs.values()} == {1, 2, 3}, "chat: auto found all three formats")
+    rj = [json.loads(x) for x in open(os.path.join(cdir, "rejects.jsonl"))]
+    check(any(r["line"] == 6 and r.get("detail") == '"narrator"; accepted: system user assistant' for r in rj),
+          "chat: the unknown role's reject names the value and the accepted roles")
     check_export(cdir, src, m, "chat")
 
 

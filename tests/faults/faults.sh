@@ -266,9 +266,9 @@ for c, lines, pairs in (("empty", 0, 0), ("one", 1, 1)):
     assert n == t["kept"] + t["flipped"], (n, t)
 one = [json.loads(x) for x in open("one/cleaned/one/cleaned.jsonl")]
 src = json.loads(open("one.jsonl").readline())
-for r in one:
-    got = (r["prompt"] + r["chosen"], r["prompt"] + r["rejected"])
-    want = (src["chosen"], src["rejected"]) if r["action"] == "keep" else (src["rejected"], src["chosen"])
+for r in one:  # cleaned.jsonl keeps the input's HH layout
+    got = (r["chosen"], r["rejected"])
+    want = (src["chosen"], src["rejected"]) if r["quorum"]["action"] == "keep" else (src["rejected"], src["chosen"])
     assert got == want, "the one pair was not carried through byte for byte"
 PY
   pass "empty corpus (0 lines) and one-pair corpus: quorum run (2 ranks) completes, verifies, ledgers balance"

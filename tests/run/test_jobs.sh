@@ -15,5 +15,5 @@ for j in "$JOBS"/*.json; do
   done
   n=$((n + 1))
 done
-[ "$n" -ge 2 ] || { echo "FAIL: expected jobs/hh-rlhf.json and jobs/multi.json"; exit 1; }
+[ "$n" -ge 3 ] || { echo "FAIL: expected jobs/hh-rlhf.json, jobs/multi.json and jobs/layouts.json"; exit 1; }
 echo "$n passed, 0 failed"

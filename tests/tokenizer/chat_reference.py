@@ -112,6 +112,52 @@ for turns, resp, prompt, completion in hh:
     for name in ("gpt2", "mistral"):  # no chat_template in these folders: the HH transcript family
         cases.append({"dir": os.path.join(tok, name), "family": "hh", "turns": [{"role": r, "text": t} for r, t in turns],
                       "response": resp, "prompt": prompt, "completion": completion, "error": False})
+
+
+def fold_by_hand(turns, family):
+    """The fold rule (quorum/tokenizer.h chat_fold_turns), written from its contract: tool roles become user /
+    assistant; for families without a system role each run of system turns joins the next user turn."""
+    out, pending = [], []
+    for r, t in turns:
+        r = {"observation": "user", "function_call": "assistant"}.get(r, r)
+        if r == "system" and family in ("hh", "mistral"):
+            pending.append(t)
+            continue
+        if pending and r == "user":
+            t = "\n\n".join(pending + [t])
+        else:
+            out += [("system", p) for p in pending]
+        pending = []
+        out.append((r, t))
+    return out + [("system", p) for p in pending]
+
+
+def hh_text(turns, response):
+    if any(r == "system" for r, _ in turns) or turns[-1][0] != "user":
+        return None
+    prompt = "".join(("\n\nHuman: " if r == "user" else "\n\nAssistant: ") + t for r, t in turns) + "\n\nAssistant:"
+    return prompt, " " + response
+
+
+fold_dialogues = [
+    [("system", "Be terse."), ("user", "Hi"), ("function_call", "lookup(x)"), ("observation", "42")],
+    [("system", "One."), ("system", "Two."), ("user", "Go"), ("assistant", "ok"), ("user", "again")],
+    [("user", "a"), ("function_call", "f()"), ("observation", "1"), ("function_call", "g()"), ("observation", "2")],
+]
+for turns in fold_dialogues:
+    n_sys = sum(r == "system" for r, _ in turns)
+    for d, fam in ((os.path.join(tok, "llama3"), "llama3"), (os.path.join(tok, "qwen3"), "chatml"), (mdir, "mistral"),
+                   (os.path.join(tok, "gpt2"), "hh")):
+        folded = fold_by_hand(turns, fam)
+        if fam == "hh":
+            c = {"dir": d, "family": "hh", "turns": [], "response": "Fine."}
+            pc = hh_text(folded, "Fine.")
+            c.update(prompt=pc[0], completion=pc[1], error=False) if pc else c.update(error=True)
+        else:
+            c = jinja_case(d, fam, folded, "Fine.")
+        c.update(turns=[{"role": r, "text": t} for r, t in turns], fold=True,
+                 n_folded=n_sys if fam in ("hh", "mistral") else 0)
+        cases.append(c)
 json.dump(cases, open(os.path.join(out, "cases.json"), "w"), ensure_ascii=False, indent=1)
 print("chat reference: %d cases (%d HH dialogues), %d expected template errors"
       % (len(cases), len(hh), sum(c["error"] for c in cases)))

@@ -1,7 +1,9 @@
 /* test_chat.c - chat templates vs the jinja2 reference (chat_reference.py writes cases.json): rendered
  * text equal to the template's, ids = [BOS when HH + add_bos] ++ encode(prompt) ++ encode(completion)
  * with prompt_len at the boundary, BOS exactly once for the families that use one, and template errors
- * where jinja raises. usage: test_chat CASES_JSON */
+ * where jinja raises. "fold" cases hold corpus turns (system, observation, function_call) that go through
+ * chat_fold_turns first; their reference is the template rendering the dialogue folded by hand in Python.
+ * usage: test_chat CASES_JSON */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,7 +12,12 @@
 #include "../test.h"
 #include "quorum/tokenizer.h"
 
-static Role role_of(const char *s) { return !strcmp(s, "system") ? ROLE_SYSTEM : !strcmp(s, "user") ? ROLE_USER : ROLE_ASSISTANT; }
+static Role role_of(const char *s) {
+    static const char *const NAMES[ROLE_COUNT] = {"system", "user", "assistant", "observation", "function_call"};
+    for (int r = 0; r < ROLE_COUNT; r++)
+        if (!strcmp(s, NAMES[r])) return (Role)r;
+    return ROLE_ASSISTANT;
+}
 
 static size_t count_id(const I32Vec *v, int32_t id) {
     size_t n = 0;
@@ -50,6 +57,16 @@ static void check_case(const cJSON *c, int idx) {
         turns[i].len = (int64_t)strlen(turns[i].text);
     }
     const char *resp = cJSON_GetObjectItem(c, "response")->valuestring;
+    Buf scratch = {0};
+    if (cJSON_IsTrue(cJSON_GetObjectItem(c, "fold"))) {
+        Turn *folded = calloc(n + 1, sizeof(Turn));
+        int n_folded = -1;
+        n = chat_fold_turns(ct, turns, n, folded, &scratch, &n_folded);
+        CHECKF(n_folded == cJSON_GetObjectItem(c, "n_folded")->valueint, "case %d (%s): %d system turns folded", idx, fam,
+               n_folded);
+        free(turns);
+        turns = folded;
+    }
     Buf p = {0}, r = {0};
     I32Vec ids = {0};
     i32vec_push(&ids, -5); /* a poisoned id already there must survive and not count in prompt_len */
@@ -78,7 +95,7 @@ static void check_case(const cJSON *c, int idx) {
         if (want_bos) CHECK(ids.data[1] == bos);
         i32vec_free(&want);
     }
-    buf_free(&p); buf_free(&r); i32vec_free(&ids); free(turns);
+    buf_free(&p); buf_free(&r); buf_free(&scratch); i32vec_free(&ids); free(turns);
 }
 
 int main(int argc, char **argv) {

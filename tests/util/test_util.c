@@ -16,13 +16,13 @@ static void test_job(void) {
     CHECK(!strcmp(j.out_dir, "out/job"));
     CHECK(parse(&j, "{\"name\":\"x\",\"corpora\":[{\"name\":\"a\",\"path\":\"d/a.jsonl\",\"format\":\"hh\"}],"
                     "\"committee\":[{\"name\":\"m\",\"path\":\"/abs/m\",\"batch_size\":4}],"
-                    "\"clean\":{\"method\":\"margin_flip\",\"p\":0.2,\"splits\":[\"a\",\"b\"]},"
+                    "\"clean\":{\"method\":\"margin_flip\",\"p\":0.2,\"splits\":[\"a\"]},"
                     "\"dpo\":{\"policy\":\"p\",\"loss\":\"ipo\",\"zero1\":true}}") == 0);
     CHECK(j.n_corpora == 1 && !strcmp(j.corpora[0].path, "jobs/d/a.jsonl")); /* relative to job dir */
     CHECK(!strcmp(j.corpora[0].split, "a") && j.corpora[0].format == FORMAT_HH);
     CHECK(j.n_members == 1 && !strcmp(j.committee[0].path, "/abs/m") && j.committee[0].batch_size == 4);
     CHECK(j.committee[0].max_length == 1024);
-    CHECK(j.clean.method == CLEAN_MARGIN_FLIP && fabsf(j.clean.p - 0.2f) < 1e-7 && j.clean.n_splits == 2);
+    CHECK(j.clean.method == CLEAN_MARGIN_FLIP && fabsf(j.clean.p - 0.2f) < 1e-7 && j.clean.n_splits == 1);
     CHECK(j.dpo.enabled && j.dpo.loss == DPO_IPO && j.dpo.zero1 == 1 && !strcmp(j.dpo.policy, "jobs/p"));
     /* builtin members name no file: not resolved against the job folder */
     CHECK(parse(&j, "{\"committee\":[{\"name\":\"m\",\"path\":\"builtin:kw:x\"}]}") == 0 &&
@@ -38,6 +38,18 @@ static void test_job(void) {
     CHECK(parse(&j, "{\"dpo\":{\"loss\":\"ipo\"}}") != 0);
     CHECK(parse(&j, "{\"vote\":{\"high_frac\":0}}") != 0);
     CHECK(parse(&j, "{\"clean\":{\"splits\":[1]}}") != 0);
+    /* clean.splits must name splits of the job's corpora; layout keys are checked (issue 16) */
+    CHECK(parse(&j, "{\"corpora\":[{\"name\":\"a\",\"path\":\"x\",\"split\":\"s\"}],\"clean\":{\"splits\":[\"t\"]}}") != 0);
+    CHECK(parse(&j, "{\"corpora\":[{\"name\":\"a\",\"path\":\"x\",\"split\":\"s\"}],\"clean\":{\"splits\":[\"s\"]}}") == 0);
+    CHECK(parse(&j, "{\"corpora\":[{\"name\":\"a\",\"path\":\"x\",\"roles\":{\"bot\":\"assistant\"}}]}") == 0);
+    CHECK(!strcmp(j.corpora[0].roles, "{\"bot\":\"assistant\"}"));
+    CHECK(parse(&j, "{\"corpora\":[{\"name\":\"a\",\"path\":\"x\",\"roles\":{\"bot\":\"robot\"}}]}") != 0);
+    CHECK(parse(&j, "{\"corpora\":[{\"name\":\"a\",\"path\":\"x\",\"format\":\"pairs\",\"label_a\":[1]}]}") != 0);
+    CHECK(parse(&j, "{\"corpora\":[{\"name\":\"a\",\"path\":\"x\",\"format\":\"pairs\",\"field_label\":\"w\","
+                    "\"label_a\":[\"A\",-1],\"label_b\":1,\"label_tie\":[{}]}]}") != 0);
+    CHECK(parse(&j, "{\"corpora\":[{\"name\":\"a\",\"path\":\"x\",\"format\":\"pairs\",\"field_label\":\"w\","
+                    "\"label_a\":[\"A\",-1],\"label_b\":1}]}") == 0);
+    CHECK(j.corpora[0].format == FORMAT_PAIRS && !strcmp(j.corpora[0].label_a, "[\"A\",-1]"));
     CHECK(parse(&j, "{\"name\":") != 0);
     CHECK(parse(&j, "[]") != 0);
 }
