@@ -23,13 +23,17 @@ extern "C" int cuda_device_count(void) {
     cudaError_t e = cudaGetDeviceCount(&n);
     if (e == cudaSuccess) return n;
     cudaGetLastError(); /* clear it */
-    if (e == cudaErrorNoDevice) return 0;
-    /* Anything else (driver older than this runtime, no driver, a broken install) is not "no GPU": a
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver); /* 0: no driver installed (a CPU node), not a mismatch */
+    cudaRuntimeGetVersion(&runtime);
+    if (e == cudaErrorNoDevice || driver == 0) return 0;
+    /* Anything else (an installed driver older than this runtime, a broken install) is not "no GPU": a
      * silent CPU fallback would run an 8B committee 100x slower without saying why. */
     quorum_die_at(__FILE__, __LINE__,
                   e == cudaErrorInsufficientDriver ? "update the NVIDIA driver, or run with QUORUM_BACKEND=cpu"
                                                    : "check the NVIDIA driver (nvidia-smi), or run with QUORUM_BACKEND=cpu",
-                  "CUDA cannot list devices: %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+                  "CUDA cannot list devices: %s (%s; driver API %d, runtime %d)", cudaGetErrorString(e),
+                  cudaGetErrorName(e), driver, runtime);
 }
 
 /* Creates the stream and the cuBLAS handle on the current device, once. */

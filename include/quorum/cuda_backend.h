@@ -16,8 +16,8 @@
 extern "C" {
 #endif
 
-/* Number of visible CUDA devices; 0 when there is none (cudaErrorNoDevice). Any other failure (driver
- * older than the runtime, no driver) ends the program with one line naming the CUDA error and the
+/* Number of visible CUDA devices; 0 when there is none (cudaErrorNoDevice, or no driver installed: a CPU
+ * node). Any other failure (an installed driver older than the runtime, a broken install) ends the program with one line naming the CUDA error and the
  * way out (QUORUM_BACKEND=cpu): never a silent CPU fallback. */
 int cuda_device_count(void);
 
