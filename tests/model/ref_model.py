@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Torch reference of the HF decoder architectures quorum's model engine implements, written from the
-semantics of transformers' modeling_gpt2 / modeling_llama / modeling_qwen2 / modeling_mistral (no
-transformers install needed; Debian's torch 1.13 is enough). Everything is computed in float64 from the
+semantics of transformers' modeling_gpt2 / modeling_llama / modeling_qwen2 / modeling_qwen3 /
+modeling_mistral / modeling_gemma2 and the INF-ORM score head (no transformers install needed; Debian's
+torch 1.13 is enough). Everything is computed in float64 from the
 fp32 (or fp16/bf16) weights, so the C fp32 engine is compared against a more precise answer.
 
   ref_model.py make <out_dir>              tiny random checkpoints + batches + reference outputs/grads
@@ -100,23 +101,57 @@ def rms_norm(x, w, eps):
     return w * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
 
-def attention(q, k, v, lens):
-    """q (B,NH,T,HD), k/v (B,NKV,T,HD): causal + key padding mask, GQA repeat_kv."""
+def attention(q, k, v, lens, scale=None, softcap=None, window=None):
+    """q (B,NH,T,HD), k/v (B,NKV,T,HD): causal + key padding mask, GQA repeat_kv; scores * scale (default
+    HD^-0.5), Gemma-2 tanh softcapping, sliding window as HF masking_utils: kv_idx > q_idx - window."""
     B, NH, T, HD = q.shape
     rep = NH // k.shape[1]
     k = k[:, :, None].expand(B, k.shape[1], rep, T, HD).reshape(B, NH, T, HD)
     v = v[:, :, None].expand(B, v.shape[1], rep, T, HD).reshape(B, NH, T, HD)
-    s = q @ k.transpose(-1, -2) / math.sqrt(HD)
+    s = q @ k.transpose(-1, -2) * (scale if scale is not None else 1.0 / math.sqrt(HD))
+    if softcap:
+        s = torch.tanh(s / softcap) * softcap
     pos = torch.arange(T)
-    allowed = (pos[None, :] <= pos[:, None])[None] & (pos[None, None, :] < lens[:, None, None])  # (B,T,T)
+    causal = pos[None, :] <= pos[:, None]
+    if window:
+        causal = causal & (pos[None, :] > pos[:, None] - window)
+    allowed = causal[None] & (pos[None, None, :] < lens[:, None, None])  # (B,T,T)
     s = s.masked_fill(~allowed[:, None], torch.finfo(s.dtype).min)
     return torch.softmax(s, -1) @ v
 
 
+def rope_params(cfg):
+    """(theta, scaling dict or None) from a v4 (rope_theta, rope_scaling) or v5 (rope_parameters) config"""
+    rp = cfg.get("rope_parameters")
+    if rp:
+        if all(isinstance(x, dict) for x in rp.values()):  # one entry per layer type
+            rp = next(iter(rp.values()))
+        return rp.get("rope_theta", 10000.0), rp
+    return cfg.get("rope_theta", 10000.0), cfg.get("rope_scaling")
+
+
+def layer_windows(cfg):
+    """sliding window of each layer (None = full attention), HF's layer_types rules"""
+    arch, L, w = cfg["architectures"][0], cfg["num_hidden_layers"], cfg.get("sliding_window")
+    if arch.startswith(("Qwen2", "Qwen3")) and not cfg.get("use_sliding_window", False):
+        w = None
+    if arch.startswith("Gemma2") and "sliding_window" not in cfg:
+        w = 4096
+    if arch.startswith("Llama"):
+        w = None
+    if "layer_types" in cfg:
+        return [w if t == "sliding_attention" else None for t in cfg["layer_types"]]
+    if arch.startswith("Gemma2"):
+        return [w if i % 2 == 0 else None for i in range(L)]
+    if arch.startswith(("Qwen2", "Qwen3")):
+        return [w if i >= cfg.get("max_window_layers", 28) else None for i in range(L)]
+    return [w] * L
+
+
 def rope_cos_sin(cfg, T, dt):
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    inv = 1.0 / (cfg.get("rope_theta", 10000.0) ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
-    rs = cfg.get("rope_scaling")
+    theta, rs = rope_params(cfg)
+    inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
     if rs and rs.get("rope_type", rs.get("type")) == "llama3":  # HF _compute_llama3_parameters
         factor, lo, hi, old = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
         low_wl, high_wl = old / lo, old / hi
@@ -155,26 +190,58 @@ def gpt2_trunk(cfg, W, ids, lens):
     return ln(x, "transformer.ln_f")
 
 
+def gelu_tanh(x):
+    return torch.nn.functional.gelu(x, approximate="tanh")
+
+
 def llama_trunk(cfg, W, ids, lens):
+    """Llama / Mistral / Qwen2 / Qwen3 / Gemma-2 decoder stack -> final-normed hidden states (B,T,C)"""
     B, T = ids.shape
-    NH, NKV = cfg["num_attention_heads"], cfg.get("num_key_value_heads", cfg["num_attention_heads"])
-    HD = cfg.get("head_dim") or cfg["hidden_size"] // NH
+    arch = cfg["architectures"][0]
+    gemma, qwen3 = arch.startswith("Gemma2"), arch.startswith("Qwen3")
+    C, NH = cfg["hidden_size"], cfg["num_attention_heads"]
+    NKV = cfg.get("num_key_value_heads", NH)
+    HD = cfg.get("head_dim") or (256 if gemma else C // NH)
     eps = cfg.get("rms_norm_eps", 1e-6)
+    norm = (lambda x, w: rms_norm(x, 1.0 + w, eps)) if gemma else (lambda x, w: rms_norm(x, w, eps))
+    scale = cfg.get("query_pre_attn_scalar", 256) ** -0.5 if gemma else None
+    softcap = cfg.get("attn_logit_softcapping", 50.0) if gemma else None
+    windows = layer_windows(cfg)
     cos, sin = rope_cos_sin(cfg, T, W["model.embed_tokens.weight"].dtype)
     lin = lambda x, p: x @ W[p + ".weight"].T + (W[p + ".bias"] if p + ".bias" in W else 0)
     x = W["model.embed_tokens.weight"][ids]
+    if gemma:  # HF: normalizer = torch.tensor(hidden_size ** 0.5, dtype=hidden dtype (fp32 here))
+        x = x * torch.tensor(C ** 0.5, dtype=torch.float32).to(x.dtype)
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = lin(h, p + "self_attn.q_proj").view(B, T, NH, HD).transpose(1, 2)
-        k = lin(h, p + "self_attn.k_proj").view(B, T, NKV, HD).transpose(1, 2)
+        h = norm(x, W[p + "input_layernorm.weight"])
+        q = lin(h, p + "self_attn.q_proj").view(B, T, NH, HD)
+        k = lin(h, p + "self_attn.k_proj").view(B, T, NKV, HD)
         v = lin(h, p + "self_attn.v_proj").view(B, T, NKV, HD).transpose(1, 2)
+        if qwen3:  # per-head RMSNorm over head_dim, before RoPE
+            q, k = rms_norm(q, W[p + "self_attn.q_norm.weight"], eps), rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        y = attention(q, k, v, lens).transpose(1, 2).reshape(B, T, NH * HD)
-        x = x + lin(y, p + "self_attn.o_proj")
-        h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
-        x = x + lin(torch.nn.functional.silu(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
-    return rms_norm(x, W["model.norm.weight"], eps)
+        y = attention(q, k, v, lens, scale, softcap, windows[l]).transpose(1, 2).reshape(B, T, NH * HD)
+        y = lin(y, p + "self_attn.o_proj")
+        if gemma:
+            y = norm(y, W[p + "post_attention_layernorm.weight"])
+        x = x + y
+        h = norm(x, W[p + ("pre_feedforward_layernorm" if gemma else "post_attention_layernorm") + ".weight"])
+        act = gelu_tanh if gemma else torch.nn.functional.silu
+        y = lin(act(lin(h, p + "mlp.gate_proj")) * lin(h, p + "mlp.up_proj"), p + "mlp.down_proj")
+        if gemma:
+            y = norm(y, W[p + "post_feedforward_layernorm.weight"])
+        x = x + y
+    return norm(x, W["model.norm.weight"])
+
+
+def reward_head(W, h):
+    """(B,T,C) -> (B,T): the linear score head, or INF-ORM's score.0 / ReLU / score.2 MLP"""
+    if "score.0.weight" in W:
+        z = torch.relu(h @ W["score.0.weight"].T + W["score.0.bias"])
+        return (z @ W["score.2.weight"].T + W["score.2.bias"])[..., 0]
+    return (h @ W["score.weight"].T)[..., 0]
 
 
 def forward(cfg, W, ids, lens, mask):
@@ -183,12 +250,16 @@ def forward(cfg, W, ids, lens, mask):
     h = (gpt2_trunk if arch.startswith("GPT2") else llama_trunk)(cfg, W, ids, lens)
     B, T = ids.shape
     if arch.endswith("ForSequenceClassification"):
-        r = (h @ W["score.weight"].T)[torch.arange(B), lens - 1, 0]  # last non-pad token
+        r = reward_head(W, h)[torch.arange(B), lens - 1]  # last non-pad token
         return r, torch.zeros(B, T, dtype=h.dtype)
     emb = "transformer.wte.weight" if arch.startswith("GPT2") else "model.embed_tokens.weight"
-    tied = cfg.get("tie_word_embeddings", arch.startswith("GPT2"))
+    tied = cfg.get("tie_word_embeddings", arch.startswith(("GPT2", "Gemma2")))
     head = W[emb] if tied else W["lm_head.weight"]
-    logp = torch.log_softmax(h @ head.T, -1)  # (B,T,V)
+    logits = h @ head.T
+    cap = cfg.get("final_logit_softcapping", 30.0) if arch.startswith("Gemma2") else None
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    logp = torch.log_softmax(logits, -1)  # (B,T,V)
     tok = torch.zeros(B, T, dtype=h.dtype)
     tok[:, 1:] = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
     valid = mask.bool() & (torch.arange(T)[None] < lens[:, None]) & (torch.arange(T)[None] >= 1)
@@ -240,10 +311,77 @@ CASES = {
                     "num_key_value_heads": 1, "head_dim": 16, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
                     "hidden_act": "silu", "max_position_embeddings": 64, "tie_word_embeddings": False,
                     "sliding_window": None}, "F16", {}),
+    # sequences (T=11) longer than the window (4): the window is implemented, not refused
+    "mistral_sw_lm": ({"architectures": ["MistralForCausalLM"], "model_type": "mistral", "vocab_size": 83,
+                       "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
+                       "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "rope_theta": 10000.0, "hidden_act": "silu",
+                       "max_position_embeddings": 64, "tie_word_embeddings": False, "sliding_window": 4}, "F32", {}),
+    "qwen3_rm": ({"architectures": ["Qwen3ForSequenceClassification"], "model_type": "qwen3", "vocab_size": 101,
+                  "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "num_key_value_heads": 2, "head_dim": 16, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                  "hidden_act": "silu", "max_position_embeddings": 64, "tie_word_embeddings": True,
+                  "attention_bias": False, "use_sliding_window": False, "sliding_window": None,
+                  "id2label": {"0": "LABEL_0"}}, "BF16", {}),
+    # explicit head_dim != hidden/heads, untied, sliding window on layers >= max_window_layers only
+    "qwen3_lm": ({"architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "vocab_size": 101,
+                  "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "num_key_value_heads": 2, "head_dim": 12, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                  "hidden_act": "silu", "max_position_embeddings": 64, "tie_word_embeddings": False,
+                  "attention_bias": False, "use_sliding_window": True, "sliding_window": 5,
+                  "max_window_layers": 1}, "F32", {}),
+    # small softcaps so tanh bites; window 4 < T on layer 0
+    "gemma2_rm": ({"architectures": ["Gemma2ForSequenceClassification"], "model_type": "gemma2", "vocab_size": 97,
+                   "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "head_dim": 16, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                   "hidden_act": "gelu_pytorch_tanh", "hidden_activation": "gelu_pytorch_tanh",
+                   "max_position_embeddings": 64, "query_pre_attn_scalar": 24, "attn_logit_softcapping": 2.0,
+                   "final_logit_softcapping": 3.0, "sliding_window": 4, "tie_word_embeddings": True,
+                   "num_labels": 1}, "F32", {}),
+    "gemma2_lm": ({"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "vocab_size": 97,
+                   "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4,
+                   "num_key_value_heads": 1, "head_dim": 8, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+                   "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 64,
+                   "query_pre_attn_scalar": 8, "attn_logit_softcapping": 2.0, "final_logit_softcapping": 3.0,
+                   "sliding_window": 4, "tie_word_embeddings": True}, "BF16", {}),
+    # INF-ORM's MLP score head on a Llama-3.1 trunk whose RoPE comes from a v5 rope_parameters block
+    "llama_mlp_rm": ({"architectures": ["LlamaForSequenceClassification"], "model_type": "llama", "vocab_size": 89,
+                      "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+                      "num_key_value_heads": 2, "rms_norm_eps": 1e-5, "hidden_act": "silu",
+                      "max_position_embeddings": 128, "tie_word_embeddings": False, "num_labels": 1,
+                      "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                          "original_max_position_embeddings": 8}},
+                     "F32", {"head": "mlp"}),
 }
 
 
-def param_shapes(cfg):
+# Per case, config edits that switch one feature off: make() asserts each changes the outputs by > 1e-3
+# relative, so the fixture really exercises the window / softcap / scale / RoPE path the C engine must match.
+NO_WINDOW = {"sliding_window": None, "layer_types": None}
+FEATURE_OFF = {
+    "mistral_sw_lm": [NO_WINDOW],
+    "qwen3_lm": [{"use_sliding_window": False}],
+    "gemma2_rm": [{"sliding_window": 1000}, {"attn_logit_softcapping": None}, {"query_pre_attn_scalar": 16}],
+    "gemma2_lm": [{"sliding_window": 1000}, {"attn_logit_softcapping": None}, {"final_logit_softcapping": None},
+                  {"query_pre_attn_scalar": 16}],
+    "llama_mlp_rm": [{"rope_parameters": {"rope_type": "default", "rope_theta": 500000.0}},
+                     {"rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
+                                          "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                          "original_max_position_embeddings": 8}}],
+}
+
+
+def check_features_bite(name, cfg, W, ids, lens, mask, out):
+    for edit in FEATURE_OFF.get(name, []):
+        c2 = {k: v for k, v in {**cfg, **edit}.items() if v is not None or k not in NO_WINDOW}
+        with torch.no_grad():
+            o2, _ = forward(c2, W, ids, lens, mask)
+        d = float(((o2 - out.detach()).abs() / out.detach().abs().clamp(min=1.0)).max())
+        assert d > 1e-3, f"{name}: switching off {edit} changes the outputs by only {d:.3g}"
+        print(f"  {name}: without {list(edit)} outputs move by {d:.3g}")
+
+
+def param_shapes(cfg, opts=None):
     """(name, shape) in the FILE layout, HF order."""
     arch = cfg["architectures"][0]
     out = []
@@ -262,6 +400,7 @@ def param_shapes(cfg):
         NH = cfg["num_attention_heads"]
         NKV, HD = cfg.get("num_key_value_heads", NH), cfg.get("head_dim") or C // NH
         bias = arch.startswith("Qwen2")
+        gemma = arch.startswith("Gemma2")
         out += [("model.embed_tokens.weight", (V, C))]
         for l in range(cfg["num_hidden_layers"]):
             p = f"model.layers.{l}."
@@ -270,23 +409,30 @@ def param_shapes(cfg):
             if bias:
                 out += [(p + "self_attn.q_proj.bias", (NH * HD,)), (p + "self_attn.k_proj.bias", (NKV * HD,)),
                         (p + "self_attn.v_proj.bias", (NKV * HD,))]
+            if arch.startswith("Qwen3"):
+                out += [(p + "self_attn.q_norm.weight", (HD,)), (p + "self_attn.k_norm.weight", (HD,))]
             out += [(p + "self_attn.o_proj.weight", (C, NH * HD)), (p + "post_attention_layernorm.weight", (C,)),
                     (p + "mlp.gate_proj.weight", (F, C)), (p + "mlp.up_proj.weight", (F, C)),
                     (p + "mlp.down_proj.weight", (C, F))]
+            if gemma:
+                out += [(p + "pre_feedforward_layernorm.weight", (C,)), (p + "post_feedforward_layernorm.weight", (C,))]
         out += [("model.norm.weight", (C,))]
     C = cfg.get("n_embd") or cfg["hidden_size"]
-    if arch.endswith("ForSequenceClassification"):
+    if arch.endswith("ForSequenceClassification") and (opts or {}).get("head") == "mlp":
+        out += [("score.0.weight", (C, C)), ("score.0.bias", (C,)), ("score.2.weight", (1, C)), ("score.2.bias", (1,))]
+    elif arch.endswith("ForSequenceClassification"):
         out += [("score.weight", (1, C))]
-    elif not cfg.get("tie_word_embeddings", arch.startswith("GPT2")):
+    elif not cfg.get("tie_word_embeddings", arch.startswith(("GPT2", "Gemma2"))):
         out += [("lm_head.weight", (cfg["vocab_size"], C))]
     return out
 
 
-def random_weights(cfg, g):
+def random_weights(cfg, g, opts=None):
     w = {}
-    for name, shape in param_shapes(cfg):
+    one = 0.0 if cfg["architectures"][0].startswith("Gemma2") else 1.0  # Gemma norms scale by 1 + w
+    for name, shape in param_shapes(cfg, opts):
         if "norm" in name or "ln_" in name:  # norms: weight around 1, bias around 0
-            a = (1.0 if name.endswith("weight") else 0.0) + 0.1 * torch.randn(shape, generator=g)
+            a = (one if name.endswith("weight") else 0.0) + 0.1 * torch.randn(shape, generator=g)
         elif name.endswith("bias"):
             a = 0.1 * torch.randn(shape, generator=g)
         else:
@@ -330,11 +476,12 @@ def make(out_dir):
     for i, (name, (cfg, dtype, opts)) in enumerate(CASES.items()):
         g = torch.Generator().manual_seed(1234 + i)
         d = os.path.join(out_dir, name)
-        write_checkpoint(d, cfg, random_weights(cfg, g), dtype, opts)
+        write_checkpoint(d, cfg, random_weights(cfg, g, opts), dtype, opts)
         _, w = load_dir(d)  # what the file really holds (fp16/bf16 rounding included)
         W = {k: torch.tensor(v, dtype=F64, requires_grad=True) for k, v in w.items()}
         ids, lens, mask = make_batch(cfg, g)
         out, tok = forward(cfg, W, ids, lens, mask)
+        check_features_bite(name, cfg, W, ids, lens, mask, out)
         rm = cfg["architectures"][0].endswith("ForSequenceClassification")
         ref = torch.zeros(4, dtype=F64) if rm else (out.detach() + torch.randn(4, generator=g, dtype=F64))
         outv = out.detach().clone().requires_grad_(True)
