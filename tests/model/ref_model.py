@@ -8,6 +8,8 @@ fp32 (or fp16/bf16) weights, so the C fp32 engine is compared against a more pre
   ref_model.py make <out_dir>              tiny random checkpoints + batches + reference outputs/grads
   ref_model.py check (<case_dir> <saved> <saved_sharded>)...  checkpoints written by quorum must reload here and give the
                                            same weights (bit-exact) and outputs as the original
+  ref_model.py init <quorum> <tok> <work>  quorum init-model for llama/qwen3/gemma2 x lm/score/mlp: tensors,
+                                           init and a finite forward here
   ref_model.py bench <model_dir> <batches>  (benchmarks) time the reference forward on given batches
 
 Per case folder: config.json, model.safetensors (or shards + index), ref.safetensors with F32 tensors
@@ -551,6 +553,41 @@ def bench(model_dir, batch_file, reps=1):
     print(json.dumps({"seconds": dt, "cpu_seconds": cpu, "sequences": seqs, "tokens": toks}))
 
 
+def init_check(quorum, tok, work):
+    """`quorum init-model` for every RoPE family x head: the checkpoint holds exactly the tensors this
+    reference (written from the HF modeling code) expects, with HF's init, and runs to finite outputs."""
+    import subprocess
+    bad = 0
+    g = torch.Generator().manual_seed(3)
+    for arch in ("llama", "qwen3", "gemma2"):
+        for head in ("lm", "score", "mlp"):
+            d = os.path.join(work, f"{arch}_{head}")
+            subprocess.run([quorum, "init-model", "--arch", arch, "--head", head, "--layers", "2", "--dim", "32",
+                            "--heads", "4", "--kv-heads", "2", "--vocab", "300", "--max-pos", "64", "--tokenizer", tok,
+                            "--seed", "9", "--out", d], check=True)
+            cfg, w = load_dir(d)
+            want = dict(param_shapes(cfg, {"head": head}))
+            got = {k: tuple(v.shape) for k, v in w.items()}
+            gemma = arch == "gemma2"
+            errs = [] if got == {k: tuple(v) for k, v in want.items()} else [f"tensors {sorted(set(got) ^ set(want))}"]
+            for k, v in w.items():
+                if "norm" in k and not np.all(v == (0.0 if gemma else 1.0)):
+                    errs.append(f"{k} not {'0' if gemma else '1'}")
+                elif k.endswith("bias") and np.any(v != 0):
+                    errs.append(f"{k} not 0")
+                elif "norm" not in k and not k.endswith("bias") and abs(v.std() - 0.02) > 0.004:
+                    errs.append(f"{k} std {v.std():.4f}")
+            W = {k: torch.tensor(v, dtype=F64) for k, v in w.items()}
+            ids, lens, mask = make_batch(cfg, g)
+            out, _ = forward(cfg, W, ids, lens, mask)
+            if not torch.isfinite(out).all():
+                errs.append("non-finite outputs")
+            print(f"{arch} {head}: {cfg['architectures'][0]}, {len(w)} tensors, out {out.numpy().round(4).tolist()}"
+                  + (f"  FAIL {errs}" if errs else ""))
+            bad += len(errs) > 0
+    return 1 if bad else 0
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "make":
@@ -558,6 +595,11 @@ if __name__ == "__main__":
     elif cmd == "check":  # check (<case_dir> <saved_dir> <saved_sharded_dir>)...
         a = sys.argv[2:]
         sys.exit(max(check(a[i + k], a[i]) for i in range(0, len(a), 3) for k in (1, 2)))
+    elif cmd == "init":  # init <quorum binary> <tokenizer dir> <work dir>
+        if not os.path.exists(os.path.join(sys.argv[3], "tokenizer.json")):
+            print(f"{sys.argv[3]}: no tokenizer.json (../shared absent): skipped")
+            sys.exit(77)
+        sys.exit(init_check(*sys.argv[2:5]))
     elif cmd == "bench":
         bench(sys.argv[2], sys.argv[3])
     else:
