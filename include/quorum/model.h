@@ -22,6 +22,8 @@
  * *ForSequenceClassification is a reward model: reward = a head program (src/model/model_head.c: the linear
  * `score.weight` [1,C], or the MLP score.0 / ReLU / score.2 of INF-ORM, chosen by the tensor names in the
  * checkpoint; num_labels must be 1) applied to the final hidden state at the last non-pad token.
+ * LlamaForRewardModelWithGating (ArmoRM) is a reward model too: 19 objectives from the last token, mixed by a
+ * gating MLP on the hidden state at the last gating token pattern; scoring only (no backward).
  * *ForCausalLM is a policy.
  *
  * Memory: ALL parameters live in ONE contiguous fp32 backend buffer and all gradients in ONE buffer of
@@ -45,7 +47,7 @@
 
 typedef enum { ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA2 } ModelArch;
 typedef enum { ACT_GELU_NEW, ACT_SWIGLU, ACT_GEGLU } ModelAct; /* GPT-2 MLP, silu GLU, gelu-tanh GLU */
-typedef enum { RHEAD_LINEAR, RHEAD_MLP } RewardHeadKind;       /* see model_head.c */
+typedef enum { RHEAD_LINEAR, RHEAD_MLP, RHEAD_ARMO } RewardHeadKind; /* see model_head.c */
 #define MODEL_MAX_LAYERS 512
 typedef enum { HEAD_LM, HEAD_REWARD } ModelHead;
 
@@ -70,7 +72,13 @@ typedef struct {
     float embed_scale;             /* embeddings multiplied by it (Gemma: sqrt(hidden) in fp32); 0 = none */
     float attn_scale;              /* q.k scale: 1/sqrt(head_dim), Gemma-2 query_pre_attn_scalar^-0.5 */
     float attn_softcap, final_softcap; /* Gemma-2 tanh softcapping of attention scores / LM logits; 0 = none */
-    RewardHeadKind reward_head;    /* from the checkpoint's tensor names at model_load (RHEAD_LINEAR before) */
+    RewardHeadKind reward_head;    /* from the checkpoint's tensor names at model_load (RHEAD_LINEAR before),
+                                      RHEAD_ARMO from the architecture */
+    struct {                       /* ArmoRM (LlamaForRewardModelWithGating) */
+        int objectives, hidden, n_hidden, pattern_len;
+        float temperature;
+        int32_t pattern[8];        /* gating token pattern (default Llama-3 <|eot_id|> + assistant header) */
+    } armo;
 } ModelConfig;
 
 typedef struct {

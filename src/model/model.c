@@ -216,19 +216,21 @@ int model_config_parse(ModelConfig *c, const char *text, const char *path) {
     for (int i = 0; i < (int)(sizeof families / sizeof families[0]); i++)
         if (!strncmp(name, families[i].prefix, strlen(families[i].prefix))) fam = i;
     const char *suffix = fam >= 0 ? name + strlen(families[fam].prefix) : "";
+    int armo = fam >= 0 && families[fam].arch == ARCH_LLAMA && !strcmp(suffix, "ForRewardModelWithGating");
     if (fam < 0 || (strcmp(suffix, "LMHeadModel") && strcmp(suffix, "ForCausalLM") &&
-                    strcmp(suffix, "ForSequenceClassification"))) {
+                    strcmp(suffix, "ForSequenceClassification") && !armo)) {
         cfg_err(path, "architectures", "unsupported: want GPT2/Llama/Qwen2/Qwen3/Mistral/Gemma2 with a causal LM or "
-                "sequence classification head");
+                "sequence classification head, or LlamaForRewardModelWithGating");
         goto done;
     }
     c->arch = families[fam].arch;
-    c->head = strcmp(suffix, "ForSequenceClassification") ? HEAD_LM : HEAD_REWARD;
+    c->head = strcmp(suffix, "ForSequenceClassification") && !armo ? HEAD_LM : HEAD_REWARD;
+    if (armo && (c->reward_head = RHEAD_ARMO, head_config_parse(c, j, path))) goto done;
     if (cfg_int(j, "vocab_size", -1, path, &c->vocab_size)) goto done;
     if (c->arch == ARCH_GPT2 ? parse_gpt2(c, j, path) : parse_llama_like(c, j, path)) goto done;
     if (c->arch == ARCH_GPT2) c->head_dim = c->n_head ? c->d_model / c->n_head : 0;
     if (!c->attn_scale && c->head_dim > 0) c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
-    if (c->head == HEAD_REWARD) {
+    if (c->head == HEAD_REWARD && !armo) {
         const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(j, "id2label");
         int labels = 2; /* the HF default */
         if (cJSON_IsObject(id2label)) labels = cJSON_GetArraySize(id2label);

@@ -348,9 +348,11 @@ int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, fl
     if (m->cfg.head != HEAD_REWARD)
         return quorum_input_error("model:reward", "%s is not a reward model", m->cfg.architecture);
     if (check_batch(m, ids, lens, B, T)) return -1;
-    m->rows_host = xrealloc(m->rows_host, sizeof(int) * B);
+    int armo = m->cfg.reward_head == RHEAD_ARMO, M = armo ? 2 * B : B; /* ArmoRM: + a gating row each */
+    m->rows_host = xrealloc(m->rows_host, sizeof(int) * M);
     for (int b = 0; b < B; b++) m->rows_host[b] = b * T + lens[b] - 1;
-    run_forward(m, ids, lens, NULL, B, T, B);
+    if (armo) head_gate_rows(m, ids, lens, B, T, m->rows_host + B);
+    run_forward(m, ids, lens, NULL, B, T, M);
     m->be->to_host(reward, m->a.logits, sizeof(float) * B);
     m->last = 1;
     return 0;
@@ -399,6 +401,10 @@ int model_backward(Model *m, const float *dseq) {
     if (!m->grad_enabled || !m->last)
         return quorum_input_error("model:backward", "no forward to differentiate (one backward per forward, "
                                   "grads must be enabled)");
+    if (m->last == 1 && m->cfg.reward_head == RHEAD_ARMO) {
+        m->last = 0;
+        return quorum_input_error("model:backward", "%s: the ArmoRM head is forward-only (scoring)", m->cfg.architecture);
+    }
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;

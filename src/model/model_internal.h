@@ -66,6 +66,8 @@ struct Model {
     float *norm1p;           /* ... and norm1p (backend) holds 1 + w for them, refreshed each forward */
     int n_hsteps;            /* reward head program */
     HeadStep hsteps[HEAD_MAX_STEPS];
+    size_t armo_reg, armo_T, armo_scale, armo_w[HEAD_MAX_STEPS], armo_b[HEAD_MAX_STEPS]; /* ArmoRM head */
+    int64_t armo_missing;    /* sequences gated at their last token (no gating pattern) */
     int grad_enabled;
     /* activations */
     float *act_mem;
@@ -87,6 +89,10 @@ struct Model {
 int head_detect(Model *m, const SafeTensors *st, const char *cfg_path); /* sets cfg.reward_head */
 void head_table_build(Model *m, size_t (*add)(Model *, const char *, int64_t, int64_t, int));
 size_t head_width(const Model *m);   /* floats per row of a.hact */
+int head_config_parse(ModelConfig *c, const cJSON *j, const char *path); /* ArmoRM keys; 0 or -1 (one line) */
+/* ArmoRM: rows[b] = b*T + the last start of the gating pattern in ids[b, <lens[b]] (the last token when absent,
+ * warned once per model) */
+void head_gate_rows(Model *m, const int32_t *ids, const int *lens, int B, int T, int *rows);
 void rhead_forward(Model *m, int M);  /* a.gn (M,C) -> a.logits (M,1) */
 void rhead_backward(Model *m, int M); /* a.dlogp (M,1) -> a.dgn (M,C) +=, head grads += */
 /* 1 when the backend has every optional op the config needs (quorum/ops.h), else 0 and *missing names one */

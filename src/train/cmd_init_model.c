@@ -21,7 +21,7 @@ int cmd_init_model(int argc, char **argv) {
         {"vocab", 'i', &o.vocab, 0, "vocabulary size (default: the tokenizer's)"},
         {"tokenizer", 's', o.tokenizer, sizeof o.tokenizer, "REQUIRED: folder with tokenizer.json (files copied)"},
         {"head", 's', o.head, sizeof o.head, "lm (causal LM policy) | score (1-label reward model) | mlp (reward model with INF-ORM's "
-                                          "Linear+ReLU+Linear score head)"},
+                                          "Linear+ReLU+Linear score head) | armo (llama only: ArmoRM gating head)"},
         {"seed", 'u', &o.seed, 0, "init seed (default 1)"},
         {"out", 's', o.out, sizeof o.out, "REQUIRED: output folder (replaced atomically)"},
         {0}};

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { INIT_NORMAL, INIT_ZERO, INIT_ONE };
+enum { INIT_NORMAL, INIT_ZERO, INIT_ONE, INIT_EYE };
 
 typedef struct {
     StWrite *t;
@@ -92,9 +92,22 @@ static void tensors_llama(TensorList *l, const InitModelOptions *o, int V, int F
     if (!gemma) tl_add(l, INIT_NORMAL, V, C, "lm_head.weight", 0); /* untied (HF Llama default); dropped for score */
 }
 
-/* The reward head's tensors (src/model/model_head.c): score [1,C], or INF-ORM's score.0 / ReLU / score.2. */
+/* ArmoRM's head at init: ARMO_K objectives, gating MLP of ARMO_HIDDEN layers of width dim, unit logit
+ * scale, identity transform (as its modeling code initialises it). */
+enum { ARMO_K = 19, ARMO_HIDDEN = 3 };
+
+/* The reward head's tensors (src/model/model_head.c): score [1,C], INF-ORM's score.0 / ReLU / score.2,
+ * or ArmoRM's regression layer + gating network + transform. */
 static void tensors_head(TensorList *l, const InitModelOptions *o) {
-    if (!strcmp(o->head, "mlp")) {
+    if (!strcmp(o->head, "armo")) {
+        tl_add(l, INIT_NORMAL, ARMO_K, o->dim, "regression_layer.weight", 0);
+        for (int i = 0; i <= ARMO_HIDDEN; i++) {
+            tl_add(l, INIT_NORMAL, i < ARMO_HIDDEN ? o->dim : ARMO_K, o->dim, "gating.layers.%d.weight", i);
+            tl_add(l, INIT_ZERO, i < ARMO_HIDDEN ? o->dim : ARMO_K, 0, "gating.layers.%d.bias", i);
+        }
+        tl_add(l, INIT_ONE, 1, 0, "gating.logit_scale", 0);
+        tl_add(l, INIT_EYE, ARMO_K, ARMO_K, "reward_transform_matrix", 0);
+    } else if (!strcmp(o->head, "mlp")) {
         tl_add(l, INIT_NORMAL, o->dim, o->dim, "score.0.weight", 0);
         tl_add(l, INIT_ZERO, o->dim, 0, "score.0.bias", 0);
         tl_add(l, INIT_NORMAL, 1, o->dim, "score.2.weight", 0);
@@ -145,8 +158,8 @@ static char *config_json(const InitModelOptions *o, int V, int F, int bos, int e
     int gpt2 = !strcmp(o->arch, "gpt2"), score = strcmp(o->head, "lm") != 0, fam = family_of(o->arch);
     cJSON *j = cJSON_CreateObject();
     char arch[64];
-    snprintf(arch, sizeof arch, "%s%s", FAMILIES[fam].prefix,
-             score ? "ForSequenceClassification" : gpt2 ? "LMHeadModel" : "ForCausalLM");
+    snprintf(arch, sizeof arch, "%s%s", FAMILIES[fam].prefix, !strcmp(o->head, "armo") ? "ForRewardModelWithGating"
+             : score ? "ForSequenceClassification" : gpt2 ? "LMHeadModel" : "ForCausalLM");
     cJSON *a = cJSON_AddArrayToObject(j, "architectures");
     cJSON_AddItemToArray(a, cJSON_CreateString(arch));
     cJSON_AddStringToObject(j, "model_type", FAMILIES[fam].model_type);
@@ -173,6 +186,12 @@ static char *config_json(const InitModelOptions *o, int V, int F, int bos, int e
     cJSON_AddNumberToObject(j, "initializer_range", 0.02);
     if (bos >= 0) cJSON_AddNumberToObject(j, "bos_token_id", bos);
     if (eos >= 0) cJSON_AddNumberToObject(j, "eos_token_id", eos);
+    if (!strcmp(o->head, "armo")) {
+        cJSON_AddNumberToObject(j, "num_objectives", ARMO_K);
+        cJSON_AddNumberToObject(j, "gating_hidden_dim", o->dim);
+        cJSON_AddNumberToObject(j, "gating_n_hidden", ARMO_HIDDEN);
+        cJSON_AddNumberToObject(j, "gating_temperature", 10);
+    }
     if (score) { /* HF sequence classification needs a pad id to find the last token of padded rows */
         cJSON *l = cJSON_AddObjectToObject(j, "id2label");
         cJSON_AddStringToObject(l, "0", "LABEL_0");
@@ -205,9 +224,10 @@ int train_copy_tokenizer(const char *src, const char *dst) {
 
 int model_init_random(const InitModelOptions *o) {
     int gpt2 = !strcmp(o->arch, "gpt2"), score = strcmp(o->head, "lm") != 0;
-    if (family_of(o->arch) < 0 || (strcmp(o->head, "lm") && strcmp(o->head, "score") && strcmp(o->head, "mlp")))
+    if (family_of(o->arch) < 0 || (strcmp(o->head, "lm") && strcmp(o->head, "score") && strcmp(o->head, "mlp") &&
+                                   strcmp(o->head, "armo")) || (!strcmp(o->head, "armo") && strcmp(o->arch, "llama")))
         return quorum_input_error("init-model:--arch/--head", "got --arch %s --head %s: arch gpt2|llama|qwen3|gemma2, "
-                                  "head lm|score|mlp", o->arch, o->head);
+                                  "head lm|score|mlp, or --arch llama --head armo", o->arch, o->head);
     int kv = o->kv_heads ? o->kv_heads : o->heads;
     if (o->layers < 1 || o->dim < 2 || o->heads < 1 || o->dim % o->heads || o->heads % kv ||
         (!gpt2 && (o->dim / o->heads) % 2))
@@ -238,7 +258,8 @@ int model_init_random(const InitModelOptions *o) {
         int64_t n = l.t[i].shape[0] * (l.t[i].ndim == 2 ? l.t[i].shape[1] : 1);
         data[i] = xmalloc(n * sizeof(float));
         for (int64_t k = 0; k < n; k++)
-            data[i][k] = l.init[i] == INIT_NORMAL ? 0.02f * rng_normal(&r) : l.init[i] == INIT_ONE ? 1.0f : 0.0f;
+            data[i][k] = l.init[i] == INIT_NORMAL ? 0.02f * rng_normal(&r) : l.init[i] == INIT_ONE ? 1.0f
+                         : l.init[i] == INIT_EYE ? (float)(k / l.t[i].shape[1] == k % l.t[i].shape[1]) : 0.0f;
         l.t[i].data = data[i];
     }
     char tmp[2048];

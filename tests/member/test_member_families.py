@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""member.hf_families - a committee of five model families, each a tiny random checkpoint from
+"""member.hf_families - a committee of five model families and two custom heads, each a tiny random checkpoint from
 `quorum init-model` with its family's real tokenizer, through `quorum run` on 2 ranks, then `quorum verify`:
   gpt2     GPT2ForSequenceClassification, GPT-2 BPE, HH transcript
   llama31  LlamaForSequenceClassification, Llama-3 tokenizer + chat template, llama3 RoPE from a v5
@@ -9,6 +9,7 @@
            extracted by tokenizer.hf_parity_gemma2; Mistral's SentencePiece when absent), sliding window 16 <
            max_length 64, add_bos_token (truncation keeps <bos>)
   inform   LlamaForSequenceClassification with INF-ORM's MLP score head
+  armo     LlamaForRewardModelWithGating (ArmoRM: objectives + gating at the Llama-3 assistant header)
 The per-architecture numerics are checked against torch in model.parity.*; here the pipeline must finish,
 write a score file per member x shard with finite rewards that differ between members, and verify.
 usage: test_member_families.py QUORUM MPIEXEC NP_FLAG SHARED_DIR GEMMA_TOKENIZER_DIR"""
@@ -37,7 +38,7 @@ work = tempfile.mkdtemp(prefix="quorum_families_")
 try:
     members = {"gpt2": ("gpt2", "score", toks["gpt2"]), "llama31": ("llama", "score", toks["llama3"]),
                "qwen3": ("qwen3", "score", toks["qwen3"]), "gemma2": ("gemma2", "score", gemma_tok),
-               "inform": ("llama", "mlp", toks["llama3"])}
+               "inform": ("llama", "mlp", toks["llama3"]), "armo": ("llama", "armo", toks["llama3"])}
     for i, (name, (arch, head, tok)) in enumerate(members.items()):
         d = os.path.join(work, name)
         subprocess.run([quorum, "init-model", "--arch", arch, "--head", head, "--tokenizer", tok, "--layers", "2",

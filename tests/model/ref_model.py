@@ -8,7 +8,7 @@ fp32 (or fp16/bf16) weights, so the C fp32 engine is compared against a more pre
   ref_model.py make <out_dir>              tiny random checkpoints + batches + reference outputs/grads
   ref_model.py check (<case_dir> <saved> <saved_sharded>)...  checkpoints written by quorum must reload here and give the
                                            same weights (bit-exact) and outputs as the original
-  ref_model.py init <quorum> <tok> <work>  quorum init-model for llama/qwen3/gemma2 x lm/score/mlp: tensors,
+  ref_model.py init <quorum> <tok> <work>  quorum init-model for llama/qwen3/gemma2 x lm/score/mlp (+ llama armo): tensors,
                                            init and a finite forward here
   ref_model.py bench <model_dir> <batches>  (benchmarks) time the reference forward on given batches
 
@@ -238,6 +238,32 @@ def llama_trunk(cfg, W, ids, lens):
     return norm(x, W["model.norm.weight"])
 
 
+ARMO_PATTERN = [128009, 128006, 78191, 128007, 271]  # Llama-3 "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+
+
+def armo_reward(cfg, W, h, ids, lens):
+    """ArmoRM (LlamaForRewardModelWithGating): objectives from the last token, gated by an MLP + softmax on the
+    hidden state at the start of the LAST occurrence of the gating token pattern, through the transform"""
+    pat = cfg.get("gating_token_pattern", ARMO_PATTERN)
+    n, temp = cfg.get("gating_n_hidden", 3), cfg.get("gating_temperature", 10)
+    out = []
+    for b in range(ids.shape[0]):
+        seq = ids[b, :lens[b]].tolist()
+        j = max(i for i in range(len(seq) - len(pat) + 1) if seq[i:i + len(pat)] == pat)
+        r = W["regression_layer.weight"] @ h[b, lens[b] - 1]
+        x = h[b, j]
+        for l in range(n + 1):
+            x = W[f"gating.layers.{l}.weight"] @ x + W[f"gating.layers.{l}.bias"]
+            x = torch.relu(x) if l < n else x
+        g = torch.softmax(x / temp, -1) * W["gating.logit_scale"][0]
+        out.append((g * (r @ W["reward_transform_matrix"])).sum())
+    return torch.stack(out)
+
+
+def is_rm(arch):
+    return arch.endswith(("ForSequenceClassification", "ForRewardModelWithGating"))
+
+
 def reward_head(W, h):
     """(B,T,C) -> (B,T): the linear score head, or INF-ORM's score.0 / ReLU / score.2 MLP"""
     if "score.0.weight" in W:
@@ -251,6 +277,8 @@ def forward(cfg, W, ids, lens, mask):
     arch = cfg["architectures"][0]
     h = (gpt2_trunk if arch.startswith("GPT2") else llama_trunk)(cfg, W, ids, lens)
     B, T = ids.shape
+    if arch.endswith("ForRewardModelWithGating"):
+        return armo_reward(cfg, W, h, ids, lens), torch.zeros(B, T, dtype=h.dtype)
     if arch.endswith("ForSequenceClassification"):
         r = reward_head(W, h)[torch.arange(B), lens - 1]  # last non-pad token
         return r, torch.zeros(B, T, dtype=h.dtype)
@@ -354,6 +382,14 @@ CASES = {
                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                           "original_max_position_embeddings": 8}},
                      "F32", {"head": "mlp"}),
+    # ArmoRM: 5 objectives, 2 hidden gating layers, a non-identity transform; batches carry the Llama-3
+    # gating pattern (twice in row 0: the last occurrence counts), forward only
+    "llama_armo_rm": ({"architectures": ["LlamaForRewardModelWithGating"], "model_type": "llama", "vocab_size": 128256,
+                       "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "num_key_value_heads": 1, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "silu",
+                       "max_position_embeddings": 64, "tie_word_embeddings": False, "num_objectives": 5,
+                       "gating_hidden_dim": 12, "gating_n_hidden": 2, "gating_temperature": 0.5}, "F32",
+                      {"armo": True}),
 }
 
 
@@ -370,6 +406,7 @@ FEATURE_OFF = {
                      {"rope_parameters": {"rope_type": "llama3", "rope_theta": 10000.0, "factor": 8.0,
                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                           "original_max_position_embeddings": 8}}],
+    "llama_armo_rm": [{"gating_temperature": 1000.0}],
 }
 
 
@@ -420,7 +457,14 @@ def param_shapes(cfg, opts=None):
                 out += [(p + "pre_feedforward_layernorm.weight", (C,)), (p + "post_feedforward_layernorm.weight", (C,))]
         out += [("model.norm.weight", (C,))]
     C = cfg.get("n_embd") or cfg["hidden_size"]
-    if arch.endswith("ForSequenceClassification") and (opts or {}).get("head") == "mlp":
+    if arch.endswith("ForRewardModelWithGating"):
+        K, Hd, n = cfg.get("num_objectives", 19), cfg.get("gating_hidden_dim", 1024), cfg.get("gating_n_hidden", 3)
+        out += [("regression_layer.weight", (K, C))]
+        for l in range(n + 1):
+            i, o = (C if l == 0 else Hd), (Hd if l < n else K)
+            out += [(f"gating.layers.{l}.weight", (o, i)), (f"gating.layers.{l}.bias", (o,))]
+        out += [("gating.logit_scale", (1,)), ("reward_transform_matrix", (K, K))]
+    elif arch.endswith("ForSequenceClassification") and (opts or {}).get("head") == "mlp":
         out += [("score.0.weight", (C, C)), ("score.0.bias", (C,)), ("score.2.weight", (1, C)), ("score.2.bias", (1,))]
     elif arch.endswith("ForSequenceClassification"):
         out += [("score.weight", (1, C))]
@@ -433,7 +477,9 @@ def random_weights(cfg, g, opts=None):
     w = {}
     one = 0.0 if cfg["architectures"][0].startswith("Gemma2") else 1.0  # Gemma norms scale by 1 + w
     for name, shape in param_shapes(cfg, opts):
-        if "norm" in name or "ln_" in name:  # norms: weight around 1, bias around 0
+        if name == "gating.logit_scale":
+            a = 1.0 + 0.1 * torch.randn(shape, generator=g)
+        elif "norm" in name or "ln_" in name:  # norms: weight around 1, bias around 0
             a = (one if name.endswith("weight") else 0.0) + 0.1 * torch.randn(shape, generator=g)
         elif name.endswith("bias"):
             a = 0.1 * torch.randn(shape, generator=g)
@@ -482,9 +528,14 @@ def make(out_dir):
         _, w = load_dir(d)  # what the file really holds (fp16/bf16 rounding included)
         W = {k: torch.tensor(v, dtype=F64, requires_grad=True) for k, v in w.items()}
         ids, lens, mask = make_batch(cfg, g)
+        if opts.get("armo"):  # every row ends its prompt with the gating pattern; row 0 twice
+            lens = torch.tensor([11, 6, 9, 7])
+            for b, at in enumerate((5, 0, 2, 1)):
+                ids[b, at:at + 5] = torch.tensor(ARMO_PATTERN)
+            ids[0, 0:5] = torch.tensor(ARMO_PATTERN)
         out, tok = forward(cfg, W, ids, lens, mask)
         check_features_bite(name, cfg, W, ids, lens, mask, out)
-        rm = cfg["architectures"][0].endswith("ForSequenceClassification")
+        rm = is_rm(cfg["architectures"][0])
         ref = torch.zeros(4, dtype=F64) if rm else (out.detach() + torch.randn(4, generator=g, dtype=F64))
         outv = out.detach().clone().requires_grad_(True)
         loss = dpo_loss(outv, ref, 1.0 if rm else 0.5)
@@ -560,7 +611,7 @@ def init_check(quorum, tok, work):
     bad = 0
     g = torch.Generator().manual_seed(3)
     for arch in ("llama", "qwen3", "gemma2"):
-        for head in ("lm", "score", "mlp"):
+        for head in ("lm", "score", "mlp") + (("armo",) if arch == "llama" else ()):
             d = os.path.join(work, f"{arch}_{head}")
             subprocess.run([quorum, "init-model", "--arch", arch, "--head", head, "--layers", "2", "--dim", "32",
                             "--heads", "4", "--kv-heads", "2", "--vocab", "300", "--max-pos", "64", "--tokenizer", tok,
@@ -571,7 +622,10 @@ def init_check(quorum, tok, work):
             gemma = arch == "gemma2"
             errs = [] if got == {k: tuple(v) for k, v in want.items()} else [f"tensors {sorted(set(got) ^ set(want))}"]
             for k, v in w.items():
-                if "norm" in k and not np.all(v == (0.0 if gemma else 1.0)):
+                if k in ("reward_transform_matrix", "gating.logit_scale"):  # ArmoRM: identity, 1
+                    if not np.array_equal(v, np.eye(len(v)) if v.ndim == 2 else np.ones(1)):
+                        errs.append(f"{k} not identity / 1")
+                elif "norm" in k and not np.all(v == (0.0 if gemma else 1.0)):
                     errs.append(f"{k} not {'0' if gemma else '1'}")
                 elif k.endswith("bias") and np.any(v != 0):
                     errs.append(f"{k} not 0")
@@ -579,6 +633,9 @@ def init_check(quorum, tok, work):
                     errs.append(f"{k} std {v.std():.4f}")
             W = {k: torch.tensor(v, dtype=F64) for k, v in w.items()}
             ids, lens, mask = make_batch(cfg, g)
+            if head == "armo":  # the gating pattern at the prompt end (vocab 300 here: a small one)
+                cfg["gating_token_pattern"] = [7, 8]
+                ids[:, 1:3] = torch.tensor([7, 8])
             out, _ = forward(cfg, W, ids, lens, mask)
             if not torch.isfinite(out).all():
                 errs.append("non-finite outputs")
