@@ -146,7 +146,8 @@ static int parse_layer_windows(ModelConfig *c, const cJSON *j, const char *path)
     } else if (c->arch != ARCH_MISTRAL) {
         c->sliding_window = 0;
     }
-    for (int l = 0; l < c->n_layer; l++) c->layer_window[l] = (unsigned char)(c->sliding_window > 0 && l >= from && l % every == 0);
+    for (int l = 0; l < c->n_layer; l++)
+        c->layer_window[l] = (unsigned char)(c->sliding_window > 0 && l >= from && l % every == 0);
     return 0;
 }
 

