@@ -164,7 +164,7 @@ static int parse_llama_like(ModelConfig *c, const cJSON *j, const char *path) {
     const char *act_key = gemma && cJSON_GetObjectItemCaseSensitive(j, "hidden_activation") ? "hidden_activation" : "hidden_act";
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, act_key);
     const char *want = gemma ? "gelu_pytorch_tanh" : "silu";
-    if ((act || gemma) && (!cJSON_IsString(act) || strcmp(act->valuestring, want))) {
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, want))) { /* absent: the family default */
         char msg[64];
         snprintf(msg, sizeof msg, "only \"%s\" is supported", want);
         return cfg_err(path, act_key, msg);

@@ -636,7 +636,7 @@ static int parse_cfg(ModelConfig *c, const char *json, const char *needle) {
 static int cmd_config(void) {
     ModelConfig c;
     /* Gemma-2 with only the required keys: HF's Gemma2Config defaults */
-    parse_cfg(&c, CFG("Gemma2ForCausalLM", 4) "\"hidden_activation\": \"gelu_pytorch_tanh\"}", NULL);
+    parse_cfg(&c, CFG("Gemma2ForCausalLM", 4) "\"rms_norm_eps\": 1e-6}", NULL);
     CHECK(c.arch == ARCH_GEMMA2 && c.head_dim == 256 && c.sliding_window == 4096 && c.tied && c.act == ACT_GEGLU);
     CHECK(c.attn_softcap == 50.0f && c.final_softcap == 30.0f && c.attn_scale == 1.0f / 16 && c.norm_plus_one &&
           c.post_norms && fabsf(c.embed_scale - sqrtf(32.0f)) == 0.0f);
