@@ -166,9 +166,9 @@ typedef struct Backend {
 
     /* ---- optional ops (NULL = this backend lacks them) ----
      * Used only by the families / heads that need them (Qwen3 q/k norm; Gemma-2 GeGLU, embedding scale,
-     * logit softcapping; sliding-window attention; MLP reward heads). The CUDA backend does not implement
-     * them yet: model_load moves a model that needs one onto the cpu backend (one log line), except
-     * sliding-window attention, which a forward asks for only when T exceeds the window (-1, one line). */
+     * logit softcapping; sliding-window attention; MLP reward heads). cpu and cuda implement them all; a
+     * backend without one: model_load moves a model that needs it onto the cpu backend (one log line),
+     * except sliding-window attention, which a forward asks for only when T exceeds the window (-1, one line). */
     /* per-head RMSNorm of the q and k parts of qkv rows (Qwen3 q_norm/k_norm, before RoPE); v is copied.
      * out q head h = inp q head h * rstd * qw, k heads likewise with kw. */
     void (*qknorm_forward)(float *out,          /* (N,(NH+2*NKV)*HD) */
