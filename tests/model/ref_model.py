@@ -5,7 +5,8 @@ modeling_mistral / modeling_gemma2 and the INF-ORM score head (no transformers i
 torch 1.13 is enough). Everything is computed in float64 from the
 fp32 (or fp16/bf16) weights, so the C fp32 engine is compared against a more precise answer.
 
-  ref_model.py make <out_dir>              tiny random checkpoints + batches + reference outputs/grads
+  ref_model.py make <out_dir> [<quorum> <shared>]  tiny random checkpoints + batches + reference outputs/grads
+                                           (with quorum and ../shared: also *_hh_* fixtures on real HH pairs)
   ref_model.py check (<case_dir> <saved> <saved_sharded>)...  checkpoints written by quorum must reload here and give the
                                            same weights (bit-exact) and outputs as the original
   ref_model.py init <quorum> <tok> <work>  quorum init-model for llama/qwen3/gemma2 x lm/score/mlp (+ llama armo): tensors,
@@ -518,10 +519,72 @@ def write_checkpoint(d, cfg, w, dtype, opts):
     json.dump({"metadata": {"total_size": 0}, "weight_map": wm}, open(os.path.join(d, "model.safetensors.index.json"), "w"))
 
 
-def make(out_dir):
+# Real HH-RLHF pairs (chosen, rejected) as ragged batches, tokenized by `quorum tokenize` with a shared
+# tokenizer, longer than the sliding windows: (base case, tokenizer, pairs, max tokens, config edits).
+# (base case, tokenizer, HH lines skipped, pairs, max tokens, config edits)
+HH_CASES = {
+    "qwen3_hh_rm": ("qwen3_rm", "qwen3", 7, 3, 96, {"use_sliding_window": True, "sliding_window": 24,
+                                                    "max_window_layers": 0}),
+    "qwen3_hh_lm": ("qwen3_lm", "qwen3", 9, 2, 64, {"sliding_window": 16}),
+    "gemma2_hh_rm": ("gemma2_rm", "mistral", 7, 3, 96, {"sliding_window": 24}),
+    "gemma2_hh_lm": ("gemma2_lm", "mistral", 9, 2, 64, {"sliding_window": 16}),
+    "llama_mlp_hh_rm": ("llama_mlp_rm", "llama3", 7, 3, 96, {}),
+}
+
+
+def tokenizer_vocab(tokdir):
+    t = json.load(open(os.path.join(tokdir, "tokenizer.json")))
+    return 1 + max(max(t["model"]["vocab"].values()), max([a["id"] for a in t.get("added_tokens", [])], default=0))
+
+
+def hh_batch(quorum, tokdir, hh, n_pairs, max_len, skip=7):
+    """ids (2n,T), lens, mask: pair k's chosen then rejected transcript, the end kept when longer than max_len,
+    mask = the response tokens (after the shared prompt up to its last "\n\nAssistant:")."""
+    import gzip
+    import subprocess
+    enc = lambda text: [int(x) for x in subprocess.run([quorum, "tokenize", "--tokenizer", tokdir], input=text,
+                                                        capture_output=True, text=True, check=True).stdout.split()]
+    seqs = []
+    for line_no, line in enumerate(gzip.open(hh, "rt", encoding="utf-8")):
+        if line_no < skip:
+            continue
+        o = json.loads(line)
+        n = 0
+        while n < min(len(o["chosen"]), len(o["rejected"])) and o["chosen"][n] == o["rejected"][n]:
+            n += 1
+        cut = o["chosen"].rfind("\n\nAssistant:", 0, n)
+        if cut < 0:
+            continue
+        prompt = o["chosen"][:cut + len("\n\nAssistant:")]
+        np_ = len(enc(prompt))
+        for side in ("chosen", "rejected"):
+            ids = enc(o[side])
+            drop = max(0, len(ids) - max_len)
+            seqs.append((ids[drop:], max(1, np_ - drop)))
+        if len(seqs) == 2 * n_pairs:
+            break
+    T = max(len(x) for x, _ in seqs)
+    ids, mask = torch.zeros(len(seqs), T, dtype=torch.long), torch.zeros(len(seqs), T, dtype=torch.uint8)
+    for b, (x, np_) in enumerate(seqs):
+        ids[b, :len(x)] = torch.tensor(x)
+        mask[b, np_:] = 1
+    return ids, torch.tensor([len(x) for x, _ in seqs]), mask
+
+
+def make(out_dir, quorum=None, shared=None):
     x = torch.linspace(-6, 6, 101, dtype=F64)  # our gelu_new is torch's tanh-approximate gelu
     assert torch.allclose(gelu_new(x), torch.nn.functional.gelu(x, approximate="tanh"), atol=1e-12)
-    for i, (name, (cfg, dtype, opts)) in enumerate(CASES.items()):
+    cases = dict(CASES)
+    hh = os.path.join(shared or "", "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
+    if quorum and os.path.exists(hh):
+        for name, (base, tok, skip, n_pairs, max_len, edits) in HH_CASES.items():
+            cfg, dtype, opts = CASES[base]
+            tokdir = os.path.join(shared, "tokenizers", tok)
+            cfg = {**cfg, **edits, "vocab_size": tokenizer_vocab(tokdir)}
+            cases[name] = (cfg, "F32", {**opts, "hh": (tokdir, skip, n_pairs, max_len)})
+    else:
+        print(f"no HH data under {shared}: the *_hh_* fixtures are not made (their tests skip)")
+    for i, (name, (cfg, dtype, opts)) in enumerate(cases.items()):
         g = torch.Generator().manual_seed(1234 + i)
         d = os.path.join(out_dir, name)
         write_checkpoint(d, cfg, random_weights(cfg, g, opts), dtype, opts)
@@ -533,10 +596,16 @@ def make(out_dir):
             for b, at in enumerate((5, 0, 2, 1)):
                 ids[b, at:at + 5] = torch.tensor(ARMO_PATTERN)
             ids[0, 0:5] = torch.tensor(ARMO_PATTERN)
+        if opts.get("hh"):
+            tokdir, skip, n_pairs, max_len = opts["hh"]
+            ids, lens, mask = hh_batch(quorum, tokdir, hh, n_pairs, max_len, skip)
+            assert int(lens.max()) > (cfg.get("sliding_window") or 0) and len(set(lens.tolist())) > 1, lens
+            print(f"  {name}: HH lens {lens.tolist()}")
         out, tok = forward(cfg, W, ids, lens, mask)
         check_features_bite(name, cfg, W, ids, lens, mask, out)
         rm = is_rm(cfg["architectures"][0])
-        ref = torch.zeros(4, dtype=F64) if rm else (out.detach() + torch.randn(4, generator=g, dtype=F64))
+        B = ids.shape[0]
+        ref = torch.zeros(B, dtype=F64) if rm else (out.detach() + torch.randn(B, generator=g, dtype=F64))
         outv = out.detach().clone().requires_grad_(True)
         loss = dpo_loss(outv, ref, 1.0 if rm else 0.5)
         (dseq,) = torch.autograd.grad(loss, outv)
@@ -647,8 +716,8 @@ def init_check(quorum, tok, work):
 
 if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
-    if cmd == "make":
-        make(sys.argv[2])
+    if cmd == "make":  # make <out_dir> [<quorum binary> <shared dir>]: with both, also the HH fixtures
+        make(*sys.argv[2:5])
     elif cmd == "check":  # check (<case_dir> <saved_dir> <saved_sharded_dir>)...
         a = sys.argv[2:]
         sys.exit(max(check(a[i + k], a[i]) for i in range(0, len(a), 3) for k in (1, 2)))
