@@ -15,8 +15,11 @@
  *                                                         AND after attention and MLP, GeGLU (gelu tanh), scale
  *                                                         query_pre_attn_scalar^-0.5, attention and final logit
  *                                                         softcapping, sliding window on even layers
+ *   Gemma3ForCausalLM / Gemma3TextForSequenceClassification: as Gemma-2 plus q_norm/k_norm (1 + w), no softcapping
+ *                                                         by default, sliding layers (5 of 6) with their own RoPE
+ *                                                         base rope_local_base_freq, full layers rope_theta (+ linear)
  * RoPE: rope_theta + rope_scaling (v4 configs) or rope_parameters (v5 configs; per-layer-type entries must
- * agree); rope types "default" and "llama3". Sliding windows (Mistral, Qwen2/3 use_sliding_window with
+ * agree); rope types "default", "linear" and "llama3". Sliding windows (Mistral, Qwen2/3 use_sliding_window with
  * max_window_layers, Gemma-2, or an explicit layer_types list): key t2 is visible to query t when
  * t - sliding_window < t2 <= t.
  * *ForSequenceClassification is a reward model: reward = a head program (src/model/model_head.c: the linear
@@ -45,7 +48,7 @@
 
 #include "quorum/ops.h"
 
-typedef enum { ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA2 } ModelArch;
+typedef enum { ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA2, ARCH_GEMMA3 } ModelArch;
 typedef enum { ACT_GELU_NEW, ACT_SWIGLU, ACT_GEGLU } ModelAct; /* GPT-2 MLP, silu GLU, gelu-tanh GLU */
 typedef enum { RHEAD_LINEAR, RHEAD_MLP, RHEAD_ARMO } RewardHeadKind; /* see model_head.c */
 #define MODEL_MAX_LAYERS 512
@@ -63,6 +66,8 @@ typedef struct {
     int rope_llama3;               /* rope_scaling.rope_type == "llama3" */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
+    float rope_linear;             /* rope_type "linear": positions / factor (0 = none) */
+    float rope_local_theta;        /* Gemma-3: the sliding layers' RoPE base (default type, no scaling); 0 = one table */
     int sliding_window;            /* 0 = none; the layers it applies to are marked in layer_window */
     unsigned char layer_window[MODEL_MAX_LAYERS]; /* 1 = layer l attends within sliding_window */
     ModelAct act;

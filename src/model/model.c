@@ -63,8 +63,13 @@ static int parse_rope_obj(ModelConfig *c, const cJSON *rs, const char *path, con
     if (partial != 1.0f) return cfg_err(path, k, "only 1.0 (full rotary) is supported");
     if (!strcmp(type->valuestring, "default")) return 0;
     snprintf(k, sizeof k, "%s.rope_type", key);
+    if (!strcmp(type->valuestring, "linear")) {
+        c->rope_linear = cfg_float(rs, "factor", 0.0f);
+        snprintf(k, sizeof k, "%s.factor", key);
+        return c->rope_linear > 0 ? 0 : cfg_err(path, k, "must be positive");
+    }
     if (strcmp(type->valuestring, "llama3"))
-        return cfg_err(path, k, "only \"default\" and \"llama3\" are supported");
+        return cfg_err(path, k, "only \"default\", \"linear\" and \"llama3\" are supported");
     c->rope_llama3 = 1;
     c->rope_factor = cfg_float(rs, "factor", 8.0f);
     c->rope_low_freq_factor = cfg_float(rs, "low_freq_factor", 1.0f);
@@ -83,9 +88,19 @@ static int parse_rope(ModelConfig *c, const cJSON *j, const char *path) {
         if (!cJSON_IsObject(rp)) return cfg_err(path, "rope_parameters", "must be an object");
         const cJSON *first = rp->child;
         if (first && cJSON_IsObject(first)) { /* per layer type */
-            for (const cJSON *e = first; e; e = e->next)
-                if (!cJSON_Compare(e, first, 1))
-                    return cfg_err(path, "rope_parameters", "per-layer-type RoPE parameters differ (unsupported)");
+            const cJSON *full = cJSON_GetObjectItemCaseSensitive(rp, "full_attention");
+            const cJSON *local = cJSON_GetObjectItemCaseSensitive(rp, "sliding_attention");
+            if (c->arch == ARCH_GEMMA3 && cJSON_IsObject(full) && cJSON_IsObject(local)) { /* two tables */
+                const cJSON *lt = cJSON_GetObjectItemCaseSensitive(local, "rope_type");
+                if (lt && !(cJSON_IsString(lt) && !strcmp(lt->valuestring, "default")))
+                    return cfg_err(path, "rope_parameters.sliding_attention.rope_type", "only \"default\" is supported");
+                c->rope_local_theta = cfg_float(local, "rope_theta", 10000.0f);
+                first = full;
+            } else {
+                for (const cJSON *e = first; e; e = e->next)
+                    if (!cJSON_Compare(e, first, 1))
+                        return cfg_err(path, "rope_parameters", "per-layer-type RoPE parameters differ (unsupported)");
+            }
             rp = first;
         }
         c->rope_theta = cfg_float(rp, "rope_theta", c->rope_theta);
@@ -143,6 +158,12 @@ static int parse_layer_windows(ModelConfig *c, const cJSON *j, const char *path)
         if (!cfg_bool(j, "use_sliding_window", 0)) c->sliding_window = 0;
     } else if (c->arch == ARCH_GEMMA2) {
         every = 2; /* layers 0, 2, 4, ... */
+    } else if (c->arch == ARCH_GEMMA3) { /* sliding unless (l + 1) % sliding_window_pattern == 0 */
+        int pattern;
+        if (cfg_int(j, "sliding_window_pattern", 6, path, &pattern)) return -1;
+        for (int l = 0; l < c->n_layer; l++)
+            c->layer_window[l] = (unsigned char)(c->sliding_window > 0 && pattern && (l + 1) % pattern);
+        return 0;
     } else if (c->arch != ARCH_MISTRAL) {
         c->sliding_window = 0;
     }
@@ -152,7 +173,7 @@ static int parse_layer_windows(ModelConfig *c, const cJSON *j, const char *path)
 }
 
 static int parse_llama_like(ModelConfig *c, const cJSON *j, const char *path) {
-    int gemma = c->arch == ARCH_GEMMA2;
+    int gemma = c->arch == ARCH_GEMMA2 || c->arch == ARCH_GEMMA3, gemma3 = c->arch == ARCH_GEMMA3;
     if (cfg_int(j, "hidden_size", -1, path, &c->d_model) || cfg_int(j, "num_hidden_layers", -1, path, &c->n_layer) ||
         cfg_int(j, "num_attention_heads", -1, path, &c->n_head) ||
         cfg_int(j, "intermediate_size", -1, path, &c->d_ff) ||
@@ -171,7 +192,7 @@ static int parse_llama_like(ModelConfig *c, const cJSON *j, const char *path) {
     }
     c->act = gemma ? ACT_GEGLU : ACT_SWIGLU;
     c->norm_eps = cfg_float(j, "rms_norm_eps", 1e-6f);
-    c->rope_theta = 10000.0f;
+    c->rope_theta = gemma3 ? 1000000.0f : 10000.0f;
     c->tied = cfg_bool(j, "tie_word_embeddings", gemma);
     if (c->arch == ARCH_QWEN2) {
         c->qkv_bias = 1;
@@ -179,15 +200,16 @@ static int parse_llama_like(ModelConfig *c, const cJSON *j, const char *path) {
         c->qkv_bias = c->o_bias = cfg_bool(j, "attention_bias", 0);
         if (c->arch == ARCH_LLAMA) c->mlp_bias = cfg_bool(j, "mlp_bias", 0);
     }
-    c->qk_norm = c->arch == ARCH_QWEN3;
+    c->qk_norm = c->arch == ARCH_QWEN3 || gemma3;
     if (gemma) {
         c->norm_plus_one = c->post_norms = 1;
         c->embed_scale = sqrtf((float)c->d_model); /* HF: torch.tensor(hidden_size**0.5, dtype=fp32) */
         float qs = cfg_float(j, "query_pre_attn_scalar", 256.0f);
         if (!(qs > 0)) return cfg_err(path, "query_pre_attn_scalar", "must be positive");
         c->attn_scale = (float)(1.0 / sqrt((double)qs)); /* else 1/sqrt(head_dim), set once head_dim is known */
-        c->attn_softcap = cfg_float_or_off(j, "attn_logit_softcapping", 50.0f);
-        c->final_softcap = cfg_float_or_off(j, "final_logit_softcapping", 30.0f);
+        c->attn_softcap = cfg_float_or_off(j, "attn_logit_softcapping", gemma3 ? 0.0f : 50.0f);
+        c->final_softcap = cfg_float_or_off(j, "final_logit_softcapping", gemma3 ? 0.0f : 30.0f);
+        if (gemma3) c->rope_local_theta = cfg_float(j, "rope_local_base_freq", 10000.0f);
         if (c->attn_softcap < 0 || c->final_softcap < 0) return cfg_err(path, "attn_logit_softcapping", "must be >= 0");
     }
     if (parse_layer_windows(c, j, path)) return -1;
@@ -212,15 +234,18 @@ int model_config_parse(ModelConfig *c, const char *text, const char *path) {
     snprintf(c->architecture, sizeof c->architecture, "%s", name);
     static const struct { const char *prefix; ModelArch arch; } families[] = {
         {"GPT2", ARCH_GPT2}, {"Llama", ARCH_LLAMA}, {"Qwen2", ARCH_QWEN2}, {"Mistral", ARCH_MISTRAL},
-        {"Qwen3", ARCH_QWEN3}, {"Gemma2", ARCH_GEMMA2}};
+        {"Qwen3", ARCH_QWEN3}, {"Gemma2", ARCH_GEMMA2}, {"Gemma3", ARCH_GEMMA3}};
     int fam = -1;
     for (int i = 0; i < (int)(sizeof families / sizeof families[0]); i++)
         if (!strncmp(name, families[i].prefix, strlen(families[i].prefix))) fam = i;
     const char *suffix = fam >= 0 ? name + strlen(families[fam].prefix) : "";
     int armo = fam >= 0 && families[fam].arch == ARCH_LLAMA && !strcmp(suffix, "ForRewardModelWithGating");
+    int g3 = fam >= 0 && families[fam].arch == ARCH_GEMMA3; /* Gemma3ForCausalLM, Gemma3TextForSequenceClassification */
+    if (g3 && !strcmp(suffix, "TextForSequenceClassification")) suffix = "ForSequenceClassification";
+    else if (g3 && !strcmp(suffix, "ForSequenceClassification")) suffix = "(multimodal)";
     if (fam < 0 || (strcmp(suffix, "LMHeadModel") && strcmp(suffix, "ForCausalLM") &&
                     strcmp(suffix, "ForSequenceClassification") && !armo)) {
-        cfg_err(path, "architectures", "unsupported: want GPT2/Llama/Qwen2/Qwen3/Mistral/Gemma2 with a causal LM or "
+        cfg_err(path, "architectures", "unsupported: want GPT2/Llama/Qwen2/Qwen3/Mistral/Gemma2/Gemma3(Text) with a causal LM or "
                 "sequence classification head, or LlamaForRewardModelWithGating");
         goto done;
     }

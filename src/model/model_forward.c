@@ -36,6 +36,8 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
     TAKE(logits, (size_t)M * heads); TAKE(logp, M); TAKE(lse, M);
     TAKE(rope_cos, (size_t)T * (d.HD / 2)); TAKE(rope_sin, (size_t)T * (d.HD / 2));
     const ModelConfig *c = &m->cfg;
+    size_t two = c->rope_local_theta > 0;
+    TAKE(rope_cos_l, two * T * (d.HD / 2)); TAKE(rope_sin_l, two * T * (d.HD / 2));
     size_t qk = c->qk_norm, pn = c->post_norms, hw = c->head == HEAD_REWARD ? head_width(m) : 0;
     size_t cap = c->head == HEAD_LM && c->final_softcap > 0;
     TAKE(qkr, qk * LA * N * d.QKV); TAKE(qk_rstd, qk * LA * N * (d.NH + d.NKV));
@@ -73,15 +75,16 @@ static void acts_ensure(Model *m, int B, int T, int M) {
     m->rope_T = 0; /* carving may have moved the tables */
 }
 
-/* cos/sin (T,HD/2) for positions 0..T-1: inv_freq = theta^(-2i/HD), llama3 scaling applied as in HF */
-static void rope_tables(Model *m, int T) {
+/* cos/sin (T,HD/2) for positions 0..T-1 into backend cos_d/sin_d: inv_freq = theta^(-2i/HD), with llama3 or
+ * linear scaling applied as in HF when `scaled` */
+static void rope_table(Model *m, int T, double theta, int scaled, float *cos_d, float *sin_d) {
     const ModelConfig *c = &m->cfg;
-    if (c->arch == ARCH_GPT2 || m->rope_T == T) return;
     int half = c->head_dim / 2;
     float *cs = xmalloc(sizeof(float) * 2 * (size_t)T * half), *sn = cs + (size_t)T * half;
     for (int i = 0; i < half; i++) {
-        double inv = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->head_dim);
-        if (c->rope_llama3) {
+        double inv = 1.0 / pow(theta, (double)(2 * i) / c->head_dim);
+        if (scaled && c->rope_linear > 0) inv /= c->rope_linear;
+        if (scaled && c->rope_llama3) {
             double wavelen = 2 * M_PI / inv, old = c->rope_original_max_pos;
             double low_wl = old / c->rope_low_freq_factor, high_wl = old / c->rope_high_freq_factor;
             if (wavelen > low_wl) inv /= c->rope_factor;
@@ -98,10 +101,28 @@ static void rope_tables(Model *m, int T) {
             sn[(size_t)t * half + i] = sinf(ang);
         }
     }
-    m->be->to_backend(m->a.rope_cos, cs, sizeof(float) * (size_t)T * half);
-    m->be->to_backend(m->a.rope_sin, sn, sizeof(float) * (size_t)T * half);
+    m->be->to_backend(cos_d, cs, sizeof(float) * (size_t)T * half);
+    m->be->to_backend(sin_d, sn, sizeof(float) * (size_t)T * half);
     free(cs);
+}
+
+/* The RoPE table(s) for T: every layer's, and Gemma-3's second one for its sliding layers. */
+static void rope_tables(Model *m, int T) {
+    const ModelConfig *c = &m->cfg;
+    if (c->arch == ARCH_GPT2 || m->rope_T == T) return;
+    rope_table(m, T, c->rope_theta, 1, m->a.rope_cos, m->a.rope_sin);
+    if (c->rope_local_theta > 0) rope_table(m, T, c->rope_local_theta, 0, m->a.rope_cos_l, m->a.rope_sin_l);
     m->rope_T = T;
+}
+
+/* layer l's table: Gemma-3's sliding layers use the local one */
+static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) {
+    const ModelConfig *c = &m->cfg;
+    if (c->arch == ARCH_GPT2) return;
+    int local = c->rope_local_theta > 0 && c->layer_window[l];
+    const float *cs = local ? m->a.rope_cos_l : m->a.rope_cos, *sn = local ? m->a.rope_sin_l : m->a.rope_sin;
+    if (backward) m->be->rope_backward(qkv, cs, sn, B, T, c->n_head, c->n_kv_head, c->head_dim);
+    else m->be->rope_forward(qkv, cs, sn, B, T, c->n_head, c->n_kv_head, c->head_dim);
 }
 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
@@ -233,7 +254,7 @@ static void trunk_forward(Model *m, int B, int T) {
         be->matmul_forward(c->qk_norm ? a.qkr : a.qkv, a.ln1, P(L->qkv_w), P(L->qkv_b), N, d.C, d.QKV);
         if (c->qk_norm)
             be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
-        if (c->arch != ARCH_GPT2) be->rope_forward(a.qkv, m->a.rope_cos, m->a.rope_sin, B, T, d.NH, d.NKV, d.HD);
+        rope_apply(m, l, a.qkv, B, T, 0);
         attn_forward(m, l, a.atty, a.att, a.qkv, B, T);
         be->matmul_forward(c->post_norms ? a.po1 : m->a.proj, a.atty, P(L->o_w), P(L->o_b), N, d.NH * d.HD, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
@@ -279,7 +300,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         be->matmul_backward(m->a.datty, G(L->o_w), G(L->o_b), dao, a.atty, P(L->o_w), N, d.NH * d.HD, d.C);
         be->zero(m->a.dqkv, sizeof(float) * N * d.QKV);
         attn_backward(m, l, m->a.dqkv, m->a.datty, a.qkv, a.att, B, T);
-        if (c->arch != ARCH_GPT2) be->rope_backward(m->a.dqkv, m->a.rope_cos, m->a.rope_sin, B, T, d.NH, d.NKV, d.HD);
+        rope_apply(m, l, m->a.dqkv, B, T, 1);
         const float *dmm = m->a.dqkv;
         if (c->qk_norm) {
             be->zero(m->a.dqkr, sizeof(float) * N * d.QKV);

@@ -42,6 +42,7 @@ typedef struct {
     float *logits;                                  /* (M,V) or (M,1) reward */
     float *logp, *lse;                              /* (M) (M) */
     float *rope_cos, *rope_sin;                     /* (T,HD/2) */
+    float *rope_cos_l, *rope_sin_l;                 /* (T,HD/2) Gemma-3 sliding layers' table, else none */
     float *qkr, *qk_rstd;                           /* (L,N,QKV) (L,N,NH+NKV) Qwen3: qkv before q/k norm */
     float *po1, *po1_rstd, *po2, *po2_rstd;         /* (L,N,C) (L,N) x2 Gemma-2: o_proj / down_proj outputs */
     float *hact;                                    /* (M,HW) reward head program intermediates */

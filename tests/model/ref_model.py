@@ -123,14 +123,18 @@ def attention(q, k, v, lens, scale=None, softcap=None, window=None):
     return torch.softmax(s, -1) @ v
 
 
-def rope_params(cfg):
-    """(theta, scaling dict or None) from a v4 (rope_theta, rope_scaling) or v5 (rope_parameters) config"""
+def rope_params(cfg, local=False):
+    """(theta, scaling dict or None) from a v4 (rope_theta, rope_scaling) or v5 (rope_parameters) config;
+    local: Gemma-3's sliding layers (rope_local_base_freq, no scaling)"""
+    gemma3 = cfg["architectures"][0].startswith("Gemma3")
     rp = cfg.get("rope_parameters")
     if rp:
         if all(isinstance(x, dict) for x in rp.values()):  # one entry per layer type
-            rp = next(iter(rp.values()))
+            rp = rp["sliding_attention" if local else "full_attention"] if gemma3 else next(iter(rp.values()))
         return rp.get("rope_theta", 10000.0), rp
-    return cfg.get("rope_theta", 10000.0), cfg.get("rope_scaling")
+    if local:
+        return cfg.get("rope_local_base_freq", 10000.0), None
+    return cfg.get("rope_theta", 1e6 if gemma3 else 10000.0), cfg.get("rope_scaling")
 
 
 def layer_windows(cfg):
@@ -138,7 +142,7 @@ def layer_windows(cfg):
     arch, L, w = cfg["architectures"][0], cfg["num_hidden_layers"], cfg.get("sliding_window")
     if arch.startswith(("Qwen2", "Qwen3")) and not cfg.get("use_sliding_window", False):
         w = None
-    if arch.startswith("Gemma2") and "sliding_window" not in cfg:
+    if arch.startswith(("Gemma2", "Gemma3")) and "sliding_window" not in cfg:
         w = 4096
     if arch.startswith("Llama"):
         w = None
@@ -146,15 +150,20 @@ def layer_windows(cfg):
         return [w if t == "sliding_attention" else None for t in cfg["layer_types"]]
     if arch.startswith("Gemma2"):
         return [w if i % 2 == 0 else None for i in range(L)]
+    if arch.startswith("Gemma3"):
+        p = cfg.get("sliding_window_pattern", 6)
+        return [w if (i + 1) % p else None for i in range(L)]
     if arch.startswith(("Qwen2", "Qwen3")):
         return [w if i >= cfg.get("max_window_layers", 28) else None for i in range(L)]
     return [w] * L
 
 
-def rope_cos_sin(cfg, T, dt):
+def rope_cos_sin(cfg, T, dt, local=False):
     hd = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
-    theta, rs = rope_params(cfg)
+    theta, rs = rope_params(cfg, local)
     inv = 1.0 / (theta ** (torch.arange(0, hd, 2, dtype=torch.int64).float() / hd))
+    if rs and rs.get("rope_type", rs.get("type")) == "linear":  # HF _compute_linear_scaling_rope_parameters
+        inv = inv / rs["factor"]
     if rs and rs.get("rope_type", rs.get("type")) == "llama3":  # HF _compute_llama3_parameters
         factor, lo, hi, old = rs["factor"], rs["low_freq_factor"], rs["high_freq_factor"], rs["original_max_position_embeddings"]
         low_wl, high_wl = old / lo, old / hi
@@ -201,16 +210,18 @@ def llama_trunk(cfg, W, ids, lens):
     """Llama / Mistral / Qwen2 / Qwen3 / Gemma-2 decoder stack -> final-normed hidden states (B,T,C)"""
     B, T = ids.shape
     arch = cfg["architectures"][0]
-    gemma, qwen3 = arch.startswith("Gemma2"), arch.startswith("Qwen3")
+    gemma, gemma3 = arch.startswith(("Gemma2", "Gemma3")), arch.startswith("Gemma3")
+    qk_norm = arch.startswith("Qwen3") or gemma3
     C, NH = cfg["hidden_size"], cfg["num_attention_heads"]
     NKV = cfg.get("num_key_value_heads", NH)
     HD = cfg.get("head_dim") or (256 if gemma else C // NH)
     eps = cfg.get("rms_norm_eps", 1e-6)
     norm = (lambda x, w: rms_norm(x, 1.0 + w, eps)) if gemma else (lambda x, w: rms_norm(x, w, eps))
     scale = cfg.get("query_pre_attn_scalar", 256) ** -0.5 if gemma else None
-    softcap = cfg.get("attn_logit_softcapping", 50.0) if gemma else None
+    softcap = cfg.get("attn_logit_softcapping", None if gemma3 else 50.0) if gemma else None
     windows = layer_windows(cfg)
-    cos, sin = rope_cos_sin(cfg, T, W["model.embed_tokens.weight"].dtype)
+    dt = W["model.embed_tokens.weight"].dtype
+    ropes = {False: rope_cos_sin(cfg, T, dt), True: rope_cos_sin(cfg, T, dt, local=True) if gemma3 else None}
     lin = lambda x, p: x @ W[p + ".weight"].T + (W[p + ".bias"] if p + ".bias" in W else 0)
     x = W["model.embed_tokens.weight"][ids]
     if gemma:  # HF: normalizer = torch.tensor(hidden_size ** 0.5, dtype=hidden dtype (fp32 here))
@@ -221,9 +232,11 @@ def llama_trunk(cfg, W, ids, lens):
         q = lin(h, p + "self_attn.q_proj").view(B, T, NH, HD)
         k = lin(h, p + "self_attn.k_proj").view(B, T, NKV, HD)
         v = lin(h, p + "self_attn.v_proj").view(B, T, NKV, HD).transpose(1, 2)
-        if qwen3:  # per-head RMSNorm over head_dim, before RoPE
-            q, k = rms_norm(q, W[p + "self_attn.q_norm.weight"], eps), rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
+        if qk_norm:  # per-head RMSNorm over head_dim, before RoPE (Gemma-3: 1 + w)
+            q, k = norm(q, W[p + "self_attn.q_norm.weight"]) if gemma3 else rms_norm(q, W[p + "self_attn.q_norm.weight"], eps), \
+                norm(k, W[p + "self_attn.k_norm.weight"]) if gemma3 else rms_norm(k, W[p + "self_attn.k_norm.weight"], eps)
         q, k = q.transpose(1, 2), k.transpose(1, 2)
+        cos, sin = ropes[gemma3 and windows[l] is not None]
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
         y = attention(q, k, v, lens, scale, softcap, windows[l]).transpose(1, 2).reshape(B, T, NH * HD)
         y = lin(y, p + "self_attn.o_proj")
@@ -284,10 +297,10 @@ def forward(cfg, W, ids, lens, mask):
         r = reward_head(W, h)[torch.arange(B), lens - 1]  # last non-pad token
         return r, torch.zeros(B, T, dtype=h.dtype)
     emb = "transformer.wte.weight" if arch.startswith("GPT2") else "model.embed_tokens.weight"
-    tied = cfg.get("tie_word_embeddings", arch.startswith(("GPT2", "Gemma2")))
+    tied = cfg.get("tie_word_embeddings", arch.startswith(("GPT2", "Gemma2", "Gemma3")))
     head = W[emb] if tied else W["lm_head.weight"]
     logits = h @ head.T
-    cap = cfg.get("final_logit_softcapping", 30.0) if arch.startswith("Gemma2") else None
+    cap = cfg.get("final_logit_softcapping", 30.0 if arch.startswith("Gemma2") else None) if arch.startswith("Gemma") else None
     if cap:
         logits = torch.tanh(logits / cap) * cap
     logp = torch.log_softmax(logits, -1)  # (B,T,V)
@@ -385,6 +398,24 @@ CASES = {
                      "F32", {"head": "mlp"}),
     # ArmoRM: 5 objectives, 2 hidden gating layers, a non-identity transform; batches carry the Llama-3
     # gating pattern (twice in row 0: the last occurrence counts), forward only
+    # Gemma-3: q/k norms (1 + w), local RoPE base on the sliding layers, linear scaling on the full ones
+    "gemma3_lm": ({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": 97,
+                   "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 3, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "head_dim": 8, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+                   "rope_local_base_freq": 10.0, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+                   "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 64,
+                   "query_pre_attn_scalar": 8, "sliding_window": 4, "sliding_window_pattern": 2,
+                   "final_logit_softcapping": None, "attn_logit_softcapping": None, "tie_word_embeddings": True},
+                  "F32", {}),
+    # the same read from a v5 config: layer_types + per-layer-type rope_parameters
+    "gemma3_rm": ({"architectures": ["Gemma3TextForSequenceClassification"], "model_type": "gemma3_text",
+                   "vocab_size": 97, "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "num_key_value_heads": 1, "head_dim": 16, "rms_norm_eps": 1e-6,
+                   "rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
+                                       "sliding_attention": {"rope_type": "default", "rope_theta": 10.0}},
+                   "hidden_activation": "gelu_pytorch_tanh", "max_position_embeddings": 64,
+                   "query_pre_attn_scalar": 16, "sliding_window": 5,
+                   "layer_types": ["sliding_attention", "full_attention"], "num_labels": 1}, "F32", {}),
     "llama_armo_rm": ({"architectures": ["LlamaForRewardModelWithGating"], "model_type": "llama", "vocab_size": 128256,
                        "hidden_size": 16, "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 2,
                        "num_key_value_heads": 1, "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "silu",
@@ -408,6 +439,9 @@ FEATURE_OFF = {
                                           "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                           "original_max_position_embeddings": 8}}],
     "llama_armo_rm": [{"gating_temperature": 1000.0}],
+    "gemma3_lm": [{"rope_local_base_freq": 1000000.0}, {"rope_scaling": None}, {"sliding_window": 1000}],
+    "gemma3_rm": [{"rope_parameters": {"full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
+                                       "sliding_attention": {"rope_type": "default", "rope_theta": 1e6}}}],
 }
 
 
@@ -440,7 +474,7 @@ def param_shapes(cfg, opts=None):
         NH = cfg["num_attention_heads"]
         NKV, HD = cfg.get("num_key_value_heads", NH), cfg.get("head_dim") or C // NH
         bias = arch.startswith("Qwen2")
-        gemma = arch.startswith("Gemma2")
+        gemma = arch.startswith(("Gemma2", "Gemma3"))
         out += [("model.embed_tokens.weight", (V, C))]
         for l in range(cfg["num_hidden_layers"]):
             p = f"model.layers.{l}."
@@ -449,7 +483,7 @@ def param_shapes(cfg, opts=None):
             if bias:
                 out += [(p + "self_attn.q_proj.bias", (NH * HD,)), (p + "self_attn.k_proj.bias", (NKV * HD,)),
                         (p + "self_attn.v_proj.bias", (NKV * HD,))]
-            if arch.startswith("Qwen3"):
+            if arch.startswith(("Qwen3", "Gemma3")):
                 out += [(p + "self_attn.q_norm.weight", (HD,)), (p + "self_attn.k_norm.weight", (HD,))]
             out += [(p + "self_attn.o_proj.weight", (C, NH * HD)), (p + "post_attention_layernorm.weight", (C,)),
                     (p + "mlp.gate_proj.weight", (F, C)), (p + "mlp.up_proj.weight", (F, C)),
@@ -469,14 +503,14 @@ def param_shapes(cfg, opts=None):
         out += [("score.0.weight", (C, C)), ("score.0.bias", (C,)), ("score.2.weight", (1, C)), ("score.2.bias", (1,))]
     elif arch.endswith("ForSequenceClassification"):
         out += [("score.weight", (1, C))]
-    elif not cfg.get("tie_word_embeddings", arch.startswith(("GPT2", "Gemma2"))):
+    elif not cfg.get("tie_word_embeddings", arch.startswith(("GPT2", "Gemma2", "Gemma3"))):
         out += [("lm_head.weight", (cfg["vocab_size"], C))]
     return out
 
 
 def random_weights(cfg, g, opts=None):
     w = {}
-    one = 0.0 if cfg["architectures"][0].startswith("Gemma2") else 1.0  # Gemma norms scale by 1 + w
+    one = 0.0 if cfg["architectures"][0].startswith("Gemma") else 1.0  # Gemma norms scale by 1 + w
     for name, shape in param_shapes(cfg, opts):
         if name == "gating.logit_scale":
             a = 1.0 + 0.1 * torch.randn(shape, generator=g)

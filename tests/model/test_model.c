@@ -655,6 +655,15 @@ static int cmd_config(void) {
     parse_cfg(&c, CFG("Gemma2ForCausalLM", 2) "\"hidden_activation\": \"gelu\"}", "hidden_activation");
     parse_cfg(&c, CFG("Gemma2ForCausalLM", 2)
               "\"hidden_act\": \"gelu_pytorch_tanh\", \"layer_types\": [\"full_attention\"]}", "layer_types");
+    /* Gemma-3 text: q/k norms, no softcaps, 5 of 6 layers sliding with the local RoPE base */
+    parse_cfg(&c, CFG("Gemma3ForCausalLM", 7) "\"rms_norm_eps\": 1e-6}", NULL);
+    CHECK(c.arch == ARCH_GEMMA3 && c.qk_norm && c.norm_plus_one && c.post_norms && c.attn_softcap == 0 &&
+          c.final_softcap == 0 && c.rope_theta == 1e6f && c.rope_local_theta == 1e4f && c.sliding_window == 4096);
+    CHECK(c.layer_window[0] && c.layer_window[4] && !c.layer_window[5] && c.layer_window[6]);
+    parse_cfg(&c, CFG("Gemma3TextForSequenceClassification", 2) "\"num_labels\": 1, \"rope_scaling\": "
+              "{\"rope_type\": \"linear\", \"factor\": 8.0}}", NULL);
+    CHECK(c.head == HEAD_REWARD && c.rope_linear == 8.0f);
+    parse_cfg(&c, CFG("Gemma3ForSequenceClassification", 2) "\"num_labels\": 1}", "architectures"); /* multimodal */
     /* Qwen3: explicit head_dim, no qkv bias, sliding window from max_window_layers on */
     parse_cfg(&c, CFG("Qwen3ForCausalLM", 4)
               "\"head_dim\": 24, \"use_sliding_window\": true, \"sliding_window\": 64, "
