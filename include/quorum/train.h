@@ -212,7 +212,7 @@ int rm_train(const RmOptions *o);
 int dpo_job(const Job *job);
 
 typedef struct {
-    char arch[16];            /* "gpt2" | "llama" | "qwen3" | "gemma2" */
+    char arch[16];            /* "gpt2" | "llama" | "qwen3" | "gemma2" | "gemma3" */
     int layers, dim, heads, kv_heads, ffn; /* ffn 0 = 4*dim (gpt2) or the llama default */
     int vocab;                /* 0 = from the tokenizer */
     int max_pos;              /* gpt2 n_positions (default 1024) */

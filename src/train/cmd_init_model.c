@@ -11,11 +11,11 @@ int cmd_init_model(int argc, char **argv) {
     snprintf(o.arch, sizeof o.arch, "gpt2");
     snprintf(o.head, sizeof o.head, "lm");
     const Opt opts[] = {
-        {"arch", 's', o.arch, sizeof o.arch, "gpt2 | llama | qwen3 | gemma2 (default gpt2)"},
+        {"arch", 's', o.arch, sizeof o.arch, "gpt2 | llama | qwen3 | gemma2 | gemma3 (default gpt2)"},
         {"layers", 'i', &o.layers, 0, "transformer blocks (default 2)"},
         {"dim", 'i', &o.dim, 0, "hidden size (default 32)"},
         {"heads", 'i', &o.heads, 0, "attention heads (default 2)"},
-        {"kv-heads", 'i', &o.kv_heads, 0, "llama/qwen3/gemma2 key/value heads (default = heads)"},
+        {"kv-heads", 'i', &o.kv_heads, 0, "llama/qwen3/gemma key/value heads (default = heads)"},
         {"ffn", 'i', &o.ffn, 0, "MLP width (default 4*dim gpt2, ~8/3*dim llama)"},
         {"max-pos", 'i', &o.max_pos, 0, "gpt2 n_positions / llama max_position_embeddings (default 1024)"},
         {"vocab", 'i', &o.vocab, 0, "vocabulary size (default: the tokenizer's)"},

@@ -1,4 +1,4 @@
-/* init_model.c - quorum init-model: a random-init tiny HF checkpoint (GPT-2, Llama, Qwen3 or Gemma-2; LM,
+/* init_model.c - quorum init-model: a random-init tiny HF checkpoint (GPT-2, Llama, Qwen3, Gemma-2/3; LM,
  * linear score or INF-ORM MLP reward head) with HF's initialisation: every weight matrix and embedding
  * ~ normal(0, 0.02), biases 0, norm weights 1 (Gemma: 0, its norms scale by 1 + w).
  * The folder is written next to its destination and renamed into place, then loaded back with
@@ -63,20 +63,21 @@ static void tensors_gpt2(TensorList *l, const InitModelOptions *o, int V, int F)
     tl_add(l, INIT_ZERO, C, 0, "transformer.ln_f.bias", 0);
 }
 
-/* Llama, Qwen3 (+ q_norm/k_norm) and Gemma-2 (+ pre/post feed-forward norms; norm weights are w in
- * (1 + w), so HF initialises them to 0). */
+/* Llama, Qwen3 (+ q_norm/k_norm), Gemma-2 (+ pre/post feed-forward norms; norm weights are w in (1 + w), so
+ * HF initialises them to 0) and Gemma-3 (both). */
 static void tensors_llama(TensorList *l, const InitModelOptions *o, int V, int F) {
     int C = o->dim, hd = o->dim / o->heads, Q = o->heads * hd, KV = o->kv_heads * hd;
-    int qwen3 = !strcmp(o->arch, "qwen3"), gemma = !strcmp(o->arch, "gemma2"), norm = gemma ? INIT_ZERO : INIT_ONE;
+    int gemma = !strncmp(o->arch, "gemma", 5), norm = gemma ? INIT_ZERO : INIT_ONE;
+    int qk = !strcmp(o->arch, "qwen3") || !strcmp(o->arch, "gemma3");
     tl_add(l, INIT_NORMAL, V, C, "model.embed_tokens.weight", 0);
     for (int i = 0; i < o->layers; i++) {
         tl_add(l, norm, C, 0, "model.layers.%d.input_layernorm.weight", i);
         tl_add(l, INIT_NORMAL, Q, C, "model.layers.%d.self_attn.q_proj.weight", i);
         tl_add(l, INIT_NORMAL, KV, C, "model.layers.%d.self_attn.k_proj.weight", i);
         tl_add(l, INIT_NORMAL, KV, C, "model.layers.%d.self_attn.v_proj.weight", i);
-        if (qwen3) {
-            tl_add(l, INIT_ONE, hd, 0, "model.layers.%d.self_attn.q_norm.weight", i);
-            tl_add(l, INIT_ONE, hd, 0, "model.layers.%d.self_attn.k_norm.weight", i);
+        if (qk) {
+            tl_add(l, norm, hd, 0, "model.layers.%d.self_attn.q_norm.weight", i);
+            tl_add(l, norm, hd, 0, "model.layers.%d.self_attn.k_norm.weight", i);
         }
         tl_add(l, INIT_NORMAL, C, Q, "model.layers.%d.self_attn.o_proj.weight", i);
         tl_add(l, norm, C, 0, "model.layers.%d.post_attention_layernorm.weight", i);
@@ -119,7 +120,8 @@ static void tensors_head(TensorList *l, const InitModelOptions *o) {
 
 /* HF family names of --arch */
 static const struct { const char *arch, *prefix, *model_type; } FAMILIES[] = {
-    {"gpt2", "GPT2", "gpt2"}, {"llama", "Llama", "llama"}, {"qwen3", "Qwen3", "qwen3"}, {"gemma2", "Gemma2", "gemma2"}};
+    {"gpt2", "GPT2", "gpt2"}, {"llama", "Llama", "llama"}, {"qwen3", "Qwen3", "qwen3"}, {"gemma2", "Gemma2", "gemma2"},
+    {"gemma3", "Gemma3", "gemma3_text"}};
 
 static int family_of(const char *arch) {
     for (int i = 0; i < (int)(sizeof FAMILIES / sizeof *FAMILIES); i++)
@@ -130,14 +132,22 @@ static int family_of(const char *arch) {
 /* The family-specific config keys of the RoPE families. */
 static void config_rope_family(cJSON *j, const InitModelOptions *o) {
     int hd = o->dim / o->heads;
-    if (!strcmp(o->arch, "gemma2")) {
+    if (!strncmp(o->arch, "gemma", 5)) { /* Gemma-2, or Gemma-3: no softcaps, a local RoPE base, 5 of 6 sliding */
+        int g3 = !strcmp(o->arch, "gemma3");
         cJSON_AddNumberToObject(j, "head_dim", hd);
         cJSON_AddStringToObject(j, "hidden_activation", "gelu_pytorch_tanh");
         cJSON_AddNumberToObject(j, "query_pre_attn_scalar", hd);
-        cJSON_AddNumberToObject(j, "attn_logit_softcapping", 50.0);
-        cJSON_AddNumberToObject(j, "final_logit_softcapping", 30.0);
-        cJSON_AddNumberToObject(j, "sliding_window", 4096);
-        cJSON_AddNumberToObject(j, "rope_theta", 10000.0);
+        if (g3) {
+            cJSON_AddNullToObject(j, "attn_logit_softcapping");
+            cJSON_AddNullToObject(j, "final_logit_softcapping");
+            cJSON_AddNumberToObject(j, "rope_local_base_freq", 10000.0);
+            cJSON_AddNumberToObject(j, "sliding_window_pattern", 6);
+        } else {
+            cJSON_AddNumberToObject(j, "attn_logit_softcapping", 50.0);
+            cJSON_AddNumberToObject(j, "final_logit_softcapping", 30.0);
+        }
+        cJSON_AddNumberToObject(j, "sliding_window", g3 ? 512 : 4096);
+        cJSON_AddNumberToObject(j, "rope_theta", g3 ? 1000000.0 : 10000.0);
         cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
         return;
     }
@@ -159,7 +169,8 @@ static char *config_json(const InitModelOptions *o, int V, int F, int bos, int e
     cJSON *j = cJSON_CreateObject();
     char arch[64];
     snprintf(arch, sizeof arch, "%s%s", FAMILIES[fam].prefix, !strcmp(o->head, "armo") ? "ForRewardModelWithGating"
-             : score ? "ForSequenceClassification" : gpt2 ? "LMHeadModel" : "ForCausalLM");
+             : score ? (strcmp(o->arch, "gemma3") ? "ForSequenceClassification" : "TextForSequenceClassification")
+             : gpt2 ? "LMHeadModel" : "ForCausalLM");
     cJSON *a = cJSON_AddArrayToObject(j, "architectures");
     cJSON_AddItemToArray(a, cJSON_CreateString(arch));
     cJSON_AddStringToObject(j, "model_type", FAMILIES[fam].model_type);
@@ -226,7 +237,7 @@ int model_init_random(const InitModelOptions *o) {
     int gpt2 = !strcmp(o->arch, "gpt2"), score = strcmp(o->head, "lm") != 0;
     if (family_of(o->arch) < 0 || (strcmp(o->head, "lm") && strcmp(o->head, "score") && strcmp(o->head, "mlp") &&
                                    strcmp(o->head, "armo")) || (!strcmp(o->head, "armo") && strcmp(o->arch, "llama")))
-        return quorum_input_error("init-model:--arch/--head", "got --arch %s --head %s: arch gpt2|llama|qwen3|gemma2, "
+        return quorum_input_error("init-model:--arch/--head", "got --arch %s --head %s: arch gpt2|llama|qwen3|gemma2|gemma3, "
                                   "head lm|score|mlp, or --arch llama --head armo", o->arch, o->head);
     int kv = o->kv_heads ? o->kv_heads : o->heads;
     if (o->layers < 1 || o->dim < 2 || o->heads < 1 || o->dim % o->heads || o->heads % kv ||
@@ -247,7 +258,7 @@ int model_init_random(const InitModelOptions *o) {
     if (gpt2) tensors_gpt2(&l, &c, V, F);
     else tensors_llama(&l, &c, V, F);
     if (score) { /* replace the LM head (if any) by the reward head */
-        if (!gpt2 && strcmp(o->arch, "gemma2")) l.n--;
+        if (!gpt2 && strncmp(o->arch, "gemma", 5)) l.n--; /* Gemma ties its LM head: none to drop */
         tensors_head(&l, &c);
     }
     Rng r;

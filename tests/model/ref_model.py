@@ -713,7 +713,7 @@ def init_check(quorum, tok, work):
     import subprocess
     bad = 0
     g = torch.Generator().manual_seed(3)
-    for arch in ("llama", "qwen3", "gemma2"):
+    for arch in ("llama", "qwen3", "gemma2", "gemma3"):
         for head in ("lm", "score", "mlp") + (("armo",) if arch == "llama" else ()):
             d = os.path.join(work, f"{arch}_{head}")
             subprocess.run([quorum, "init-model", "--arch", arch, "--head", head, "--layers", "2", "--dim", "32",
@@ -722,7 +722,7 @@ def init_check(quorum, tok, work):
             cfg, w = load_dir(d)
             want = dict(param_shapes(cfg, {"head": head}))
             got = {k: tuple(v.shape) for k, v in w.items()}
-            gemma = arch == "gemma2"
+            gemma = arch.startswith("gemma")
             errs = [] if got == {k: tuple(v) for k, v in want.items()} else [f"tensors {sorted(set(got) ^ set(want))}"]
             for k, v in w.items():
                 if k in ("reward_transform_matrix", "gating.logit_scale"):  # ArmoRM: identity, 1
