@@ -93,7 +93,8 @@ static int parse_rope(ModelConfig *c, const cJSON *j, const char *path) {
             if (c->arch == ARCH_GEMMA3 && cJSON_IsObject(full) && cJSON_IsObject(local)) { /* two tables */
                 const cJSON *lt = cJSON_GetObjectItemCaseSensitive(local, "rope_type");
                 if (lt && !(cJSON_IsString(lt) && !strcmp(lt->valuestring, "default")))
-                    return cfg_err(path, "rope_parameters.sliding_attention.rope_type", "only \"default\" is supported");
+                    return cfg_err(path, "rope_parameters.sliding_attention.rope_type",
+                                   "only \"default\" is supported");
                 c->rope_local_theta = cfg_float(local, "rope_theta", 10000.0f);
                 first = full;
             } else {
@@ -182,7 +183,8 @@ static int parse_llama_like(ModelConfig *c, const cJSON *j, const char *path) {
         cfg_int(j, "sliding_window", gemma ? 4096 : 0, path, &c->sliding_window))
         return -1;
     if (c->n_head > 0 && cfg_int(j, "head_dim", gemma ? 256 : c->d_model / c->n_head, path, &c->head_dim)) return -1;
-    const char *act_key = gemma && cJSON_GetObjectItemCaseSensitive(j, "hidden_activation") ? "hidden_activation" : "hidden_act";
+    const char *act_key =
+        gemma && cJSON_GetObjectItemCaseSensitive(j, "hidden_activation") ? "hidden_activation" : "hidden_act";
     const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, act_key);
     const char *want = gemma ? "gelu_pytorch_tanh" : "silu";
     if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, want))) { /* absent: the family default */
@@ -245,7 +247,8 @@ int model_config_parse(ModelConfig *c, const char *text, const char *path) {
     else if (g3 && !strcmp(suffix, "ForSequenceClassification")) suffix = "(multimodal)";
     if (fam < 0 || (strcmp(suffix, "LMHeadModel") && strcmp(suffix, "ForCausalLM") &&
                     strcmp(suffix, "ForSequenceClassification") && !armo)) {
-        cfg_err(path, "architectures", "unsupported: want GPT2/Llama/Qwen2/Qwen3/Mistral/Gemma2/Gemma3(Text) with a causal LM or "
+        cfg_err(path, "architectures", "unsupported: want GPT2/Llama/Qwen2/Qwen3/Mistral/Gemma2/Gemma3(Text) with a "
+                "causal LM or "
                 "sequence classification head, or LlamaForRewardModelWithGating");
         goto done;
     }

@@ -41,7 +41,8 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
     size_t qk = c->qk_norm, pn = c->post_norms, hw = c->head == HEAD_REWARD ? head_width(m) : 0;
     size_t cap = c->head == HEAD_LM && c->final_softcap > 0;
     TAKE(qkr, qk * LA * N * d.QKV); TAKE(qk_rstd, qk * LA * N * (d.NH + d.NKV));
-    TAKE(po1, pn * LA * N * d.C); TAKE(po1_rstd, pn * LA * N); TAKE(po2, pn * LA * N * d.C); TAKE(po2_rstd, pn * LA * N);
+    TAKE(po1, pn * LA * N * d.C); TAKE(po1_rstd, pn * LA * N);
+    TAKE(po2, pn * LA * N * d.C); TAKE(po2_rstd, pn * LA * N);
     TAKE(hact, (size_t)M * hw);
     size_t grad = m->grad_enabled;
     TAKE(dres, grad * N * d.C); TAKE(dln, grad * N * d.C); TAKE(dqkv, grad * N * d.QKV);
@@ -166,7 +167,10 @@ static int attn_window(const Model *m, int l, int T) {
     return m->cfg.layer_window[l] && m->cfg.sliding_window < T ? m->cfg.sliding_window : 0;
 }
 
-static int attn_plain(const ModelConfig *c) { return c->attn_softcap <= 0 && c->attn_scale == 1.0f / sqrtf((float)c->head_dim); }
+/* 1 when attention_forward (scale 1/sqrt(head_dim), no softcap) computes this config's attention */
+static int attn_plain(const ModelConfig *c) {
+    return c->attn_softcap <= 0 && c->attn_scale == 1.0f / sqrtf((float)c->head_dim);
+}
 
 int model_backend_supports(const ModelConfig *c, const Backend *be, const char **missing) {
 #define NEED(cond, op) do { if ((cond) && !be->op) { *missing = #op; return 0; } } while (0)
