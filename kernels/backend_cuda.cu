@@ -52,4 +52,10 @@ extern "C" const Backend backend_cuda = {
     gather_forward_cuda, gather_backward_cuda,
     logprob_forward_cuda, logprob_backward_cuda,
     adamw_update_cuda,
+    qknorm_forward_cuda, qknorm_backward_cuda,
+    attention_ex_forward_cuda, attention_ex_backward_cuda,
+    geglu_forward_cuda, geglu_backward_cuda,
+    scale_forward_cuda,
+    softcap_forward_cuda, softcap_backward_cuda,
+    relu_forward_cuda, relu_backward_cuda,
 };

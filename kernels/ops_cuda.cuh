@@ -37,6 +37,23 @@ void gather_backward_cuda(float *dinp, const float *dout, const int *rows, int M
 void attention_forward_cuda(float *out, float *att, const float *qkv, const int *lens, int B, int T, int NH, int NKV, int HD);
 void attention_backward_cuda(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
                              const int *lens, int B, int T, int NH, int NKV, int HD);
+/* optional ops (quorum/ops.h) */
+void attention_ex_forward_cuda(float *out, float *att, const float *qkv, const int *lens, int B, int T, int NH,
+                               int NKV, int HD, float scale, float softcap, int window);
+void attention_ex_backward_cuda(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
+                                const int *lens, int B, int T, int NH, int NKV, int HD, float scale, float softcap,
+                                int window);
+void qknorm_forward_cuda(float *out, float *rstd, const float *inp, const float *qw, const float *kw, int N, int NH,
+                         int NKV, int HD, float eps);
+void qknorm_backward_cuda(float *dinp, float *dqw, float *dkw, const float *dout, const float *inp, const float *qw,
+                          const float *kw, const float *rstd, int N, int NH, int NKV, int HD);
+void geglu_forward_cuda(float *out, const float *inp, int N, int F);
+void geglu_backward_cuda(float *dinp, const float *dout, const float *inp, int N, int F);
+void scale_forward_cuda(float *out, const float *inp, float s, size_t n);
+void softcap_forward_cuda(float *out, const float *inp, float cap, size_t n);
+void softcap_backward_cuda(float *dinp, const float *dout, const float *out, float cap, size_t n);
+void relu_forward_cuda(float *out, const float *inp, size_t n);
+void relu_backward_cuda(float *dinp, const float *dout, const float *out, size_t n);
 /* logprob.cu */
 void logprob_forward_cuda(float *logp, float *lse, const float *logits, const int *targets, int M, int V);
 void logprob_backward_cuda(float *dlogits, const float *dlogp, const float *logits, const float *lse,

@@ -1,5 +1,6 @@
 /*
- * kernels/pointwise.cu - elementwise ops: residual add, gelu (tanh), SwiGLU, RoPE. One thread per
+ * kernels/pointwise.cu - elementwise ops: residual add, gelu (tanh), SwiGLU, GeGLU, RoPE, and the optional
+ * scale / softcap / ReLU. One thread per
  * element (per rotated pair for RoPE); each backward is += into its gradient like the CPU reference.
  */
 #include <math.h>
@@ -91,4 +92,46 @@ void rope_forward_cuda(float *qkv, const float *cos, const float *sin, int B, in
 }
 void rope_backward_cuda(float *dqkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD) {
     rope_rotate(dqkv, cos, sin, B, T, NH, NKV, HD, -1.0f);
+}
+
+/* ---- optional ops (quorum/ops.h) ---- */
+
+static __device__ float gelu_tanh(float x) { return 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x))); }
+static __device__ float gelu_tanh_grad(float x) {
+    float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
+}
+/* out: (N,F) = gelu_tanh(inp[:, :F]) * inp[:, F:], inp: (N,2F) */
+void geglu_forward_cuda(float *out, const float *inp, int N, int F) {
+    for_each((long long)N * F, [=] __device__(long long i) {
+        long long n = i / F, f = i % F;
+        out[i] = gelu_tanh(inp[n * 2 * F + f]) * inp[n * 2 * F + F + f];
+    });
+}
+void geglu_backward_cuda(float *dinp, const float *dout, const float *inp, int N, int F) {
+    for_each((long long)N * F, [=] __device__(long long i) {
+        long long n = i / F, f = i % F;
+        float g = inp[n * 2 * F + f], u = inp[n * 2 * F + F + f];
+        dinp[n * 2 * F + f] += dout[i] * u * gelu_tanh_grad(g);
+        dinp[n * 2 * F + F + f] += dout[i] * gelu_tanh(g);
+    });
+}
+void scale_forward_cuda(float *out, const float *inp, float s, size_t n) {
+    for_each((long long)n, [=] __device__(long long i) { out[i] = inp[i] * s; });
+}
+void softcap_forward_cuda(float *out, const float *inp, float cap, size_t n) {
+    for_each((long long)n, [=] __device__(long long i) { out[i] = cap * tanhf(inp[i] / cap); });
+}
+/* OVERWRITES dinp (may alias dout), like the CPU reference */
+void softcap_backward_cuda(float *dinp, const float *dout, const float *out, float cap, size_t n) {
+    for_each((long long)n, [=] __device__(long long i) {
+        float y = out[i] / cap;
+        dinp[i] = dout[i] * (1.0f - y * y);
+    });
+}
+void relu_forward_cuda(float *out, const float *inp, size_t n) {
+    for_each((long long)n, [=] __device__(long long i) { out[i] = inp[i] > 0.0f ? inp[i] : 0.0f; });
+}
+void relu_backward_cuda(float *dinp, const float *dout, const float *out, size_t n) {
+    for_each((long long)n, [=] __device__(long long i) { if (out[i] > 0.0f) dinp[i] += dout[i]; });
 }

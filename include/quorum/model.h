@@ -9,9 +9,25 @@
  *   LlamaForCausalLM / LlamaForSequenceClassification     RMSNorm, RoPE split-half (rope_theta, rope_scaling
  *   MistralForCausalLM / MistralForSequenceClassification   type "llama3"), GQA (num_key_value_heads), SwiGLU,
  *   Qwen2ForCausalLM / Qwen2ForSequenceClassification       tie_word_embeddings; Qwen2 adds q/k/v biases,
- *                                                         Llama honours attention_bias / mlp_bias
- * *ForSequenceClassification is a reward model: reward = score.weight (shape [1,C], no bias, num_labels
- * must be 1) applied to the final hidden state at the last non-pad token. *ForCausalLM is a policy.
+ *   Qwen3ForCausalLM / Qwen3ForSequenceClassification       Llama/Qwen3 honour attention_bias, Llama mlp_bias;
+ *                                                         Qwen3 adds q_norm/k_norm (RMSNorm per head, before RoPE)
+ *   Gemma2ForCausalLM / Gemma2ForSequenceClassification   embeddings * sqrt(hidden), RMSNorm (1 + w), norms before
+ *                                                         AND after attention and MLP, GeGLU (gelu tanh), scale
+ *                                                         query_pre_attn_scalar^-0.5, attention and final logit
+ *                                                         softcapping, sliding window on even layers
+ *   Gemma3ForCausalLM / Gemma3TextForSequenceClassification: as Gemma-2 plus q_norm/k_norm (1 + w), no softcapping
+ *                                                         by default, sliding layers (5 of 6) with their own RoPE
+ *                                                         base rope_local_base_freq, full layers rope_theta (+ linear)
+ * RoPE: rope_theta + rope_scaling (v4 configs) or rope_parameters (v5 configs; per-layer-type entries must
+ * agree); rope types "default", "linear" and "llama3". Sliding windows (Mistral, Qwen2/3 use_sliding_window with
+ * max_window_layers, Gemma-2, or an explicit layer_types list): key t2 is visible to query t when
+ * t - sliding_window < t2 <= t.
+ * *ForSequenceClassification is a reward model: reward = a head program (src/model/model_head.c: the linear
+ * `score.weight` [1,C], or the MLP score.0 / ReLU / score.2 of INF-ORM, chosen by the tensor names in the
+ * checkpoint; num_labels must be 1) applied to the final hidden state at the last non-pad token.
+ * LlamaForRewardModelWithGating (ArmoRM) is a reward model too: 19 objectives from the last token, mixed by a
+ * gating MLP on the hidden state at the last gating token pattern; scoring only (no backward).
+ * *ForCausalLM is a policy.
  *
  * Memory: ALL parameters live in ONE contiguous fp32 backend buffer and all gradients in ONE buffer of
  * the same layout, so an optimizer or an MPI allreduce sees flat arrays. The tensor table maps HF names
@@ -32,7 +48,10 @@
 
 #include "quorum/ops.h"
 
-typedef enum { ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL } ModelArch;
+typedef enum { ARCH_GPT2, ARCH_LLAMA, ARCH_QWEN2, ARCH_MISTRAL, ARCH_QWEN3, ARCH_GEMMA2, ARCH_GEMMA3 } ModelArch;
+typedef enum { ACT_GELU_NEW, ACT_SWIGLU, ACT_GEGLU } ModelAct; /* GPT-2 MLP, silu GLU, gelu-tanh GLU */
+typedef enum { RHEAD_LINEAR, RHEAD_MLP, RHEAD_ARMO } RewardHeadKind; /* see model_head.c */
+#define MODEL_MAX_LAYERS 512
 typedef enum { HEAD_LM, HEAD_REWARD } ModelHead;
 
 typedef struct {
@@ -47,7 +66,24 @@ typedef struct {
     int rope_llama3;               /* rope_scaling.rope_type == "llama3" */
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
     int rope_original_max_pos;
-    int sliding_window;            /* Mistral; 0 = none. Sequences longer than it are refused. */
+    float rope_linear;             /* rope_type "linear": positions / factor (0 = none) */
+    float rope_local_theta;        /* Gemma-3: the sliding layers' RoPE base (default type, no scaling); 0 = one table */
+    int sliding_window;            /* 0 = none; the layers it applies to are marked in layer_window */
+    unsigned char layer_window[MODEL_MAX_LAYERS]; /* 1 = layer l attends within sliding_window */
+    ModelAct act;
+    int qk_norm;                   /* Qwen3 */
+    int norm_plus_one;             /* Gemma: RMSNorm weight is (1 + w) */
+    int post_norms;                /* Gemma-2: post_attention_layernorm / pre_ and post_feedforward_layernorm */
+    float embed_scale;             /* embeddings multiplied by it (Gemma: sqrt(hidden) in fp32); 0 = none */
+    float attn_scale;              /* q.k scale: 1/sqrt(head_dim), Gemma-2 query_pre_attn_scalar^-0.5 */
+    float attn_softcap, final_softcap; /* Gemma-2 tanh softcapping of attention scores / LM logits; 0 = none */
+    RewardHeadKind reward_head;    /* from the checkpoint's tensor names at model_load (RHEAD_LINEAR before),
+                                      RHEAD_ARMO from the architecture */
+    struct {                       /* ArmoRM (LlamaForRewardModelWithGating) */
+        int objectives, hidden, n_hidden, pattern_len;
+        float temperature;
+        int32_t pattern[8];        /* gating token pattern (default Llama-3 <|eot_id|> + assistant header) */
+    } armo;
 } ModelConfig;
 
 typedef struct {

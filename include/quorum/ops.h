@@ -163,6 +163,44 @@ typedef struct Backend {
     void (*adamw_update)(float *params, const float *grads, float *m, float *v, /* (n) each */
                          size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
                          int step);
+
+    /* ---- optional ops (NULL = this backend lacks them) ----
+     * Used only by the families / heads that need them (Qwen3 q/k norm; Gemma-2 GeGLU, embedding scale,
+     * logit softcapping; sliding-window attention; MLP reward heads). cpu and cuda implement them all; a
+     * backend without one: model_load moves a model that needs it onto the cpu backend (one log line),
+     * except sliding-window attention, which a forward asks for only when T exceeds the window (-1, one line). */
+    /* per-head RMSNorm of the q and k parts of qkv rows (Qwen3 q_norm/k_norm, before RoPE); v is copied.
+     * out q head h = inp q head h * rstd * qw, k heads likewise with kw. */
+    void (*qknorm_forward)(float *out,          /* (N,(NH+2*NKV)*HD) */
+                           float *rstd,         /* (N,NH+NKV) saved */
+                           const float *inp,    /* (N,(NH+2*NKV)*HD) */
+                           const float *qw, const float *kw, /* (HD) (HD) */
+                           int N, int NH, int NKV, int HD, float eps);
+    void (*qknorm_backward)(float *dinp,        /* (N,(NH+2*NKV)*HD) += (v part: += dout) */
+                            float *dqw, float *dkw, /* (HD) (HD) += */
+                            const float *dout, const float *inp, const float *qw, const float *kw,
+                            const float *rstd, int N, int NH, int NKV, int HD);
+    /* attention_forward/backward with a scale (s = q.k * scale), tanh logit softcapping
+     * (s = softcap * tanh(s / softcap) when softcap > 0) and a sliding window (key t2 visible to query t
+     * only when t - t2 < window, when window > 0; HF's kv_idx > q_idx - sliding_window). att holds the
+     * probabilities as in attention_forward. */
+    void (*attention_ex_forward)(float *out, float *att, const float *qkv, const int *lens,
+                                 int B, int T, int NH, int NKV, int HD, float scale, float softcap, int window);
+    void (*attention_ex_backward)(float *dqkv, float *datt, const float *dout, const float *qkv,
+                                  const float *att, const int *lens, int B, int T, int NH, int NKV, int HD,
+                                  float scale, float softcap, int window);
+    /* GeGLU (Gemma): inp rows [gate | up], out = gelu_tanh(gate) * up (gelu_tanh as gelu_forward) */
+    void (*geglu_forward)(float *out, const float *inp, int N, int F);          /* (N,F) (N,2F) */
+    void (*geglu_backward)(float *dinp, const float *dout, const float *inp, int N, int F); /* (N,2F) += */
+    /* out = inp * s (out may alias inp) */
+    void (*scale_forward)(float *out, const float *inp, float s, size_t n);
+    /* out = cap * tanh(inp / cap) (out may alias inp); backward from the OUTPUT, and like logprob_backward it
+     * OVERWRITES: dinp = dout * (1 - (out/cap)^2), dinp may alias dout */
+    void (*softcap_forward)(float *out, const float *inp, float cap, size_t n);
+    void (*softcap_backward)(float *dinp, const float *dout, const float *out, float cap, size_t n);
+    /* ReLU; backward from the output: dinp += dout * (out > 0) */
+    void (*relu_forward)(float *out, const float *inp, size_t n);
+    void (*relu_backward)(float *dinp, const float *dout, const float *out, size_t n);
 } Backend;
 
 extern const Backend backend_cpu;

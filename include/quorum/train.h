@@ -213,11 +213,11 @@ int rm_train(const RmOptions *o);
 int dpo_job(const Job *job);
 
 typedef struct {
-    char arch[16];            /* "gpt2" | "llama" */
+    char arch[16];            /* "gpt2" | "llama" | "qwen3" | "gemma2" | "gemma3" */
     int layers, dim, heads, kv_heads, ffn; /* ffn 0 = 4*dim (gpt2) or the llama default */
     int vocab;                /* 0 = from the tokenizer */
     int max_pos;              /* gpt2 n_positions (default 1024) */
-    char head[8];             /* "lm" | "score" */
+    char head[8];             /* "lm" | "score" | "mlp" (INF-ORM Linear+ReLU+Linear reward head) | "armo" */
     int num_labels;           /* score head outputs (default 1) */
     char tokenizer[1024];     /* folder with tokenizer.json (+ tokenizer_config.json), copied */
     uint64_t seed;

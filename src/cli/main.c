@@ -27,7 +27,7 @@ static const Command COMMANDS[] = {
     {"report", cmd_report, "bucket, accuracy, agreement and margin report (JSON, Markdown, PNG)"},
     {"dpo", cmd_dpo, "data-parallel DPO training of a causal LM policy"},
     {"rm-train", cmd_rm_train, "Bradley-Terry reward-model training"},
-    {"init-model", cmd_init_model, "write a small random-init HF checkpoint (GPT-2 or Llama, LM or score head)"},
+    {"init-model", cmd_init_model, "write a small random-init HF checkpoint (GPT-2, Llama, Qwen3, Gemma-2; LM, score or MLP head)"},
     {"verify", cmd_verify, "check an output directory against its inputs and ledgers"},
     {"gen", cmd_gen, "generate the synthetic planted-noise corpus used by the demo"},
     {NULL, NULL, NULL},

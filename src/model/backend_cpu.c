@@ -245,10 +245,13 @@ static void cpu_rope_backward(float *dqkv, const float *cos, const float *sin, i
     rope_rotate(dqkv, cos, sin, B, T, NH, NKV, HD, -1.0f);
 }
 
-static void cpu_attention_forward(float *out, float *att, const float *qkv, const int *lens, int B, int T,
-                                  int NH, int NKV, int HD) {
+/* Scores of query t (row a, zero outside the visible keys) -> probabilities; y (HD) = sum a v.
+ * Visible keys: lo <= t2 <= t, lo = t - window + 1 (0 without a window). */
+static int att_lo(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
+
+static void cpu_attention_ex_forward(float *out, float *att, const float *qkv, const int *lens, int B, int T,
+                                     int NH, int NKV, int HD, float scale, float softcap, int window) {
     int width = (NH + 2 * NKV) * HD, group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)HD);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             int kh = h / group;
@@ -260,16 +263,18 @@ static void cpu_attention_forward(float *out, float *att, const float *qkv, cons
                 if (t >= lens[b]) continue; /* padded query: nothing downstream reads it */
                 const float *q = qkv + ((size_t)b * T + t) * width + (size_t)h * HD;
                 float mx = -INFINITY;
-                for (int t2 = 0; t2 <= t; t2++) {
+                int lo = att_lo(t, window);
+                for (int t2 = lo; t2 <= t; t2++) {
                     const float *k = qkv + ((size_t)b * T + t2) * width + (size_t)(NH + kh) * HD;
                     float s = 0.0f;
                     for (int i = 0; i < HD; i++) s += q[i] * k[i];
                     a[t2] = s * scale;
+                    if (softcap > 0) a[t2] = softcap * tanhf(a[t2] / softcap);
                     if (a[t2] > mx) mx = a[t2];
                 }
                 float sum = 0.0f;
-                for (int t2 = 0; t2 <= t; t2++) sum += (a[t2] = expf(a[t2] - mx));
-                for (int t2 = 0; t2 <= t; t2++) {
+                for (int t2 = lo; t2 <= t; t2++) sum += (a[t2] = expf(a[t2] - mx));
+                for (int t2 = lo; t2 <= t; t2++) {
                     a[t2] /= sum;
                     const float *v = qkv + ((size_t)b * T + t2) * width + (size_t)(NH + NKV + kh) * HD;
                     for (int i = 0; i < HD; i++) y[i] += a[t2] * v[i];
@@ -278,10 +283,10 @@ static void cpu_attention_forward(float *out, float *att, const float *qkv, cons
         }
 }
 
-static void cpu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
-                                   const int *lens, int B, int T, int NH, int NKV, int HD) {
+static void cpu_attention_ex_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+                                      const float *att, const int *lens, int B, int T, int NH, int NKV, int HD,
+                                      float scale, float softcap, int window) {
     int width = (NH + 2 * NKV) * HD, group = NH / NKV;
-    float scale = 1.0f / sqrtf((float)HD);
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++) {
             int kh = h / group;
@@ -292,7 +297,8 @@ static void cpu_attention_backward(float *dqkv, float *datt, const float *dout, 
                 const float *q = qkv + ((size_t)b * T + t) * width + (size_t)h * HD;
                 float *dq = dqkv + ((size_t)b * T + t) * width + (size_t)h * HD;
                 float dot = 0.0f; /* sum_t2 a * da */
-                for (int t2 = 0; t2 <= t; t2++) {
+                int lo = att_lo(t, window);
+                for (int t2 = lo; t2 <= t; t2++) {
                     const float *v = qkv + ((size_t)b * T + t2) * width + (size_t)(NH + NKV + kh) * HD;
                     float *dv = dqkv + ((size_t)b * T + t2) * width + (size_t)(NH + NKV + kh) * HD;
                     float s = 0.0f;
@@ -303,10 +309,16 @@ static void cpu_attention_backward(float *dqkv, float *datt, const float *dout, 
                     da[t2] = s;
                     dot += a[t2] * s;
                 }
-                for (int t2 = 0; t2 <= t; t2++) {
-                    float dpre = a[t2] * (da[t2] - dot) * scale;
+                for (int t2 = lo; t2 <= t; t2++) {
                     const float *k = qkv + ((size_t)b * T + t2) * width + (size_t)(NH + kh) * HD;
                     float *dk = dqkv + ((size_t)b * T + t2) * width + (size_t)(NH + kh) * HD;
+                    float dpre = a[t2] * (da[t2] - dot) * scale;
+                    if (softcap > 0) { /* d(cap tanh(x/cap))/dx = 1 - tanh^2, x recomputed from q.k */
+                        float s = 0.0f;
+                        for (int i = 0; i < HD; i++) s += q[i] * k[i];
+                        float th = tanhf(s * scale / softcap);
+                        dpre *= 1.0f - th * th;
+                    }
                     for (int i = 0; i < HD; i++) {
                         dq[i] += dpre * k[i];
                         dk[i] += dpre * q[i];
@@ -314,6 +326,79 @@ static void cpu_attention_backward(float *dqkv, float *datt, const float *dout, 
                 }
             }
         }
+}
+
+static void cpu_attention_forward(float *out, float *att, const float *qkv, const int *lens, int B, int T,
+                                  int NH, int NKV, int HD) {
+    cpu_attention_ex_forward(out, att, qkv, lens, B, T, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0.0f, 0);
+}
+
+static void cpu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
+                                   const int *lens, int B, int T, int NH, int NKV, int HD) {
+    cpu_attention_ex_backward(dqkv, datt, dout, qkv, att, lens, B, T, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0.0f, 0);
+}
+
+/* ---- Qwen3 q/k norm: per token, the NH q heads and the NKV k heads are contiguous HD-rows ---- */
+static void cpu_qknorm_forward(float *out, float *rstd, const float *inp, const float *qw, const float *kw, int N,
+                               int NH, int NKV, int HD, float eps) {
+    size_t width = (size_t)(NH + 2 * NKV) * HD;
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + n * width;
+        float *y = out + n * width, *r = rstd + (size_t)n * (NH + NKV);
+        cpu_rmsnorm_forward(y, r, x, qw, NH, HD, eps);
+        cpu_rmsnorm_forward(y + (size_t)NH * HD, r + NH, x + (size_t)NH * HD, kw, NKV, HD, eps);
+        memcpy(y + (size_t)(NH + NKV) * HD, x + (size_t)(NH + NKV) * HD, sizeof(float) * NKV * HD);
+    }
+}
+
+static void cpu_qknorm_backward(float *dinp, float *dqw, float *dkw, const float *dout, const float *inp,
+                                const float *qw, const float *kw, const float *rstd, int N, int NH, int NKV, int HD) {
+    size_t width = (size_t)(NH + 2 * NKV) * HD, v0 = (size_t)(NH + NKV) * HD;
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + n * width, *dy = dout + n * width, *r = rstd + (size_t)n * (NH + NKV);
+        float *dx = dinp + n * width;
+        cpu_rmsnorm_backward(dx, dqw, dy, x, qw, r, NH, HD);
+        cpu_rmsnorm_backward(dx + (size_t)NH * HD, dkw, dy + (size_t)NH * HD, x + (size_t)NH * HD, kw, r + NH, NKV, HD);
+        for (size_t i = 0; i < (size_t)NKV * HD; i++) dx[v0 + i] += dy[v0 + i];
+    }
+}
+
+/* ---- small elementwise ops of the optional table ---- */
+static void cpu_geglu_forward(float *out, const float *inp, int N, int F) {
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + (size_t)n * 2 * F;
+        cpu_gelu_forward(out + (size_t)n * F, g, F);
+        for (int f = 0; f < F; f++) out[(size_t)n * F + f] *= g[F + f];
+    }
+}
+static void cpu_geglu_backward(float *dinp, const float *dout, const float *inp, int N, int F) {
+    float *tmp = xmalloc(sizeof(float) * 2 * (size_t)F);
+    for (int n = 0; n < N; n++) {
+        const float *g = inp + (size_t)n * 2 * F, *dy = dout + (size_t)n * F;
+        float *dg = dinp + (size_t)n * 2 * F;
+        cpu_gelu_forward(tmp, g, F); /* d up = dy * gelu(gate); d gate = gelu'(gate) * dy * up */
+        for (int f = 0; f < F; f++) {
+            dg[F + f] += dy[f] * tmp[f];
+            tmp[F + f] = dy[f] * g[F + f];
+        }
+        cpu_gelu_backward(dg, g, tmp + F, F);
+    }
+    free(tmp);
+}
+static void cpu_scale_forward(float *out, const float *inp, float s, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] * s;
+}
+static void cpu_softcap_forward(float *out, const float *inp, float cap, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = cap * tanhf(inp[i] / cap);
+}
+static void cpu_softcap_backward(float *dinp, const float *dout, const float *out, float cap, size_t n) {
+    for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * (1.0f - (out[i] / cap) * (out[i] / cap));
+}
+static void cpu_relu_forward(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+static void cpu_relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+    for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 /* ---- embeddings ---- */
@@ -412,4 +497,10 @@ const Backend backend_cpu = {
     .gather_forward = cpu_gather_forward, .gather_backward = cpu_gather_backward,
     .logprob_forward = cpu_logprob_forward, .logprob_backward = cpu_logprob_backward,
     .adamw_update = cpu_adamw_update,
+    .qknorm_forward = cpu_qknorm_forward, .qknorm_backward = cpu_qknorm_backward,
+    .attention_ex_forward = cpu_attention_ex_forward, .attention_ex_backward = cpu_attention_ex_backward,
+    .geglu_forward = cpu_geglu_forward, .geglu_backward = cpu_geglu_backward,
+    .scale_forward = cpu_scale_forward,
+    .softcap_forward = cpu_softcap_forward, .softcap_backward = cpu_softcap_backward,
+    .relu_forward = cpu_relu_forward, .relu_backward = cpu_relu_backward,
 };

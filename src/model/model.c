@@ -6,6 +6,7 @@
 #include "quorum/safetensors.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -50,23 +51,66 @@ static int cfg_err(const char *path, const char *key, const char *msg) {
     return quorum_input_error(where, "%s", msg);
 }
 
-static int parse_rope_scaling(ModelConfig *c, const cJSON *j, const char *path) {
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
-    if (!rs || cJSON_IsNull(rs)) return 0;
+/* One RoPE description: rs is rope_scaling (v4) or rope_parameters (v5, which also holds rope_theta). */
+static int parse_rope_obj(ModelConfig *c, const cJSON *rs, const char *path, const char *key) {
+    char k[96];
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
     if (!cJSON_IsString(type)) type = cJSON_GetObjectItemCaseSensitive(rs, "type");
-    if (!cJSON_IsString(type)) return cfg_err(path, "rope_scaling.rope_type", "missing");
+    snprintf(k, sizeof k, "%s.rope_type", key);
+    if (!cJSON_IsString(type)) return cfg_err(path, k, "missing");
+    float partial = cfg_float(rs, "partial_rotary_factor", 1.0f);
+    snprintf(k, sizeof k, "%s.partial_rotary_factor", key);
+    if (partial != 1.0f) return cfg_err(path, k, "only 1.0 (full rotary) is supported");
     if (!strcmp(type->valuestring, "default")) return 0;
+    snprintf(k, sizeof k, "%s.rope_type", key);
+    if (!strcmp(type->valuestring, "linear")) {
+        c->rope_linear = cfg_float(rs, "factor", 0.0f);
+        snprintf(k, sizeof k, "%s.factor", key);
+        return c->rope_linear > 0 ? 0 : cfg_err(path, k, "must be positive");
+    }
     if (strcmp(type->valuestring, "llama3"))
-        return cfg_err(path, "rope_scaling.rope_type", "only \"llama3\" scaling is supported");
+        return cfg_err(path, k, "only \"default\", \"linear\" and \"llama3\" are supported");
     c->rope_llama3 = 1;
     c->rope_factor = cfg_float(rs, "factor", 8.0f);
     c->rope_low_freq_factor = cfg_float(rs, "low_freq_factor", 1.0f);
     c->rope_high_freq_factor = cfg_float(rs, "high_freq_factor", 4.0f);
     if (cfg_int(rs, "original_max_position_embeddings", 8192, path, &c->rope_original_max_pos)) return -1;
-    if (c->rope_high_freq_factor <= c->rope_low_freq_factor)
-        return cfg_err(path, "rope_scaling.high_freq_factor", "must exceed low_freq_factor");
+    snprintf(k, sizeof k, "%s.high_freq_factor", key);
+    if (c->rope_high_freq_factor <= c->rope_low_freq_factor) return cfg_err(path, k, "must exceed low_freq_factor");
     return 0;
+}
+
+/* v5 configs: rope_parameters {rope_type, rope_theta, ...}, or one such object per layer type (which must
+ * then all agree: quorum has one RoPE table). v4 configs: rope_theta + rope_scaling. */
+static int parse_rope(ModelConfig *c, const cJSON *j, const char *path) {
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(j, "rope_parameters");
+    if (rp && !cJSON_IsNull(rp)) {
+        if (!cJSON_IsObject(rp)) return cfg_err(path, "rope_parameters", "must be an object");
+        const cJSON *first = rp->child;
+        if (first && cJSON_IsObject(first)) { /* per layer type */
+            const cJSON *full = cJSON_GetObjectItemCaseSensitive(rp, "full_attention");
+            const cJSON *local = cJSON_GetObjectItemCaseSensitive(rp, "sliding_attention");
+            if (c->arch == ARCH_GEMMA3 && cJSON_IsObject(full) && cJSON_IsObject(local)) { /* two tables */
+                const cJSON *lt = cJSON_GetObjectItemCaseSensitive(local, "rope_type");
+                if (lt && !(cJSON_IsString(lt) && !strcmp(lt->valuestring, "default")))
+                    return cfg_err(path, "rope_parameters.sliding_attention.rope_type",
+                                   "only \"default\" is supported");
+                c->rope_local_theta = cfg_float(local, "rope_theta", 10000.0f);
+                first = full;
+            } else {
+                for (const cJSON *e = first; e; e = e->next)
+                    if (!cJSON_Compare(e, first, 1))
+                        return cfg_err(path, "rope_parameters", "per-layer-type RoPE parameters differ (unsupported)");
+            }
+            rp = first;
+        }
+        c->rope_theta = cfg_float(rp, "rope_theta", c->rope_theta);
+        return parse_rope_obj(c, rp, path, "rope_parameters");
+    }
+    c->rope_theta = cfg_float(j, "rope_theta", c->rope_theta);
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "rope_scaling");
+    if (!rs || cJSON_IsNull(rs)) return 0;
+    return parse_rope_obj(c, rs, path, "rope_scaling");
 }
 
 static int parse_gpt2(ModelConfig *c, const cJSON *j, const char *path) {
@@ -86,30 +130,92 @@ static int parse_gpt2(ModelConfig *c, const cJSON *j, const char *path) {
     return 0;
 }
 
+/* Optional float that may be null (= off); `def` when absent. */
+static float cfg_float_or_off(const cJSON *j, const char *key, float def) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!x) return def;
+    return cJSON_IsNumber(x) ? (float)x->valuedouble : 0.0f;
+}
+
+/* Which layers use the sliding window: an explicit layer_types list, else the family's rule. */
+static int parse_layer_windows(ModelConfig *c, const cJSON *j, const char *path) {
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(j, "layer_types");
+    if (c->n_layer > MODEL_MAX_LAYERS) return cfg_err(path, "num_hidden_layers", "more than 512 layers");
+    if (lt && !cJSON_IsNull(lt)) {
+        if (!cJSON_IsArray(lt) || cJSON_GetArraySize(lt) != c->n_layer)
+            return cfg_err(path, "layer_types", "must be a list with one entry per layer");
+        int l = 0;
+        for (const cJSON *e = lt->child; e; e = e->next, l++) {
+            int sliding = cJSON_IsString(e) && !strcmp(e->valuestring, "sliding_attention");
+            if (!sliding && !(cJSON_IsString(e) && !strcmp(e->valuestring, "full_attention")))
+                return cfg_err(path, "layer_types", "entries must be \"full_attention\" or \"sliding_attention\"");
+            c->layer_window[l] = (unsigned char)(sliding && c->sliding_window > 0);
+        }
+        return 0;
+    }
+    int from = 0, every = 1; /* Mistral: every layer */
+    if (c->arch == ARCH_QWEN2 || c->arch == ARCH_QWEN3) {
+        if (cfg_int(j, "max_window_layers", 28, path, &from)) return -1;
+        if (!cfg_bool(j, "use_sliding_window", 0)) c->sliding_window = 0;
+    } else if (c->arch == ARCH_GEMMA2) {
+        every = 2; /* layers 0, 2, 4, ... */
+    } else if (c->arch == ARCH_GEMMA3) { /* sliding unless (l + 1) % sliding_window_pattern == 0 */
+        int pattern;
+        if (cfg_int(j, "sliding_window_pattern", 6, path, &pattern)) return -1;
+        for (int l = 0; l < c->n_layer; l++)
+            c->layer_window[l] = (unsigned char)(c->sliding_window > 0 && pattern && (l + 1) % pattern);
+        return 0;
+    } else if (c->arch != ARCH_MISTRAL) {
+        c->sliding_window = 0;
+    }
+    for (int l = 0; l < c->n_layer; l++)
+        c->layer_window[l] = (unsigned char)(c->sliding_window > 0 && l >= from && l % every == 0);
+    return 0;
+}
+
 static int parse_llama_like(ModelConfig *c, const cJSON *j, const char *path) {
+    int gemma = c->arch == ARCH_GEMMA2 || c->arch == ARCH_GEMMA3, gemma3 = c->arch == ARCH_GEMMA3;
     if (cfg_int(j, "hidden_size", -1, path, &c->d_model) || cfg_int(j, "num_hidden_layers", -1, path, &c->n_layer) ||
         cfg_int(j, "num_attention_heads", -1, path, &c->n_head) ||
         cfg_int(j, "intermediate_size", -1, path, &c->d_ff) ||
-        cfg_int(j, "max_position_embeddings", 2048, path, &c->max_pos) ||
+        cfg_int(j, "max_position_embeddings", gemma ? 8192 : 2048, path, &c->max_pos) ||
         cfg_int(j, "num_key_value_heads", c->n_head, path, &c->n_kv_head) ||
-        cfg_int(j, "sliding_window", 0, path, &c->sliding_window))
+        cfg_int(j, "sliding_window", gemma ? 4096 : 0, path, &c->sliding_window))
         return -1;
-    if (c->n_head > 0 && cfg_int(j, "head_dim", c->d_model / c->n_head, path, &c->head_dim)) return -1;
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, "hidden_act");
-    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
-        return cfg_err(path, "hidden_act", "only \"silu\" is supported");
+    if (c->n_head > 0 && cfg_int(j, "head_dim", gemma ? 256 : c->d_model / c->n_head, path, &c->head_dim)) return -1;
+    const char *act_key =
+        gemma && cJSON_GetObjectItemCaseSensitive(j, "hidden_activation") ? "hidden_activation" : "hidden_act";
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(j, act_key);
+    const char *want = gemma ? "gelu_pytorch_tanh" : "silu";
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, want))) { /* absent: the family default */
+        char msg[64];
+        snprintf(msg, sizeof msg, "only \"%s\" is supported", want);
+        return cfg_err(path, act_key, msg);
+    }
+    c->act = gemma ? ACT_GEGLU : ACT_SWIGLU;
     c->norm_eps = cfg_float(j, "rms_norm_eps", 1e-6f);
-    c->rope_theta = cfg_float(j, "rope_theta", 10000.0f);
-    c->tied = cfg_bool(j, "tie_word_embeddings", 0);
+    c->rope_theta = gemma3 ? 1000000.0f : 10000.0f;
+    c->tied = cfg_bool(j, "tie_word_embeddings", gemma);
     if (c->arch == ARCH_QWEN2) {
         c->qkv_bias = 1;
-        if (!cfg_bool(j, "use_sliding_window", 0)) c->sliding_window = 0;
     } else {
         c->qkv_bias = c->o_bias = cfg_bool(j, "attention_bias", 0);
-        c->mlp_bias = cfg_bool(j, "mlp_bias", 0);
+        if (c->arch == ARCH_LLAMA) c->mlp_bias = cfg_bool(j, "mlp_bias", 0);
     }
-    if (c->arch != ARCH_MISTRAL && c->arch != ARCH_QWEN2) c->sliding_window = 0;
-    return parse_rope_scaling(c, j, path);
+    c->qk_norm = c->arch == ARCH_QWEN3 || gemma3;
+    if (gemma) {
+        c->norm_plus_one = c->post_norms = 1;
+        c->embed_scale = sqrtf((float)c->d_model); /* HF: torch.tensor(hidden_size**0.5, dtype=fp32) */
+        float qs = cfg_float(j, "query_pre_attn_scalar", 256.0f);
+        if (!(qs > 0)) return cfg_err(path, "query_pre_attn_scalar", "must be positive");
+        c->attn_scale = (float)(1.0 / sqrt((double)qs)); /* else 1/sqrt(head_dim), set once head_dim is known */
+        c->attn_softcap = cfg_float_or_off(j, "attn_logit_softcapping", gemma3 ? 0.0f : 50.0f);
+        c->final_softcap = cfg_float_or_off(j, "final_logit_softcapping", gemma3 ? 0.0f : 30.0f);
+        if (gemma3) c->rope_local_theta = cfg_float(j, "rope_local_base_freq", 10000.0f);
+        if (c->attn_softcap < 0 || c->final_softcap < 0) return cfg_err(path, "attn_logit_softcapping", "must be >= 0");
+    }
+    if (parse_layer_windows(c, j, path)) return -1;
+    return parse_rope(c, j, path);
 }
 
 int model_config_parse(ModelConfig *c, const char *text, const char *path) {
@@ -129,23 +235,31 @@ int model_config_parse(ModelConfig *c, const char *text, const char *path) {
     const char *name = a0->valuestring;
     snprintf(c->architecture, sizeof c->architecture, "%s", name);
     static const struct { const char *prefix; ModelArch arch; } families[] = {
-        {"GPT2", ARCH_GPT2}, {"Llama", ARCH_LLAMA}, {"Qwen2", ARCH_QWEN2}, {"Mistral", ARCH_MISTRAL}};
+        {"GPT2", ARCH_GPT2}, {"Llama", ARCH_LLAMA}, {"Qwen2", ARCH_QWEN2}, {"Mistral", ARCH_MISTRAL},
+        {"Qwen3", ARCH_QWEN3}, {"Gemma2", ARCH_GEMMA2}, {"Gemma3", ARCH_GEMMA3}};
     int fam = -1;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < (int)(sizeof families / sizeof families[0]); i++)
         if (!strncmp(name, families[i].prefix, strlen(families[i].prefix))) fam = i;
     const char *suffix = fam >= 0 ? name + strlen(families[fam].prefix) : "";
+    int armo = fam >= 0 && families[fam].arch == ARCH_LLAMA && !strcmp(suffix, "ForRewardModelWithGating");
+    int g3 = fam >= 0 && families[fam].arch == ARCH_GEMMA3; /* Gemma3ForCausalLM, Gemma3TextForSequenceClassification */
+    if (g3 && !strcmp(suffix, "TextForSequenceClassification")) suffix = "ForSequenceClassification";
+    else if (g3 && !strcmp(suffix, "ForSequenceClassification")) suffix = "(multimodal)";
     if (fam < 0 || (strcmp(suffix, "LMHeadModel") && strcmp(suffix, "ForCausalLM") &&
-                    strcmp(suffix, "ForSequenceClassification"))) {
-        cfg_err(path, "architectures", "unsupported: want GPT2/Llama/Qwen2/Mistral with a causal LM or "
-                "sequence classification head");
+                    strcmp(suffix, "ForSequenceClassification") && !armo)) {
+        cfg_err(path, "architectures", "unsupported: want GPT2/Llama/Qwen2/Qwen3/Mistral/Gemma2/Gemma3(Text) with a "
+                "causal LM or "
+                "sequence classification head, or LlamaForRewardModelWithGating");
         goto done;
     }
     c->arch = families[fam].arch;
-    c->head = strcmp(suffix, "ForSequenceClassification") ? HEAD_LM : HEAD_REWARD;
+    c->head = strcmp(suffix, "ForSequenceClassification") && !armo ? HEAD_LM : HEAD_REWARD;
+    if (armo && (c->reward_head = RHEAD_ARMO, head_config_parse(c, j, path))) goto done;
     if (cfg_int(j, "vocab_size", -1, path, &c->vocab_size)) goto done;
     if (c->arch == ARCH_GPT2 ? parse_gpt2(c, j, path) : parse_llama_like(c, j, path)) goto done;
     if (c->arch == ARCH_GPT2) c->head_dim = c->n_head ? c->d_model / c->n_head : 0;
-    if (c->head == HEAD_REWARD) {
+    if (!c->attn_scale && c->head_dim > 0) c->attn_scale = 1.0f / sqrtf((float)c->head_dim);
+    if (c->head == HEAD_REWARD && !armo) {
         const cJSON *id2label = cJSON_GetObjectItemCaseSensitive(j, "id2label");
         int labels = 2; /* the HF default */
         if (cJSON_IsObject(id2label)) labels = cJSON_GetArraySize(id2label);
@@ -214,16 +328,42 @@ static void table_build_gpt2(Model *m) {
     m->lnf_b = table_add(m, "transformer.ln_f.bias", C, 0, 0);
 }
 
+/* Gemma: every RMSNorm weight first, in one block [norm_lo, norm_hi), so 1 + w is one buffer. */
+static void table_build_norms(Model *m) {
+    const ModelConfig *c = &m->cfg;
+    int C = c->d_model;
+    m->norm_lo = m->n_params;
+    for (int l = 0; l < c->n_layer; l++) {
+        LayerOffsets *L = &m->layers[l];
+        L->ln1_w = table_addf(m, C, 0, 0, "model.layers.%d.input_layernorm.weight", l);
+        if (c->post_norms) {
+            L->pa_w = table_addf(m, C, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+            L->ln2_w = table_addf(m, C, 0, 0, "model.layers.%d.pre_feedforward_layernorm.weight", l);
+            L->pf_w = table_addf(m, C, 0, 0, "model.layers.%d.post_feedforward_layernorm.weight", l);
+        } else {
+            L->ln2_w = table_addf(m, C, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+        }
+        if (c->qk_norm) {
+            L->qn_w = table_addf(m, c->head_dim, 0, 0, "model.layers.%d.self_attn.q_norm.weight", l);
+            L->kn_w = table_addf(m, c->head_dim, 0, 0, "model.layers.%d.self_attn.k_norm.weight", l);
+        }
+    }
+    m->lnf_w = table_add(m, "model.norm.weight", C, 0, 0);
+    m->norm_hi = m->n_params;
+}
+
 static void table_build_llama(Model *m) {
     const ModelConfig *c = &m->cfg;
     int C = c->d_model, F = c->d_ff, Q = c->n_head * c->head_dim, KV = c->n_kv_head * c->head_dim;
+    for (int l = 0; l < c->n_layer; l++)
+        m->layers[l] = (LayerOffsets){.ln1_b = OFF_NONE, .qkv_b = OFF_NONE, .o_b = OFF_NONE, .ln2_b = OFF_NONE,
+                                      .fc_b = OFF_NONE, .proj_b = OFF_NONE, .qn_w = OFF_NONE, .kn_w = OFF_NONE,
+                                      .pa_w = OFF_NONE, .pf_w = OFF_NONE};
+    table_build_norms(m);
     m->wte = table_add(m, "model.embed_tokens.weight", c->vocab_size, C, 0);
     m->wpe = m->lnf_b = OFF_NONE;
     for (int l = 0; l < c->n_layer; l++) {
         LayerOffsets *L = &m->layers[l];
-        *L = (LayerOffsets){.ln1_b = OFF_NONE, .qkv_b = OFF_NONE, .o_b = OFF_NONE, .ln2_b = OFF_NONE,
-                            .fc_b = OFF_NONE, .proj_b = OFF_NONE};
-        L->ln1_w = table_addf(m, C, 0, 0, "model.layers.%d.input_layernorm.weight", l);
         L->qkv_w = table_addf(m, Q, C, 0, "model.layers.%d.self_attn.q_proj.weight", l); /* q,k,v adjacent */
         table_addf(m, KV, C, 0, "model.layers.%d.self_attn.k_proj.weight", l);
         table_addf(m, KV, C, 0, "model.layers.%d.self_attn.v_proj.weight", l);
@@ -234,7 +374,6 @@ static void table_build_llama(Model *m) {
         }
         L->o_w = table_addf(m, C, Q, 0, "model.layers.%d.self_attn.o_proj.weight", l);
         if (c->o_bias) L->o_b = table_addf(m, C, 0, 0, "model.layers.%d.self_attn.o_proj.bias", l);
-        L->ln2_w = table_addf(m, C, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l);
         L->fc_w = table_addf(m, F, C, 0, "model.layers.%d.mlp.gate_proj.weight", l); /* gate,up adjacent */
         table_addf(m, F, C, 0, "model.layers.%d.mlp.up_proj.weight", l);
         if (c->mlp_bias) {
@@ -244,14 +383,13 @@ static void table_build_llama(Model *m) {
         L->proj_w = table_addf(m, C, F, 0, "model.layers.%d.mlp.down_proj.weight", l);
         if (c->mlp_bias) L->proj_b = table_addf(m, C, 0, 0, "model.layers.%d.mlp.down_proj.bias", l);
     }
-    m->lnf_w = table_add(m, "model.norm.weight", C, 0, 0);
 }
 
 static void table_build(Model *m) {
     m->layers = xcalloc(m->cfg.n_layer, sizeof(LayerOffsets));
     if (m->cfg.arch == ARCH_GPT2) table_build_gpt2(m);
     else table_build_llama(m);
-    if (m->cfg.head == HEAD_REWARD) m->head_w = table_add(m, "score.weight", 1, m->cfg.d_model, 0);
+    if (m->cfg.head == HEAD_REWARD) head_table_build(m, table_add);
     else if (m->cfg.tied) m->head_w = m->wte;
     else m->head_w = table_add(m, "lm_head.weight", m->cfg.vocab_size, m->cfg.d_model, 0);
 }
@@ -325,6 +463,13 @@ int model_load(Model **out, const char *dir, const Backend *be) {
     free(text);
     SafeTensors st = {0};
     if (!rc) rc = safetensors_open(&st, dir);
+    if (!rc && m->cfg.head == HEAD_REWARD) head_detect(m, &st, cfg_path);
+    const char *missing = NULL;
+    if (!rc && !model_backend_supports(&m->cfg, be, &missing)) { /* optional op absent (quorum/ops.h) */
+        quorum_log("%s: backend %s lacks %s needed by %s: this model runs on the cpu backend", cfg_path, be->name,
+                   missing, m->cfg.architecture);
+        m->be = be = &backend_cpu;
+    }
     if (!rc) {
         table_build(m);
         m->params = be->alloc(sizeof(float) * m->n_params);
@@ -359,6 +504,7 @@ void model_free(Model *m) {
     if (m->grads) m->be->free(m->grads);
     if (m->act_mem) m->be->free(m->act_mem);
     if (m->act_int) m->be->free(m->act_int);
+    if (m->norm1p) m->be->free(m->norm1p);
     free(m->rows_host);
     free(m->tok_logp);
     cJSON_Delete(m->config_json);

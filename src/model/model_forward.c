@@ -14,7 +14,7 @@ static Dims dims_of(const Model *m) {
     Dims d = {.C = c->d_model, .NH = c->n_head, .NKV = c->n_kv_head, .HD = c->head_dim, .F = c->d_ff,
               .V = c->vocab_size, .L = c->n_layer};
     d.QKV = (d.NH + 2 * d.NKV) * d.HD;
-    d.FC = c->arch == ARCH_GPT2 ? d.F : 2 * d.F;
+    d.FC = c->act == ACT_GELU_NEW ? d.F : 2 * d.F;
     d.LA = m->grad_enabled ? d.L : 1;
     return d;
 }
@@ -35,11 +35,22 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
     TAKE(g, (size_t)M * d.C); TAKE(gn, (size_t)M * d.C); TAKE(g_mean, M); TAKE(g_rstd, M);
     TAKE(logits, (size_t)M * heads); TAKE(logp, M); TAKE(lse, M);
     TAKE(rope_cos, (size_t)T * (d.HD / 2)); TAKE(rope_sin, (size_t)T * (d.HD / 2));
+    const ModelConfig *c = &m->cfg;
+    size_t two = c->rope_local_theta > 0;
+    TAKE(rope_cos_l, two * T * (d.HD / 2)); TAKE(rope_sin_l, two * T * (d.HD / 2));
+    size_t qk = c->qk_norm, pn = c->post_norms, hw = c->head == HEAD_REWARD ? head_width(m) : 0;
+    size_t cap = c->head == HEAD_LM && c->final_softcap > 0;
+    TAKE(qkr, qk * LA * N * d.QKV); TAKE(qk_rstd, qk * LA * N * (d.NH + d.NKV));
+    TAKE(po1, pn * LA * N * d.C); TAKE(po1_rstd, pn * LA * N);
+    TAKE(po2, pn * LA * N * d.C); TAKE(po2_rstd, pn * LA * N);
+    TAKE(hact, (size_t)M * hw);
     size_t grad = m->grad_enabled;
     TAKE(dres, grad * N * d.C); TAKE(dln, grad * N * d.C); TAKE(dqkv, grad * N * d.QKV);
     TAKE(datt, grad * B * d.NH * T * T); TAKE(datty, grad * N * d.NH * d.HD);
     TAKE(dfch, grad * N * d.FC); TAKE(dfca, grad * N * d.F);
     TAKE(dg, grad * M * d.C); TAKE(dgn, grad * M * d.C); TAKE(dlogp, grad * M);
+    TAKE(dqkr, grad * qk * N * d.QKV); TAKE(dpo, grad * pn * N * d.C); TAKE(dhact, grad * M * hw);
+    TAKE(dlogits, grad * cap * M * d.V);
 #undef TAKE
     return off;
 }
@@ -65,15 +76,16 @@ static void acts_ensure(Model *m, int B, int T, int M) {
     m->rope_T = 0; /* carving may have moved the tables */
 }
 
-/* cos/sin (T,HD/2) for positions 0..T-1: inv_freq = theta^(-2i/HD), llama3 scaling applied as in HF */
-static void rope_tables(Model *m, int T) {
+/* cos/sin (T,HD/2) for positions 0..T-1 into backend cos_d/sin_d: inv_freq = theta^(-2i/HD), with llama3 or
+ * linear scaling applied as in HF when `scaled` */
+static void rope_table(Model *m, int T, double theta, int scaled, float *cos_d, float *sin_d) {
     const ModelConfig *c = &m->cfg;
-    if (c->arch == ARCH_GPT2 || m->rope_T == T) return;
     int half = c->head_dim / 2;
     float *cs = xmalloc(sizeof(float) * 2 * (size_t)T * half), *sn = cs + (size_t)T * half;
     for (int i = 0; i < half; i++) {
-        double inv = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / c->head_dim);
-        if (c->rope_llama3) {
+        double inv = 1.0 / pow(theta, (double)(2 * i) / c->head_dim);
+        if (scaled && c->rope_linear > 0) inv /= c->rope_linear;
+        if (scaled && c->rope_llama3) {
             double wavelen = 2 * M_PI / inv, old = c->rope_original_max_pos;
             double low_wl = old / c->rope_low_freq_factor, high_wl = old / c->rope_high_freq_factor;
             if (wavelen > low_wl) inv /= c->rope_factor;
@@ -90,20 +102,56 @@ static void rope_tables(Model *m, int T) {
             sn[(size_t)t * half + i] = sinf(ang);
         }
     }
-    m->be->to_backend(m->a.rope_cos, cs, sizeof(float) * (size_t)T * half);
-    m->be->to_backend(m->a.rope_sin, sn, sizeof(float) * (size_t)T * half);
+    m->be->to_backend(cos_d, cs, sizeof(float) * (size_t)T * half);
+    m->be->to_backend(sin_d, sn, sizeof(float) * (size_t)T * half);
     free(cs);
+}
+
+/* The RoPE table(s) for T: every layer's, and Gemma-3's second one for its sliding layers. */
+static void rope_tables(Model *m, int T) {
+    const ModelConfig *c = &m->cfg;
+    if (c->arch == ARCH_GPT2 || m->rope_T == T) return;
+    rope_table(m, T, c->rope_theta, 1, m->a.rope_cos, m->a.rope_sin);
+    if (c->rope_local_theta > 0) rope_table(m, T, c->rope_local_theta, 0, m->a.rope_cos_l, m->a.rope_sin_l);
     m->rope_T = T;
+}
+
+/* layer l's table: Gemma-3's sliding layers use the local one */
+static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) {
+    const ModelConfig *c = &m->cfg;
+    if (c->arch == ARCH_GPT2) return;
+    int local = c->rope_local_theta > 0 && c->layer_window[l];
+    const float *cs = local ? m->a.rope_cos_l : m->a.rope_cos, *sn = local ? m->a.rope_sin_l : m->a.rope_sin;
+    if (backward) m->be->rope_backward(qkv, cs, sn, B, T, c->n_head, c->n_kv_head, c->head_dim);
+    else m->be->rope_forward(qkv, cs, sn, B, T, c->n_head, c->n_kv_head, c->head_dim);
 }
 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
 #define G(off) ((off) == OFF_NONE ? NULL : m->grads + (off))
 
+/* A norm weight as the op sees it: 1 + w for Gemma (norm1p), else the parameter itself. */
+static const float *NW(const Model *m, size_t off) {
+    if (m->cfg.norm_plus_one && off >= m->norm_lo && off < m->norm_hi) return m->norm1p + (off - m->norm_lo);
+    return P(off);
+}
+
+/* Gemma: norm1p = 1 + params[norm_lo, norm_hi), once per forward (the optimizer may have moved w). */
+static void norm1p_refresh(Model *m) {
+    if (!m->cfg.norm_plus_one) return;
+    size_t n = m->norm_hi - m->norm_lo;
+    if (!m->norm1p) m->norm1p = m->be->alloc(sizeof(float) * n);
+    float *h = xmalloc(sizeof(float) * n);
+    m->be->to_host(h, m->params + m->norm_lo, sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) h[i] = 1.0f + h[i]; /* fp32, as HF's (1.0 + weight.float()) */
+    m->be->to_backend(m->norm1p, h, sizeof(float) * n);
+    free(h);
+}
+
 static void norm_forward(Model *m, float *out, float *mean, float *rstd, const float *inp, size_t w, size_t b, int N) {
     if (m->cfg.arch == ARCH_GPT2)
         m->be->layernorm_forward(out, mean, rstd, inp, P(w), P(b), N, m->cfg.d_model, m->cfg.norm_eps);
     else
-        m->be->rmsnorm_forward(out, rstd, inp, P(w), N, m->cfg.d_model, m->cfg.norm_eps);
+        m->be->rmsnorm_forward(out, rstd, inp, NW(m, w), N, m->cfg.d_model, m->cfg.norm_eps);
 }
 
 static void norm_backward(Model *m, float *dinp, const float *dout, const float *inp, const float *mean,
@@ -111,71 +159,164 @@ static void norm_backward(Model *m, float *dinp, const float *dout, const float 
     if (m->cfg.arch == ARCH_GPT2)
         m->be->layernorm_backward(dinp, G(w), G(b), dout, inp, P(w), mean, rstd, N, m->cfg.d_model);
     else
-        m->be->rmsnorm_backward(dinp, G(w), dout, inp, P(w), rstd, N, m->cfg.d_model);
+        m->be->rmsnorm_backward(dinp, G(w), dout, inp, NW(m, w), rstd, N, m->cfg.d_model);
+}
+
+/* Sliding window of layer l for a batch of length T: 0 when it cannot mask anything (T <= window). */
+static int attn_window(const Model *m, int l, int T) {
+    return m->cfg.layer_window[l] && m->cfg.sliding_window < T ? m->cfg.sliding_window : 0;
+}
+
+/* 1 when attention_forward (scale 1/sqrt(head_dim), no softcap) computes this config's attention */
+static int attn_plain(const ModelConfig *c) {
+    return c->attn_softcap <= 0 && c->attn_scale == 1.0f / sqrtf((float)c->head_dim);
+}
+
+int model_backend_supports(const ModelConfig *c, const Backend *be, const char **missing) {
+#define NEED(cond, op) do { if ((cond) && !be->op) { *missing = #op; return 0; } } while (0)
+    NEED(c->qk_norm, qknorm_forward);
+    NEED(c->act == ACT_GEGLU, geglu_forward);
+    NEED(c->embed_scale > 0, scale_forward);
+    NEED(!attn_plain(c), attention_ex_forward);
+    NEED(c->head == HEAD_LM && c->final_softcap > 0, softcap_forward);
+    NEED(c->head == HEAD_REWARD && c->reward_head == RHEAD_MLP, relu_forward);
+#undef NEED
+    return 1;
+}
+
+static void attn_forward(Model *m, int l, float *out, float *att, const float *qkv, int B, int T) {
+    const ModelConfig *c = &m->cfg;
+    int win = attn_window(m, l, T);
+    if (!win && attn_plain(c))
+        m->be->attention_forward(out, att, qkv, m->a.lens, B, T, c->n_head, c->n_kv_head, c->head_dim);
+    else
+        m->be->attention_ex_forward(out, att, qkv, m->a.lens, B, T, c->n_head, c->n_kv_head, c->head_dim,
+                                    c->attn_scale, c->attn_softcap, win);
+}
+
+static void attn_backward(Model *m, int l, float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+                          int T) {
+    const ModelConfig *c = &m->cfg;
+    int win = attn_window(m, l, T);
+    if (!win && attn_plain(c))
+        m->be->attention_backward(dqkv, m->a.datt, dout, qkv, att, m->a.lens, B, T, c->n_head, c->n_kv_head, c->head_dim);
+    else
+        m->be->attention_ex_backward(dqkv, m->a.datt, dout, qkv, att, m->a.lens, B, T, c->n_head, c->n_kv_head,
+                                     c->head_dim, c->attn_scale, c->attn_softcap, win);
+}
+
+static void act_forward(Model *m, float *fca, const float *fch, int N, int F) {
+    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_forward(fca, fch, N * F);
+    else if (m->cfg.act == ACT_GEGLU) m->be->geglu_forward(fca, fch, N, F);
+    else m->be->swiglu_forward(fca, fch, N, F);
+}
+
+static void act_backward(Model *m, float *dfch, const float *dfca, const float *fch, int N, int F) {
+    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_backward(dfch, fch, dfca, N * F);
+    else if (m->cfg.act == ACT_GEGLU) m->be->geglu_backward(dfch, dfca, fch, N, F);
+    else m->be->swiglu_backward(dfch, dfca, fch, N, F);
 }
 
 /* layer slot l of an (LA, n) activation array */
 #define AT(arr, l, n) (m->a.arr + (size_t)((m->grad_enabled ? (l) : 0)) * (n))
 
-/* Runs embedding + every layer for ids (B,T); the output is AT(res3, L-1). */
+/* One layer's activation slots (l-th of every saved array). */
+typedef struct {
+    float *x, *ln1, *qkv, *qkr, *qk_rstd, *att, *atty, *po1, *po1_rstd, *res2, *ln2, *fch, *fca, *po2, *po2_rstd, *res3;
+    float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
+} LayerActs;
+
+static LayerActs layer_acts(Model *m, int l, int B, int T) {
+    Dims d = dims_of(m);
+    size_t N = (size_t)B * T, nc = N * d.C;
+    LayerActs a = {
+        .x = l ? AT(res3, l - 1, nc) : m->a.enc, .ln1 = AT(ln1, l, nc), .qkv = AT(qkv, l, N * d.QKV),
+        .qkr = AT(qkr, l, N * d.QKV), .qk_rstd = AT(qk_rstd, l, N * (d.NH + d.NKV)),
+        .att = AT(att, l, N * d.NH * T), .atty = AT(atty, l, N * d.NH * d.HD),
+        .po1 = AT(po1, l, nc), .po1_rstd = AT(po1_rstd, l, N), .res2 = AT(res2, l, nc), .ln2 = AT(ln2, l, nc),
+        .fch = AT(fch, l, N * d.FC), .fca = AT(fca, l, N * d.F), .po2 = AT(po2, l, nc), .po2_rstd = AT(po2_rstd, l, N),
+        .res3 = AT(res3, l, nc), .ln1_mean = AT(ln1_mean, l, N), .ln1_rstd = AT(ln1_rstd, l, N),
+        .ln2_mean = AT(ln2_mean, l, N), .ln2_rstd = AT(ln2_rstd, l, N)};
+    return a;
+}
+
+/* Runs embedding + every layer for ids (B,T); the output is AT(res3, L-1).
+ * Layer: res2 = x + [postnorm](o(attn(rope([qknorm](qkv(ln1(x))))))), res3 = res2 + [postnorm](proj(act(fc(ln2(res2))))) */
 static void trunk_forward(Model *m, int B, int T) {
     const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
     Dims d = dims_of(m);
     int N = B * T;
     size_t nc = (size_t)N * d.C;
     be->embedding_forward(m->a.enc, m->a.ids, P(m->wte), P(m->wpe), B, T, d.C);
+    if (c->embed_scale > 0) be->scale_forward(m->a.enc, m->a.enc, c->embed_scale, nc);
     rope_tables(m, T);
     for (int l = 0; l < d.L; l++) {
         const LayerOffsets *L = &m->layers[l];
-        float *x = l ? AT(res3, l - 1, nc) : m->a.enc;
-        float *ln1 = AT(ln1, l, nc), *qkv = AT(qkv, l, (size_t)N * d.QKV), *atty = AT(atty, l, (size_t)N * d.NH * d.HD);
-        float *att = AT(att, l, (size_t)B * d.NH * T * T), *res2 = AT(res2, l, nc), *ln2 = AT(ln2, l, nc);
-        float *fch = AT(fch, l, (size_t)N * d.FC), *fca = AT(fca, l, (size_t)N * d.F), *res3 = AT(res3, l, nc);
-        norm_forward(m, ln1, AT(ln1_mean, l, N), AT(ln1_rstd, l, N), x, L->ln1_w, L->ln1_b, N);
-        be->matmul_forward(qkv, ln1, P(L->qkv_w), P(L->qkv_b), N, d.C, d.QKV);
-        if (m->cfg.arch != ARCH_GPT2) be->rope_forward(qkv, m->a.rope_cos, m->a.rope_sin, B, T, d.NH, d.NKV, d.HD);
-        be->attention_forward(atty, att, qkv, m->a.lens, B, T, d.NH, d.NKV, d.HD);
-        be->matmul_forward(m->a.proj, atty, P(L->o_w), P(L->o_b), N, d.NH * d.HD, d.C);
-        be->residual_forward(res2, x, m->a.proj, (int)nc);
-        norm_forward(m, ln2, AT(ln2_mean, l, N), AT(ln2_rstd, l, N), res2, L->ln2_w, L->ln2_b, N);
-        be->matmul_forward(fch, ln2, P(L->fc_w), P(L->fc_b), N, d.C, d.FC);
-        if (m->cfg.arch == ARCH_GPT2) be->gelu_forward(fca, fch, N * d.F);
-        else be->swiglu_forward(fca, fch, N, d.F);
-        be->matmul_forward(m->a.proj, fca, P(L->proj_w), P(L->proj_b), N, d.F, d.C);
-        be->residual_forward(res3, res2, m->a.proj, (int)nc);
+        LayerActs a = layer_acts(m, l, B, T);
+        norm_forward(m, a.ln1, a.ln1_mean, a.ln1_rstd, a.x, L->ln1_w, L->ln1_b, N);
+        be->matmul_forward(c->qk_norm ? a.qkr : a.qkv, a.ln1, P(L->qkv_w), P(L->qkv_b), N, d.C, d.QKV);
+        if (c->qk_norm)
+            be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
+        rope_apply(m, l, a.qkv, B, T, 0);
+        attn_forward(m, l, a.atty, a.att, a.qkv, B, T);
+        be->matmul_forward(c->post_norms ? a.po1 : m->a.proj, a.atty, P(L->o_w), P(L->o_b), N, d.NH * d.HD, d.C);
+        if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
+        be->residual_forward(a.res2, a.x, m->a.proj, (int)nc);
+        norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
+        be->matmul_forward(a.fch, a.ln2, P(L->fc_w), P(L->fc_b), N, d.C, d.FC);
+        act_forward(m, a.fca, a.fch, N, d.F);
+        be->matmul_forward(c->post_norms ? a.po2 : m->a.proj, a.fca, P(L->proj_w), P(L->proj_b), N, d.F, d.C);
+        if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
+        be->residual_forward(a.res3, a.res2, m->a.proj, (int)nc);
     }
+}
+
+/* d(branch output) -> d(pre-postnorm output): dres itself without post norms, else a.dpo */
+static const float *postnorm_backward(Model *m, const float *po, const float *rstd, size_t w, int N) {
+    if (!m->cfg.post_norms) return m->a.dres;
+    m->be->zero(m->a.dpo, sizeof(float) * (size_t)N * m->cfg.d_model);
+    norm_backward(m, m->a.dpo, m->a.dres, po, NULL, rstd, w, OFF_NONE, N);
+    return m->a.dpo;
 }
 
 static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(last layer output) */
     const Backend *be = m->be;
+    const ModelConfig *c = &m->cfg;
     Dims d = dims_of(m);
     int N = B * T;
     size_t nc = (size_t)N * d.C;
     for (int l = d.L - 1; l >= 0; l--) {
         const LayerOffsets *L = &m->layers[l];
-        float *x = l ? AT(res3, l - 1, nc) : m->a.enc;
-        float *ln1 = AT(ln1, l, nc), *qkv = AT(qkv, l, (size_t)N * d.QKV), *atty = AT(atty, l, (size_t)N * d.NH * d.HD);
-        float *att = AT(att, l, (size_t)B * d.NH * T * T), *res2 = AT(res2, l, nc), *ln2 = AT(ln2, l, nc);
-        float *fch = AT(fch, l, (size_t)N * d.FC), *fca = AT(fca, l, (size_t)N * d.F);
-        /* MLP branch: res3 = res2 + proj(act(fc(ln2(res2)))) */
+        LayerActs a = layer_acts(m, l, B, T);
+        /* MLP branch */
+        const float *dmo = postnorm_backward(m, a.po2, a.po2_rstd, L->pf_w, N);
         be->zero(m->a.dfca, sizeof(float) * N * d.F);
-        be->matmul_backward(m->a.dfca, G(L->proj_w), G(L->proj_b), m->a.dres, fca, P(L->proj_w), N, d.F, d.C);
+        be->matmul_backward(m->a.dfca, G(L->proj_w), G(L->proj_b), dmo, a.fca, P(L->proj_w), N, d.F, d.C);
         be->zero(m->a.dfch, sizeof(float) * N * d.FC);
-        if (m->cfg.arch == ARCH_GPT2) be->gelu_backward(m->a.dfch, fch, m->a.dfca, N * d.F);
-        else be->swiglu_backward(m->a.dfch, m->a.dfca, fch, N, d.F);
+        act_backward(m, m->a.dfch, m->a.dfca, a.fch, N, d.F);
         be->zero(m->a.dln, sizeof(float) * nc);
-        be->matmul_backward(m->a.dln, G(L->fc_w), G(L->fc_b), m->a.dfch, ln2, P(L->fc_w), N, d.C, d.FC);
-        norm_backward(m, m->a.dres, m->a.dln, res2, AT(ln2_mean, l, N), AT(ln2_rstd, l, N), L->ln2_w, L->ln2_b, N);
-        /* attention branch: res2 = x + o(attn(rope(qkv(ln1(x))))) */
+        be->matmul_backward(m->a.dln, G(L->fc_w), G(L->fc_b), m->a.dfch, a.ln2, P(L->fc_w), N, d.C, d.FC);
+        norm_backward(m, m->a.dres, m->a.dln, a.res2, a.ln2_mean, a.ln2_rstd, L->ln2_w, L->ln2_b, N);
+        /* attention branch */
+        const float *dao = postnorm_backward(m, a.po1, a.po1_rstd, L->pa_w, N);
         be->zero(m->a.datty, sizeof(float) * N * d.NH * d.HD);
-        be->matmul_backward(m->a.datty, G(L->o_w), G(L->o_b), m->a.dres, atty, P(L->o_w), N, d.NH * d.HD, d.C);
+        be->matmul_backward(m->a.datty, G(L->o_w), G(L->o_b), dao, a.atty, P(L->o_w), N, d.NH * d.HD, d.C);
         be->zero(m->a.dqkv, sizeof(float) * N * d.QKV);
-        be->attention_backward(m->a.dqkv, m->a.datt, m->a.datty, qkv, att, m->a.lens, B, T, d.NH, d.NKV, d.HD);
-        if (m->cfg.arch != ARCH_GPT2) be->rope_backward(m->a.dqkv, m->a.rope_cos, m->a.rope_sin, B, T, d.NH, d.NKV, d.HD);
+        attn_backward(m, l, m->a.dqkv, m->a.datty, a.qkv, a.att, B, T);
+        rope_apply(m, l, m->a.dqkv, B, T, 1);
+        const float *dmm = m->a.dqkv;
+        if (c->qk_norm) {
+            be->zero(m->a.dqkr, sizeof(float) * N * d.QKV);
+            be->qknorm_backward(m->a.dqkr, G(L->qn_w), G(L->kn_w), m->a.dqkv, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w),
+                                a.qk_rstd, N, d.NH, d.NKV, d.HD);
+            dmm = m->a.dqkr;
+        }
         be->zero(m->a.dln, sizeof(float) * nc);
-        be->matmul_backward(m->a.dln, G(L->qkv_w), G(L->qkv_b), m->a.dqkv, ln1, P(L->qkv_w), N, d.C, d.QKV);
-        norm_backward(m, m->a.dres, m->a.dln, x, AT(ln1_mean, l, N), AT(ln1_rstd, l, N), L->ln1_w, L->ln1_b, N);
+        be->matmul_backward(m->a.dln, G(L->qkv_w), G(L->qkv_b), dmm, a.ln1, P(L->qkv_w), N, d.C, d.QKV);
+        norm_backward(m, m->a.dres, m->a.dln, a.x, a.ln1_mean, a.ln1_rstd, L->ln1_w, L->ln1_b, N);
     }
+    if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
     be->embedding_backward(G(m->wte), G(m->wpe), m->a.dres, m->a.ids, B, T, d.C);
 }
 
@@ -184,9 +325,10 @@ static int check_batch(const Model *m, const int32_t *ids, const int *lens, int 
     if (B < 1 || T < 1) return quorum_input_error("model:batch", "B=%d T=%d must be positive", B, T);
     if (m->cfg.arch == ARCH_GPT2 && T > m->cfg.max_pos)
         return quorum_input_error("model:batch:T", "T=%d exceeds n_positions=%d", T, m->cfg.max_pos);
-    if (m->cfg.sliding_window && T > m->cfg.sliding_window)
-        return quorum_input_error("model:batch:T", "T=%d exceeds sliding_window=%d (not implemented)", T,
-                                  m->cfg.sliding_window);
+    if (m->cfg.sliding_window && T > m->cfg.sliding_window && !m->be->attention_ex_forward)
+        return quorum_input_error("model:batch:T", "T=%d exceeds sliding_window=%d and backend %s has no "
+                                  "sliding-window attention (use QUORUM_BACKEND=cpu)", T, m->cfg.sliding_window,
+                                  m->be->name);
     for (int b = 0; b < B; b++) {
         if (lens[b] < 1 || lens[b] > T)
             return quorum_input_error("model:batch:lens", "lens[%d]=%d not in [1,%d]", b, lens[b], T);
@@ -199,7 +341,7 @@ static int check_batch(const Model *m, const int32_t *ids, const int *lens, int 
 }
 
 /* Uploads ids/lens/rows(/targets), runs the trunk, gathers rows and applies the final norm + head. */
-static void head_forward(Model *m, const int32_t *ids, const int *lens, const int *targets, int B, int T, int M) {
+static void run_forward(Model *m, const int32_t *ids, const int *lens, const int *targets, int B, int T, int M) {
     const Backend *be = m->be;
     Dims d = dims_of(m);
     acts_ensure(m, B, T, M);
@@ -213,12 +355,17 @@ static void head_forward(Model *m, const int32_t *ids, const int *lens, const in
     be->to_backend(m->a.rows, m->rows_host, sizeof(int) * M);
     if (targets) be->to_backend(m->a.targets, targets, sizeof(int) * M);
     free(ids_i);
+    norm1p_refresh(m);
     trunk_forward(m, B, T);
     size_t nc = (size_t)B * T * d.C;
     be->gather_forward(m->a.g, AT(res3, d.L - 1, nc), m->a.rows, M, d.C);
     norm_forward(m, m->a.gn, m->a.g_mean, m->a.g_rstd, m->a.g, m->lnf_w, m->lnf_b, M);
-    int outs = m->cfg.head == HEAD_LM ? d.V : 1;
-    be->matmul_forward(m->a.logits, m->a.gn, P(m->head_w), NULL, M, d.C, outs);
+    if (m->cfg.head == HEAD_REWARD) {
+        rhead_forward(m, M);
+        return;
+    }
+    be->matmul_forward(m->a.logits, m->a.gn, P(m->head_w), NULL, M, d.C, d.V);
+    if (m->cfg.final_softcap > 0) be->softcap_forward(m->a.logits, m->a.logits, m->cfg.final_softcap, (size_t)M * d.V);
 }
 
 int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, float *reward) {
@@ -226,9 +373,11 @@ int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, fl
     if (m->cfg.head != HEAD_REWARD)
         return quorum_input_error("model:reward", "%s is not a reward model", m->cfg.architecture);
     if (check_batch(m, ids, lens, B, T)) return -1;
-    m->rows_host = xrealloc(m->rows_host, sizeof(int) * B);
+    int armo = m->cfg.reward_head == RHEAD_ARMO, M = armo ? 2 * B : B; /* ArmoRM: + a gating row each */
+    m->rows_host = xrealloc(m->rows_host, sizeof(int) * M);
     for (int b = 0; b < B; b++) m->rows_host[b] = b * T + lens[b] - 1;
-    head_forward(m, ids, lens, NULL, B, T, B);
+    if (armo) head_gate_rows(m, ids, lens, B, T, m->rows_host + B);
+    run_forward(m, ids, lens, NULL, B, T, M);
     m->be->to_host(reward, m->a.logits, sizeof(float) * B);
     m->last = 1;
     return 0;
@@ -250,7 +399,7 @@ int model_logprobs(Model *m, const int32_t *ids, const int *lens, const uint8_t 
                 m->rows_host[M] = b * T + t - 1;
                 targets[M++] = ids[(size_t)b * T + t];
             }
-    head_forward(m, ids, lens, targets, B, T, M);
+    run_forward(m, ids, lens, targets, B, T, M);
     free(targets);
     m->be->logprob_forward(m->a.logp, m->a.lse, m->a.logits, m->a.targets, M, m->cfg.vocab_size);
     if (m->tok_cap < (size_t)B * T) {
@@ -277,6 +426,10 @@ int model_backward(Model *m, const float *dseq) {
     if (!m->grad_enabled || !m->last)
         return quorum_input_error("model:backward", "no forward to differentiate (one backward per forward, "
                                   "grads must be enabled)");
+    if (m->last == 1 && m->cfg.reward_head == RHEAD_ARMO) {
+        m->last = 0;
+        return quorum_input_error("model:backward", "%s: the ArmoRM head is forward-only (scoring)", m->cfg.architecture);
+    }
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;
@@ -284,13 +437,14 @@ int model_backward(Model *m, const float *dseq) {
     float *dh = xmalloc(sizeof(float) * (M + 1));
     for (int i = 0; i < M; i++) dh[i] = dseq[m->rows_host[i] / T];
     be->zero(m->a.dgn, sizeof(float) * (size_t)M * d.C);
+    be->to_backend(m->a.dlogp, dh, sizeof(float) * M); /* dlogp, or (B,1) dreward */
     if (m->last == 2) {
-        be->to_backend(m->a.dlogp, dh, sizeof(float) * M);
-        be->logprob_backward(m->a.logits, m->a.dlogp, m->a.logits, m->a.lse, m->a.targets, M, d.V);
-        be->matmul_backward(m->a.dgn, G(m->head_w), NULL, m->a.logits, m->a.gn, P(m->head_w), M, d.C, d.V);
+        float cap = m->cfg.final_softcap, *dl = cap > 0 ? m->a.dlogits : m->a.logits; /* in place without a cap */
+        be->logprob_backward(dl, m->a.dlogp, m->a.logits, m->a.lse, m->a.targets, M, d.V);
+        if (cap > 0) be->softcap_backward(dl, dl, m->a.logits, cap, (size_t)M * d.V);
+        be->matmul_backward(m->a.dgn, G(m->head_w), NULL, dl, m->a.gn, P(m->head_w), M, d.C, d.V);
     } else {
-        be->to_backend(m->a.dlogp, dh, sizeof(float) * M); /* (B,1) dreward */
-        be->matmul_backward(m->a.dgn, G(m->head_w), NULL, m->a.dlogp, m->a.gn, P(m->head_w), M, d.C, 1);
+        rhead_backward(m, M);
     }
     free(dh);
     be->zero(m->a.dg, sizeof(float) * (size_t)M * d.C);

@@ -4,13 +4,25 @@
 #define QUORUM_MODEL_INTERNAL_H
 
 #include "quorum/model.h"
+#include "quorum/safetensors.h"
 
 #include <cjson/cJSON.h>
 
 /* Offsets (floats) of one layer's tensors into params/grads; SIZE_MAX when the tensor is absent. */
 typedef struct {
     size_t ln1_w, ln1_b, qkv_w, qkv_b, o_w, o_b, ln2_w, ln2_b, fc_w, fc_b, proj_w, proj_b;
+    size_t qn_w, kn_w; /* Qwen3 q_norm / k_norm (HD) */
+    size_t pa_w, pf_w; /* Gemma-2 post_attention_layernorm / post_feedforward_layernorm (ln2 = pre_feedforward) */
 } LayerOffsets;
+
+/* One step of a reward head program (model_head.c): out = inp @ w^T + b, or out = relu(inp). */
+enum { HOP_LINEAR, HOP_RELU };
+typedef struct {
+    int op;
+    size_t w, b;  /* param offsets (b may be OFF_NONE) */
+    int in, out;  /* widths */
+} HeadStep;
+#define HEAD_MAX_STEPS 8
 
 /* Activation buffers, carved from one allocation for the current (B,T,M). Layer arrays have
  * n_layer entries when grads are enabled, else 1 (reused). */
@@ -30,9 +42,14 @@ typedef struct {
     float *logits;                                  /* (M,V) or (M,1) reward */
     float *logp, *lse;                              /* (M) (M) */
     float *rope_cos, *rope_sin;                     /* (T,HD/2) */
+    float *rope_cos_l, *rope_sin_l;                 /* (T,HD/2) Gemma-3 sliding layers' table, else none */
+    float *qkr, *qk_rstd;                           /* (L,N,QKV) (L,N,NH+NKV) Qwen3: qkv before q/k norm */
+    float *po1, *po1_rstd, *po2, *po2_rstd;         /* (L,N,C) (L,N) x2 Gemma-2: o_proj / down_proj outputs */
+    float *hact;                                    /* (M,HW) reward head program intermediates */
     /* backward scratch (grads enabled only) */
     float *dres, *dln, *dqkv, *datt, *datty, *dfch, *dfca; /* (N,C) (N,C) (N,QKV) (B,NH,T,T) (N,NH*HD) (N,FC) (N,F) */
     float *dg, *dgn, *dlogp;                        /* (M,C) (M,C) (M) */
+    float *dqkr, *dpo, *dhact, *dlogits;            /* (N,QKV) (N,C) (M,HW) (M,V) only when used */
     int *ids, *lens, *rows, *targets;               /* (N) (B) (M) (M) backend ints */
 } Acts;
 
@@ -46,6 +63,12 @@ struct Model {
     float *params, *grads;
     size_t wte, wpe, lnf_w, lnf_b, head_w; /* head_w == wte when tied */
     LayerOffsets *layers;
+    size_t norm_lo, norm_hi; /* Gemma: every RMSNorm weight lives in params[norm_lo, norm_hi) ... */
+    float *norm1p;           /* ... and norm1p (backend) holds 1 + w for them, refreshed each forward */
+    int n_hsteps;            /* reward head program */
+    HeadStep hsteps[HEAD_MAX_STEPS];
+    size_t armo_reg, armo_T, armo_scale, armo_w[HEAD_MAX_STEPS], armo_b[HEAD_MAX_STEPS]; /* ArmoRM head */
+    int64_t armo_missing;    /* sequences gated at their last token (no gating pattern) */
     int grad_enabled;
     /* activations */
     float *act_mem;
@@ -62,5 +85,18 @@ struct Model {
 };
 
 #define OFF_NONE ((size_t)-1)
+
+/* model_head.c: reward head programs */
+int head_detect(Model *m, const SafeTensors *st, const char *cfg_path); /* sets cfg.reward_head */
+void head_table_build(Model *m, size_t (*add)(Model *, const char *, int64_t, int64_t, int));
+size_t head_width(const Model *m);   /* floats per row of a.hact */
+int head_config_parse(ModelConfig *c, const cJSON *j, const char *path); /* ArmoRM keys; 0 or -1 (one line) */
+/* ArmoRM: rows[b] = b*T + the last start of the gating pattern in ids[b, <lens[b]] (the last token when absent,
+ * warned once per model) */
+void head_gate_rows(Model *m, const int32_t *ids, const int *lens, int B, int T, int *rows);
+void rhead_forward(Model *m, int M);  /* a.gn (M,C) -> a.logits (M,1) */
+void rhead_backward(Model *m, int M); /* a.dlogp (M,1) -> a.dgn (M,C) +=, head grads += */
+/* 1 when the backend has every optional op the config needs (quorum/ops.h), else 0 and *missing names one */
+int model_backend_supports(const ModelConfig *c, const Backend *be, const char **missing);
 
 #endif

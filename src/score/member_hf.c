@@ -6,8 +6,10 @@
  * Scoring n pairs: each pair gives two sequences (prompt dialogue + chosen, prompt dialogue +
  * rejected) rendered with the member's own chat template. Sequences longer than the member's
  * max_length keep their end: the prompt is cut from the left (the reward head reads the last token,
- * and the response must stay whole); only a response longer than max_length itself is cut, at its
- * end. Every truncation is counted and reported once per call on stderr. The 2n sequences are sorted
+ * and the response must stay whole), after a leading BOS, which stays (Llama-3 <|begin_of_text|>,
+ * Gemma <bos>, Mistral <s>; GPT-2 and Qwen3 render none); only a response longer than max_length
+ * (less the BOS) itself is cut, at its end. Every truncation is counted and reported once per call on
+ * stderr. The 2n sequences are sorted
  * by length so each batch of batch_size carries little padding (right padding, lens per row).
  */
 #include "quorum/backend.h"
@@ -81,12 +83,13 @@ static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected,
     int max = m->cfg.max_length;
     if ((int)ids->len > max) {
         h->n_truncated++;
-        int resp_tokens = (int)ids->len - prompt_len;
+        int keep = max > 1 && prompt_len > 0 && ids->data[0] == tokenizer_bos(h->tok); /* a leading BOS stays */
+        int room = max - keep, resp_tokens = (int)ids->len - prompt_len;
         int drop = (int)ids->len - max;
-        if (resp_tokens >= max) { /* the response alone is too long: keep its first max tokens */
-            memmove(ids->data, ids->data + prompt_len, sizeof(int32_t) * (size_t)max);
-        } else {                  /* cut the prompt from the left */
-            memmove(ids->data, ids->data + drop, sizeof(int32_t) * (size_t)max);
+        if (resp_tokens >= room) { /* the response alone is too long: keep its first room tokens */
+            memmove(ids->data + keep, ids->data + prompt_len, sizeof(int32_t) * (size_t)room);
+        } else {                   /* cut the prompt from the left, after the BOS */
+            memmove(ids->data + keep, ids->data + keep + drop, sizeof(int32_t) * (size_t)room);
         }
         ids->len = (size_t)max;
     }

@@ -143,8 +143,10 @@ static void initial_symbols(const Tokenizer *t, const char *s, size_t n, Symbols
         uint32_t c;
         size_t len = utf8_decode((const unsigned char *)s + i, n - i, &c);
         int64_t e = strmap_find(&t->vocab, s + i, len);
+        int bytes_ok = t->byte_fallback; /* HF: byte fallback only when every <0xNN> exists (Gemma lacks <0x09>) */
+        for (size_t k = 0; bytes_ok && k < len; k++) bytes_ok = t->byte_id[(unsigned char)s[i + k]] >= 0;
         if (e >= 0) sym_push(sym, t->vocab.val[e]);
-        else if (t->byte_fallback)
+        else if (bytes_ok)
             for (size_t k = 0; k < len; k++) sym_push(sym, t->byte_id[(unsigned char)s[i + k]]);
         else if (!(t->fuse_unk && sym->n && sym->id[sym->n - 1] == t->unk))
             sym_push(sym, t->unk);
@@ -233,9 +235,9 @@ static void encode_segment(const Tokenizer *t, const char *s, size_t n, I32Vec *
     if (n == 0) return;
     Buf norm = {0};
     if (t->nfc && uni_nfc(s, n, &norm)) { s = norm.data; n = norm.len; }
-    if (t->spm) { /* Prepend U+2581, Replace ' ' -> U+2581; no pre-tokenizer: the segment is one word */
+    if (t->spm) { /* [Prepend U+2581,] Replace ' ' -> U+2581; no pre-tokenizer: the segment is one word */
         Buf b = {0};
-        buf_append(&b, "\xE2\x96\x81", 3);
+        if (t->spm_prepend) buf_append(&b, "\xE2\x96\x81", 3);
         for (size_t i = 0; i < n; i++)
             if (s[i] == ' ') buf_append(&b, "\xE2\x96\x81", 3);
             else buf_append(&b, s + i, 1);
@@ -337,7 +339,7 @@ int tokenizer_decode(const Tokenizer *t, const int32_t *ids, size_t n, Buf *out)
             else buf_append(&fused, s + k, 1);
     }
     append_lossy(&fused, raw.data, raw.len);
-    size_t skip = t->spm && fused.len && fused.data[0] == ' ' ? 1 : 0; /* Strip(' ', 1, 0) */
+    size_t skip = t->spm_prepend && fused.len && fused.data[0] == ' ' ? 1 : 0; /* Strip(' ', 1, 0) */
     if (fused.len > skip) buf_append(out, fused.data + skip, fused.len - skip); /* fused.data is NULL when empty */
     buf_free(&raw);
     buf_free(&fused);

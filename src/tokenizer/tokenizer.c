@@ -176,16 +176,28 @@ static int parse_normalizer(LoadCtx *c, const cJSON *n, Tokenizer *t) {
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(r, "pattern");
         if (json_is(p, "type", "Prepend") && json_is(p, "prepend", "\xE2\x96\x81") && json_is(r, "type", "Replace") &&
             json_is(pat, "String", " ") && json_is(r, "content", "\xE2\x96\x81")) {
-            t->spm = 1;
+            t->spm = t->spm_prepend = 1;
             return 0;
         }
     }
-    return load_error(c, "normalizer", "unsupported normalizer (supported: null, NFC, Sequence[Prepend U+2581, Replace ' ' -> U+2581])");
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(n, "pattern"); /* Gemma: Replace alone */
+    if (json_is(n, "type", "Replace") && json_is(pat, "String", " ") && json_is(n, "content", "\xE2\x96\x81")) {
+        t->spm = 1;
+        return 0;
+    }
+    return load_error(c, "normalizer", "unsupported normalizer (supported: null, NFC, Sequence[Prepend U+2581, Replace ' ' -> U+2581], "
+                      "Replace ' ' -> U+2581)");
 }
 
 static int parse_pre_tokenizer(LoadCtx *c, const cJSON *p, Tokenizer *t) {
     if (!p || cJSON_IsNull(p)) { t->pre = PRE_NONE; return 0; }
     if (is_byte_level(p, 1)) { t->pre = PRE_GPT2; return 0; }
+    /* Gemma: Split on ' ' after a normalizer that left no ' ': a no-op, the segment stays one word */
+    if (t->spm && json_is(p, "type", "Split") && json_is(cJSON_GetObjectItemCaseSensitive(p, "pattern"), "String", " ") &&
+        json_is(p, "behavior", "MergedWithPrevious") && !json_true(p, "invert")) {
+        t->pre = PRE_NONE;
+        return 0;
+    }
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(p, "pretokenizers");
     if (json_is(p, "type", "Sequence") && cJSON_GetArraySize(seq) == 2) {
         const cJSON *s = cJSON_GetArrayItem(seq, 0), *b = cJSON_GetArrayItem(seq, 1);
@@ -206,17 +218,19 @@ static int parse_decoder(LoadCtx *c, const cJSON *d, Tokenizer *t) {
         return 0;
     }
     const cJSON *seq = cJSON_GetObjectItemCaseSensitive(d, "decoders");
-    if (json_is(d, "type", "Sequence") && cJSON_GetArraySize(seq) == 4 && t->spm) {
+    int nd = t->spm_prepend ? 4 : 3; /* Gemma: no Strip, it has no Prepend to undo */
+    if (json_is(d, "type", "Sequence") && cJSON_GetArraySize(seq) == nd && t->spm) {
         const cJSON *r = cJSON_GetArrayItem(seq, 0), *s = cJSON_GetArrayItem(seq, 3);
         const cJSON *pat = cJSON_GetObjectItemCaseSensitive(r, "pattern");
         const cJSON *start = cJSON_GetObjectItemCaseSensitive(s, "start"), *stop = cJSON_GetObjectItemCaseSensitive(s, "stop");
         if (json_is(r, "type", "Replace") && json_is(pat, "String", "\xE2\x96\x81") && json_is(r, "content", " ") &&
             json_is(cJSON_GetArrayItem(seq, 1), "type", "ByteFallback") && json_is(cJSON_GetArrayItem(seq, 2), "type", "Fuse") &&
-            json_is(s, "type", "Strip") && json_is(s, "content", " ") && cJSON_IsNumber(start) && start->valueint == 1 &&
-            cJSON_IsNumber(stop) && stop->valueint == 0)
+            (nd == 3 || (json_is(s, "type", "Strip") && json_is(s, "content", " ") && cJSON_IsNumber(start) &&
+                         start->valueint == 1 && cJSON_IsNumber(stop) && stop->valueint == 0)))
             return 0;
     }
-    return load_error(c, "decoder", "unsupported decoder (supported: ByteLevel, Sequence[Replace U+2581 -> ' ', ByteFallback, Fuse, Strip(' ', 1, 0)])");
+    return load_error(c, "decoder", "unsupported decoder (supported: ByteLevel, Sequence[Replace U+2581 -> ' ', ByteFallback, Fuse, "
+                      "Strip(' ', 1, 0)] after a Prepend normalizer, the same without Strip otherwise)");
 }
 
 /* Sets token id -> text, growing the id table geometrically (ids arrive mostly in order). */
@@ -356,9 +370,8 @@ static int parse_bytes(LoadCtx *c, Tokenizer *t) {
         char name[8], ch = (char)b;
         snprintf(name, sizeof name, "<0x%02X>", b);
         t->byte_id[b] = t->byte_level ? vocab_id(t, &ch, 1) : (t->byte_fallback ? vocab_id(t, name, 6) : -1);
-        if (t->byte_id[b] < 0 && (t->byte_level || t->byte_fallback))
-            return load_error(c, "model.vocab", t->byte_level ? "a byte-level vocab lacks a single-byte token"
-                                                              : "byte_fallback without all 256 <0xNN> tokens");
+        if (t->byte_id[b] < 0 && t->byte_level) /* byte_fallback may lack some: those bytes go to unk */
+            return load_error(c, "model.vocab", "a byte-level vocab lacks a single-byte token");
     }
     return 0;
 }

@@ -40,7 +40,8 @@ struct Tokenizer {
     char *path;
     int byte_level;    /* ByteLevel pre-tokenizer + decoder: BPE symbols are bytes */
     int nfc;           /* NFC normalizer */
-    int spm;           /* Prepend + Replace normalizer and the SentencePiece decoder: symbols are chars */
+    int spm;           /* [Prepend +] Replace normalizer and the SentencePiece decoder: symbols are chars */
+    int spm_prepend;   /* Llama-2/Mistral: Prepend U+2581 and a Strip(' ', 1, 0) decoder; Gemma: neither */
     PreKind pre;
     int ignore_merges, byte_fallback, fuse_unk;
     int32_t unk, bos, eos, pad;

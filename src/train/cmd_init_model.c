@@ -11,16 +11,17 @@ int cmd_init_model(int argc, char **argv) {
     snprintf(o.arch, sizeof o.arch, "gpt2");
     snprintf(o.head, sizeof o.head, "lm");
     const Opt opts[] = {
-        {"arch", 's', o.arch, sizeof o.arch, "gpt2 | llama (default gpt2)"},
+        {"arch", 's', o.arch, sizeof o.arch, "gpt2 | llama | qwen3 | gemma2 | gemma3 (default gpt2)"},
         {"layers", 'i', &o.layers, 0, "transformer blocks (default 2)"},
         {"dim", 'i', &o.dim, 0, "hidden size (default 32)"},
         {"heads", 'i', &o.heads, 0, "attention heads (default 2)"},
-        {"kv-heads", 'i', &o.kv_heads, 0, "llama key/value heads (default = heads)"},
+        {"kv-heads", 'i', &o.kv_heads, 0, "llama/qwen3/gemma key/value heads (default = heads)"},
         {"ffn", 'i', &o.ffn, 0, "MLP width (default 4*dim gpt2, ~8/3*dim llama)"},
         {"max-pos", 'i', &o.max_pos, 0, "gpt2 n_positions / llama max_position_embeddings (default 1024)"},
         {"vocab", 'i', &o.vocab, 0, "vocabulary size (default: the tokenizer's)"},
         {"tokenizer", 's', o.tokenizer, sizeof o.tokenizer, "REQUIRED: folder with tokenizer.json (files copied)"},
-        {"head", 's', o.head, sizeof o.head, "lm (causal LM policy) | score (1-label reward model)"},
+        {"head", 's', o.head, sizeof o.head, "lm (causal LM policy) | score (1-label reward model) | mlp (reward model with INF-ORM's "
+                                          "Linear+ReLU+Linear score head) | armo (llama only: ArmoRM gating head)"},
         {"seed", 'u', &o.seed, 0, "init seed (default 1)"},
         {"out", 's', o.out, sizeof o.out, "REQUIRED: output folder (replaced atomically)"},
         {0}};

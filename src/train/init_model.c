@@ -1,5 +1,6 @@
-/* init_model.c - quorum init-model: a random-init tiny HF checkpoint (GPT-2 or Llama, LM or score head)
- * with HF's initialisation: every weight matrix and embedding ~ normal(0, 0.02), biases 0, norm weights 1.
+/* init_model.c - quorum init-model: a random-init tiny HF checkpoint (GPT-2, Llama, Qwen3, Gemma-2/3; LM,
+ * linear score or INF-ORM MLP reward head) with HF's initialisation: every weight matrix and embedding
+ * ~ normal(0, 0.02), biases 0, norm weights 1 (Gemma: 0, its norms scale by 1 + w).
  * The folder is written next to its destination and renamed into place, then loaded back with
  * model_load as a check that quorum (and thus HF, same names and shapes) reads it. */
 #include "internal.h"
@@ -16,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { INIT_NORMAL, INIT_ZERO, INIT_ONE };
+enum { INIT_NORMAL, INIT_ZERO, INIT_ONE, INIT_EYE };
 
 typedef struct {
     StWrite *t;
@@ -62,33 +63,117 @@ static void tensors_gpt2(TensorList *l, const InitModelOptions *o, int V, int F)
     tl_add(l, INIT_ZERO, C, 0, "transformer.ln_f.bias", 0);
 }
 
+/* Llama, Qwen3 (+ q_norm/k_norm), Gemma-2 (+ pre/post feed-forward norms; norm weights are w in (1 + w), so
+ * HF initialises them to 0) and Gemma-3 (both). */
 static void tensors_llama(TensorList *l, const InitModelOptions *o, int V, int F) {
     int C = o->dim, hd = o->dim / o->heads, Q = o->heads * hd, KV = o->kv_heads * hd;
+    int gemma = !strncmp(o->arch, "gemma", 5), norm = gemma ? INIT_ZERO : INIT_ONE;
+    int qk = !strcmp(o->arch, "qwen3") || !strcmp(o->arch, "gemma3");
     tl_add(l, INIT_NORMAL, V, C, "model.embed_tokens.weight", 0);
     for (int i = 0; i < o->layers; i++) {
-        tl_add(l, INIT_ONE, C, 0, "model.layers.%d.input_layernorm.weight", i);
+        tl_add(l, norm, C, 0, "model.layers.%d.input_layernorm.weight", i);
         tl_add(l, INIT_NORMAL, Q, C, "model.layers.%d.self_attn.q_proj.weight", i);
         tl_add(l, INIT_NORMAL, KV, C, "model.layers.%d.self_attn.k_proj.weight", i);
         tl_add(l, INIT_NORMAL, KV, C, "model.layers.%d.self_attn.v_proj.weight", i);
+        if (qk) {
+            tl_add(l, norm, hd, 0, "model.layers.%d.self_attn.q_norm.weight", i);
+            tl_add(l, norm, hd, 0, "model.layers.%d.self_attn.k_norm.weight", i);
+        }
         tl_add(l, INIT_NORMAL, C, Q, "model.layers.%d.self_attn.o_proj.weight", i);
-        tl_add(l, INIT_ONE, C, 0, "model.layers.%d.post_attention_layernorm.weight", i);
+        tl_add(l, norm, C, 0, "model.layers.%d.post_attention_layernorm.weight", i);
+        if (gemma) {
+            tl_add(l, norm, C, 0, "model.layers.%d.pre_feedforward_layernorm.weight", i);
+            tl_add(l, norm, C, 0, "model.layers.%d.post_feedforward_layernorm.weight", i);
+        }
         tl_add(l, INIT_NORMAL, F, C, "model.layers.%d.mlp.gate_proj.weight", i);
         tl_add(l, INIT_NORMAL, F, C, "model.layers.%d.mlp.up_proj.weight", i);
         tl_add(l, INIT_NORMAL, C, F, "model.layers.%d.mlp.down_proj.weight", i);
     }
-    tl_add(l, INIT_ONE, C, 0, "model.norm.weight", 0);
-    tl_add(l, INIT_NORMAL, V, C, "lm_head.weight", 0); /* untied (HF Llama default); dropped for score */
+    tl_add(l, norm, C, 0, "model.norm.weight", 0);
+    if (!gemma) tl_add(l, INIT_NORMAL, V, C, "lm_head.weight", 0); /* untied (HF Llama default); dropped for score */
+}
+
+/* ArmoRM's head at init: ARMO_K objectives, gating MLP of ARMO_HIDDEN layers of width dim, unit logit
+ * scale, identity transform (as its modeling code initialises it). */
+enum { ARMO_K = 19, ARMO_HIDDEN = 3 };
+
+/* The reward head's tensors (src/model/model_head.c): score [1,C], INF-ORM's score.0 / ReLU / score.2,
+ * or ArmoRM's regression layer + gating network + transform. */
+static void tensors_head(TensorList *l, const InitModelOptions *o) {
+    if (!strcmp(o->head, "armo")) {
+        tl_add(l, INIT_NORMAL, ARMO_K, o->dim, "regression_layer.weight", 0);
+        for (int i = 0; i <= ARMO_HIDDEN; i++) {
+            tl_add(l, INIT_NORMAL, i < ARMO_HIDDEN ? o->dim : ARMO_K, o->dim, "gating.layers.%d.weight", i);
+            tl_add(l, INIT_ZERO, i < ARMO_HIDDEN ? o->dim : ARMO_K, 0, "gating.layers.%d.bias", i);
+        }
+        tl_add(l, INIT_ONE, 1, 0, "gating.logit_scale", 0);
+        tl_add(l, INIT_EYE, ARMO_K, ARMO_K, "reward_transform_matrix", 0);
+    } else if (!strcmp(o->head, "mlp")) {
+        tl_add(l, INIT_NORMAL, o->dim, o->dim, "score.0.weight", 0);
+        tl_add(l, INIT_ZERO, o->dim, 0, "score.0.bias", 0);
+        tl_add(l, INIT_NORMAL, 1, o->dim, "score.2.weight", 0);
+        tl_add(l, INIT_ZERO, 1, 0, "score.2.bias", 0);
+    } else {
+        tl_add(l, INIT_NORMAL, 1, o->dim, "score.weight", 0);
+    }
+}
+
+/* HF family names of --arch */
+static const struct { const char *arch, *prefix, *model_type; } FAMILIES[] = {
+    {"gpt2", "GPT2", "gpt2"}, {"llama", "Llama", "llama"}, {"qwen3", "Qwen3", "qwen3"}, {"gemma2", "Gemma2", "gemma2"},
+    {"gemma3", "Gemma3", "gemma3_text"}};
+
+static int family_of(const char *arch) {
+    for (int i = 0; i < (int)(sizeof FAMILIES / sizeof *FAMILIES); i++)
+        if (!strcmp(arch, FAMILIES[i].arch)) return i;
+    return -1;
+}
+
+/* The family-specific config keys of the RoPE families. */
+static void config_rope_family(cJSON *j, const InitModelOptions *o) {
+    int hd = o->dim / o->heads;
+    if (!strncmp(o->arch, "gemma", 5)) { /* Gemma-2, or Gemma-3: no softcaps, a local RoPE base, 5 of 6 sliding */
+        int g3 = !strcmp(o->arch, "gemma3");
+        cJSON_AddNumberToObject(j, "head_dim", hd);
+        cJSON_AddStringToObject(j, "hidden_activation", "gelu_pytorch_tanh");
+        cJSON_AddNumberToObject(j, "query_pre_attn_scalar", hd);
+        if (g3) {
+            cJSON_AddNullToObject(j, "attn_logit_softcapping");
+            cJSON_AddNullToObject(j, "final_logit_softcapping");
+            cJSON_AddNumberToObject(j, "rope_local_base_freq", 10000.0);
+            cJSON_AddNumberToObject(j, "sliding_window_pattern", 6);
+        } else {
+            cJSON_AddNumberToObject(j, "attn_logit_softcapping", 50.0);
+            cJSON_AddNumberToObject(j, "final_logit_softcapping", 30.0);
+        }
+        cJSON_AddNumberToObject(j, "sliding_window", g3 ? 512 : 4096);
+        cJSON_AddNumberToObject(j, "rope_theta", g3 ? 1000000.0 : 10000.0);
+        cJSON_AddBoolToObject(j, "tie_word_embeddings", 1);
+        return;
+    }
+    cJSON_AddStringToObject(j, "hidden_act", "silu");
+    cJSON_AddBoolToObject(j, "tie_word_embeddings", 0);
+    cJSON_AddBoolToObject(j, "attention_bias", 0);
+    if (!strcmp(o->arch, "qwen3")) {
+        cJSON_AddNumberToObject(j, "head_dim", hd);
+        cJSON_AddNumberToObject(j, "rope_theta", 1000000.0);
+        cJSON_AddBoolToObject(j, "use_sliding_window", 0);
+    } else {
+        cJSON_AddNumberToObject(j, "rope_theta", 10000.0);
+        cJSON_AddBoolToObject(j, "mlp_bias", 0);
+    }
 }
 
 static char *config_json(const InitModelOptions *o, int V, int F, int bos, int eos, int pad) {
-    int gpt2 = !strcmp(o->arch, "gpt2"), score = !strcmp(o->head, "score");
+    int gpt2 = !strcmp(o->arch, "gpt2"), score = strcmp(o->head, "lm") != 0, fam = family_of(o->arch);
     cJSON *j = cJSON_CreateObject();
     char arch[64];
-    snprintf(arch, sizeof arch, "%s%s", gpt2 ? "GPT2" : "Llama",
-             score ? "ForSequenceClassification" : gpt2 ? "LMHeadModel" : "ForCausalLM");
+    snprintf(arch, sizeof arch, "%s%s", FAMILIES[fam].prefix, !strcmp(o->head, "armo") ? "ForRewardModelWithGating"
+             : score ? (strcmp(o->arch, "gemma3") ? "ForSequenceClassification" : "TextForSequenceClassification")
+             : gpt2 ? "LMHeadModel" : "ForCausalLM");
     cJSON *a = cJSON_AddArrayToObject(j, "architectures");
     cJSON_AddItemToArray(a, cJSON_CreateString(arch));
-    cJSON_AddStringToObject(j, "model_type", gpt2 ? "gpt2" : "llama");
+    cJSON_AddStringToObject(j, "model_type", FAMILIES[fam].model_type);
     cJSON_AddNumberToObject(j, "vocab_size", V);
     if (gpt2) {
         cJSON_AddNumberToObject(j, "n_positions", o->max_pos);
@@ -106,16 +191,18 @@ static char *config_json(const InitModelOptions *o, int V, int F, int bos, int e
         cJSON_AddNumberToObject(j, "num_attention_heads", o->heads);
         cJSON_AddNumberToObject(j, "num_key_value_heads", o->kv_heads);
         cJSON_AddNumberToObject(j, "max_position_embeddings", o->max_pos);
-        cJSON_AddStringToObject(j, "hidden_act", "silu");
         cJSON_AddNumberToObject(j, "rms_norm_eps", 1e-6);
-        cJSON_AddNumberToObject(j, "rope_theta", 10000.0);
-        cJSON_AddBoolToObject(j, "tie_word_embeddings", 0);
-        cJSON_AddBoolToObject(j, "attention_bias", 0);
-        cJSON_AddBoolToObject(j, "mlp_bias", 0);
+        config_rope_family(j, o);
     }
     cJSON_AddNumberToObject(j, "initializer_range", 0.02);
     if (bos >= 0) cJSON_AddNumberToObject(j, "bos_token_id", bos);
     if (eos >= 0) cJSON_AddNumberToObject(j, "eos_token_id", eos);
+    if (!strcmp(o->head, "armo")) {
+        cJSON_AddNumberToObject(j, "num_objectives", ARMO_K);
+        cJSON_AddNumberToObject(j, "gating_hidden_dim", o->dim);
+        cJSON_AddNumberToObject(j, "gating_n_hidden", ARMO_HIDDEN);
+        cJSON_AddNumberToObject(j, "gating_temperature", 10);
+    }
     if (score) { /* HF sequence classification needs a pad id to find the last token of padded rows */
         cJSON *l = cJSON_AddObjectToObject(j, "id2label");
         cJSON_AddStringToObject(l, "0", "LABEL_0");
@@ -147,9 +234,11 @@ int train_copy_tokenizer(const char *src, const char *dst) {
 }
 
 int model_init_random(const InitModelOptions *o) {
-    int gpt2 = !strcmp(o->arch, "gpt2"), score = !strcmp(o->head, "score");
-    if ((!gpt2 && strcmp(o->arch, "llama")) || (!score && strcmp(o->head, "lm")))
-        return quorum_input_error("init-model:--arch/--head", "arch gpt2|llama, head lm|score");
+    int gpt2 = !strcmp(o->arch, "gpt2"), score = strcmp(o->head, "lm") != 0;
+    if (family_of(o->arch) < 0 || (strcmp(o->head, "lm") && strcmp(o->head, "score") && strcmp(o->head, "mlp") &&
+                                   strcmp(o->head, "armo")) || (!strcmp(o->head, "armo") && strcmp(o->arch, "llama")))
+        return quorum_input_error("init-model:--arch/--head", "got --arch %s --head %s: arch gpt2|llama|qwen3|gemma2|gemma3, "
+                                  "head lm|score|mlp, or --arch llama --head armo", o->arch, o->head);
     int kv = o->kv_heads ? o->kv_heads : o->heads;
     if (o->layers < 1 || o->dim < 2 || o->heads < 1 || o->dim % o->heads || o->heads % kv ||
         (!gpt2 && (o->dim / o->heads) % 2))
@@ -168,9 +257,9 @@ int model_init_random(const InitModelOptions *o) {
     TensorList l = {0};
     if (gpt2) tensors_gpt2(&l, &c, V, F);
     else tensors_llama(&l, &c, V, F);
-    if (score) { /* replace the LM head (if any) by the 1-label score head */
-        if (!gpt2) l.n--;
-        tl_add(&l, INIT_NORMAL, 1, c.dim, "score.weight", 0);
+    if (score) { /* replace the LM head (if any) by the reward head */
+        if (!gpt2 && strncmp(o->arch, "gemma", 5)) l.n--; /* Gemma ties its LM head: none to drop */
+        tensors_head(&l, &c);
     }
     Rng r;
     rng_seed(&r, o->seed, 0x1417);
@@ -180,7 +269,8 @@ int model_init_random(const InitModelOptions *o) {
         int64_t n = l.t[i].shape[0] * (l.t[i].ndim == 2 ? l.t[i].shape[1] : 1);
         data[i] = xmalloc(n * sizeof(float));
         for (int64_t k = 0; k < n; k++)
-            data[i][k] = l.init[i] == INIT_NORMAL ? 0.02f * rng_normal(&r) : l.init[i] == INIT_ONE ? 1.0f : 0.0f;
+            data[i][k] = l.init[i] == INIT_NORMAL ? 0.02f * rng_normal(&r) : l.init[i] == INIT_ONE ? 1.0f
+                         : l.init[i] == INIT_EYE ? (float)(k / l.t[i].shape[1] == k % l.t[i].shape[1]) : 0.0f;
         l.t[i].data = data[i];
     }
     char tmp[2048];

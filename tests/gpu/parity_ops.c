@@ -165,8 +165,10 @@ static void case_rope(int B, int T, int NH, int NKV, int HD) {
     free(qkv); free(cs); free(sn);
 }
 
-/* att is compared too: backend_cuda keeps the probabilities in it, like cpu (ops.h allows less) */
-static void case_attention(int B, int T, int NH, int NKV, int HD, const int *lens) {
+/* att is compared too: backend_cuda keeps the probabilities in it, like cpu (ops.h allows less).
+ * scale == 0: attention_forward/backward; else attention_ex_* with scale, softcap and window. */
+static void case_attention(int B, int T, int NH, int NKV, int HD, const int *lens, float scale, float softcap,
+                           int window) {
     size_t nqkv = (size_t)B * T * (NH + 2 * NKV) * HD, nout = (size_t)B * T * NH * HD, natt = (size_t)B * NH * T * T;
     float *qkv = rnd(&R, nqkv, 1), *dout = rnd(&R, nout, 1), *g = rnd(&R, nqkv, 1);
     Pair out, att, dqkv;
@@ -175,18 +177,91 @@ static void case_attention(int B, int T, int NH, int NKV, int HD, const int *len
         float *d_qkv = a_up(&a, qkv, nqkv), *d_out = a_nan(&a, nout), *d_att = a_nan(&a, natt);
         float *d_datt = a_nan(&a, natt), *d_dout = a_up(&a, dout, nout), *d_g = a_up(&a, g, nqkv);
         int *d_lens = a_up_i(&a, lens, B);
-        BE[k]->attention_forward(d_out, d_att, d_qkv, d_lens, B, T, NH, NKV, HD);
-        BE[k]->attention_backward(d_g, d_datt, d_dout, d_qkv, d_att, d_lens, B, T, NH, NKV, HD);
+        if (scale == 0) {
+            BE[k]->attention_forward(d_out, d_att, d_qkv, d_lens, B, T, NH, NKV, HD);
+            BE[k]->attention_backward(d_g, d_datt, d_dout, d_qkv, d_att, d_lens, B, T, NH, NKV, HD);
+        } else {
+            BE[k]->attention_ex_forward(d_out, d_att, d_qkv, d_lens, B, T, NH, NKV, HD, scale, softcap, window);
+            BE[k]->attention_ex_backward(d_g, d_datt, d_dout, d_qkv, d_att, d_lens, B, T, NH, NKV, HD, scale,
+                                         softcap, window);
+        }
         out.r[k] = a_down(&a, d_out, nout);
         att.r[k] = a_down(&a, d_att, natt);
         take_delta(&dqkv, k, &a, d_g, g, nqkv);
         arena_free(&a);
     }
-    char name[96];
-    snprintf(name, sizeof name, "attention(NH=%d,NKV=%d).out", NH, NKV); pair_check(name, &out, nout, TOL_FP32);
-    snprintf(name, sizeof name, "attention(NH=%d,NKV=%d).att", NH, NKV); pair_check(name, &att, natt, TOL_FP32);
-    snprintf(name, sizeof name, "attention(NH=%d,NKV=%d).dqkv", NH, NKV); pair_check(name, &dqkv, nqkv, TOL_FP32);
+    char name[128], tag[96];
+    snprintf(tag, sizeof tag, "attention%s(NH=%d,NKV=%d,softcap=%g,window=%d)", scale ? "_ex" : "", NH, NKV, softcap,
+             window);
+    snprintf(name, sizeof name, "%s.out", tag); pair_check(name, &out, nout, TOL_FP32);
+    snprintf(name, sizeof name, "%s.att", tag); pair_check(name, &att, natt, TOL_FP32);
+    snprintf(name, sizeof name, "%s.dqkv", tag); pair_check(name, &dqkv, nqkv, TOL_FP32);
     free(qkv); free(dout); free(g);
+}
+
+/* Qwen3 q/k norm: per-head RMSNorm of the q and k parts, v copied; backward += incl. the v pass-through */
+static void case_qknorm(int N, int NH, int NKV, int HD) {
+    size_t n = (size_t)N * (NH + 2 * NKV) * HD, nr = (size_t)N * (NH + NKV);
+    float *x = rnd(&R, n, 2), *qw = rnd(&R, HD, 1), *kw = rnd(&R, HD, 1), *dout = rnd(&R, n, 1);
+    float *g = rnd(&R, n, 1), *gq = rnd(&R, HD, 1), *gk = rnd(&R, HD, 1);
+    Pair out, rstd, dx, dq, dk;
+    for (int k = 0; k < 2; k++) {
+        Arena a = {BE[k]};
+        float *d_x = a_up(&a, x, n), *d_qw = a_up(&a, qw, HD), *d_kw = a_up(&a, kw, HD), *d_dout = a_up(&a, dout, n);
+        float *d_out = a_nan(&a, n), *d_rstd = a_nan(&a, nr), *d_g = a_up(&a, g, n);
+        float *d_gq = a_up(&a, gq, HD), *d_gk = a_up(&a, gk, HD);
+        BE[k]->qknorm_forward(d_out, d_rstd, d_x, d_qw, d_kw, N, NH, NKV, HD, 1e-6f);
+        BE[k]->qknorm_backward(d_g, d_gq, d_gk, d_dout, d_x, d_qw, d_kw, d_rstd, N, NH, NKV, HD);
+        out.r[k] = a_down(&a, d_out, n);
+        rstd.r[k] = a_down(&a, d_rstd, nr);
+        take_delta(&dx, k, &a, d_g, g, n);
+        take_delta(&dq, k, &a, d_gq, gq, HD);
+        take_delta(&dk, k, &a, d_gk, gk, HD);
+        arena_free(&a);
+    }
+    pair_check("qknorm.out", &out, n, TOL_FP32);
+    pair_check("qknorm.rstd", &rstd, nr, TOL_FP32);
+    pair_check("qknorm.dinp", &dx, n, TOL_FP32);
+    pair_check("qknorm.dqw", &dq, HD, TOL_FP32);
+    pair_check("qknorm.dkw", &dk, HD, TOL_FP32);
+    free(x); free(qw); free(kw); free(dout); free(g); free(gq); free(gk);
+}
+
+/* GeGLU, scale, softcap (backward overwrites), ReLU (backward +=) over n = N*F */
+static void case_optional_elementwise(int N, int F) {
+    size_t n = (size_t)N * F;
+    float *x = rnd(&R, 2 * n, 2), *dout = rnd(&R, n, 1), *g = rnd(&R, 2 * n, 1);
+    Pair geglu, dgeglu, scl, cap, dcap, relu, drelu;
+    for (int k = 0; k < 2; k++) {
+        Arena a = {BE[k]};
+        const Backend *be = BE[k];
+        float *d_x = a_up(&a, x, 2 * n), *d_dout = a_up(&a, dout, n), *d_g = a_up(&a, g, 2 * n), *d_y = a_nan(&a, n);
+        be->geglu_forward(d_y, d_x, N, F);
+        be->geglu_backward(d_g, d_dout, d_x, N, F);
+        geglu.r[k] = a_down(&a, d_y, n);
+        take_delta(&dgeglu, k, &a, d_g, g, 2 * n);
+        be->scale_forward(d_y, d_x, 1.7f, n);
+        scl.r[k] = a_down(&a, d_y, n);
+        be->softcap_forward(d_y, d_x, 1.5f, n);
+        cap.r[k] = a_down(&a, d_y, n);
+        float *d_d = a_nan(&a, n);
+        be->softcap_backward(d_d, d_dout, d_y, 1.5f, n);
+        dcap.r[k] = a_down(&a, d_d, n);
+        be->relu_forward(d_y, d_x, n);
+        be->to_backend(d_g, g, 2 * n * sizeof(float));
+        be->relu_backward(d_g, d_dout, d_y, n);
+        relu.r[k] = a_down(&a, d_y, n);
+        take_delta(&drelu, k, &a, d_g, g, n);
+        arena_free(&a);
+    }
+    pair_check("geglu.out", &geglu, n, TOL_FP32);
+    pair_check("geglu.dinp", &dgeglu, 2 * n, TOL_FP32);
+    pair_check("scale.out", &scl, n, TOL_FP32);
+    pair_check("softcap.out", &cap, n, TOL_FP32);
+    pair_check("softcap.dinp", &dcap, n, TOL_FP32);
+    pair_check("relu.out", &relu, n, TOL_FP32);
+    pair_check("relu.dinp", &drelu, n, TOL_FP32);
+    free(x); free(dout); free(g);
 }
 
 static void case_embedding(int B, int T, int C, int V, int with_wpe) {
@@ -317,9 +392,13 @@ void test_ops(void) {
     case_elementwise(13, 77);
     case_rope(2, 9, 4, 2, 16);
     const int lens1[3] = {17, 9, 1}, lens2[2] = {40, 33};
-    case_attention(3, 17, 4, 2, 16, lens1); /* GQA */
-    case_attention(3, 17, 4, 1, 8, lens1);  /* multi-query */
-    case_attention(2, 40, 2, 2, 32, lens2); /* MHA, T > 32 */
+    case_attention(3, 17, 4, 2, 16, lens1, 0, 0, 0); /* GQA */
+    case_attention(3, 17, 4, 1, 8, lens1, 0, 0, 0);  /* multi-query */
+    case_attention(2, 40, 2, 2, 32, lens2, 0, 0, 0); /* MHA, T > 32 */
+    case_attention(3, 17, 4, 2, 16, lens1, 0.3f, 2.0f, 5); /* Gemma-2: scale, softcap, window */
+    case_attention(2, 40, 2, 2, 32, lens2, 0.17f, 0, 7);   /* Mistral: window only */
+    case_qknorm(37, 4, 2, 16);
+    case_optional_elementwise(13, 77);
     case_embedding(4, 25, 40, 13, 1);
     case_embedding(3, 7, 33, 5, 0);
     case_gather(60, 17, 48);

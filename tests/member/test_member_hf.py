@@ -2,7 +2,7 @@
 """An HF reward model as a committee member, end to end: `quorum ingest` + `quorum score` (2 ranks, one
 member, so the ranks split the shards) with a tiny random GPT2ForSequenceClassification and the real GPT-2
 tokenizer, against an independent reference: GPT-2 byte-level BPE re-implemented here from vocab.json and
-merges.txt (exact for ASCII text), the HH rendering and left truncation re-derived from the transcripts,
+merges.txt (exact for ASCII text), the HH rendering (with a leading BOS) and left truncation (which keeps the BOS) re-derived from the transcripts,
 and rewards from the torch reference of tests/model. Every comparable pair must agree (rel. err < 1e-4),
 and the run must have exercised truncation."""
 import gzip, json, os, re, shutil, subprocess, sys, tempfile
@@ -70,7 +70,9 @@ try:
     W = R.random_weights(cfg, torch.Generator().manual_seed(7))
     R.write_checkpoint(mdir, cfg, W, "F32", {})
     shutil.copy(os.path.join(tokdir, "tokenizer.json"), mdir)
-    json.dump({"model_max_length": 1024, "tokenizer_class": "GPT2Tokenizer"}, open(os.path.join(mdir, "tokenizer_config.json"), "w"))
+    # add_bos_token: the HH rendering starts with <|endoftext|>, which truncation must keep
+    json.dump({"model_max_length": 1024, "tokenizer_class": "GPT2Tokenizer", "bos_token": "<|endoftext|>",
+               "add_bos_token": True}, open(os.path.join(mdir, "tokenizer_config.json"), "w"))
     job = {"name": "member", "out_dir": os.path.join(work, "out"), "shard_size": 16,
            "corpora": [{"name": "harmless", "path": hh, "format": "hh", "max_pairs": N_PAIRS}],
            "committee": [{"name": "rm", "path": mdir, "max_length": L, "batch_size": BATCH}]}
@@ -96,10 +98,12 @@ try:
         t = torch.tensor([ids]); lens = torch.tensor([len(ids)])
         out, _ = R.forward(cfg, Wt, t, lens, torch.ones_like(t, dtype=torch.uint8))
         return float(out[0])
-    def fit(p, r):
+    BOS = 50256
+    def fit(p, r):  # p starts with BOS: it stays, the rest of the prompt is cut from the left
         s = p + r
         if len(s) <= L: return s, 0
-        return (r[:L] if len(r) >= L else s[-L:]), 1
+        room = L - 1
+        return [BOS] + (r[:room] if len(r) >= room else s[-room:]), 1
     MARK = re.compile(r"\n\n(Human|Assistant):")
     passed = failed = compared = truncated = 0
     for line_no, line in enumerate(gzip.open(hh, "rt", encoding="utf-8"), 1):
@@ -118,7 +122,7 @@ try:
         resp = [ch[len(prompt):], rj[len(prompt):]]
         ok = ok and all(x.startswith(" ") and not x.startswith("  ") for x in resp)
         if not ok: continue
-        p_ids = encode(prompt)
+        p_ids = [BOS] + encode(prompt)
         for k in (0, 1):
             seq, t = fit(p_ids, encode(resp[k]))
             truncated += t

@@ -6,6 +6,9 @@
  *   test_model ops <fixtures>                  adamw_update vs torch.optim.AdamW, residual ops
  *   test_model errors <fixtures> <scratch_dir>  corrupted safetensors and mismatched configs: one-line
  *                                              errors naming the file and the tensor / key
+ *   test_model config                          config.json defaults and refusals of Gemma-2, Qwen3, v5
+ *                                              rope_parameters, sliding-window layer rules
+ *   test_model fallback <fixtures>             a backend lacking optional ops: cpu fallback / one-line refusal
  */
 #define _GNU_SOURCE
 #include "../test.h"
@@ -182,9 +185,36 @@ static void parity_once(Model *m, const Batch *b, const SafeTensors *st, const c
     dpo_grad(out, b->ref, b->B, b->is_rm ? 1.0f : 0.5f, dseq); /* our loss gradient agrees with torch's */
     CHECKF(max_rel(dseq, b->dseq, b->B) < 1e-4, "%s: dseq", label);
     model_zero_grad(m);
-    REQUIRE(model_backward(m, b->dseq) == 0);
-    check_grads(m, st, label);
+    if (model_config(m)->reward_head == RHEAD_ARMO) { /* forward-only head: backward is one error line */
+        capture_begin();
+        int rc = model_backward(m, b->dseq);
+        char *msg = capture_end();
+        CHECK(rc == -1 && strstr(msg, "forward-only"));
+        free(msg);
+    } else {
+        REQUIRE(model_backward(m, b->dseq) == 0);
+        check_grads(m, st, label);
+    }
     free(out);
+}
+
+/* ArmoRM: a row whose gating pattern was cut away is gated at its last token, warned once per model; the
+ * other rows keep their rewards. */
+static void check_gate_missing(Model *m, const Batch *b) {
+    if (model_config(m)->reward_head != RHEAD_ARMO) return;
+    int32_t *ids = xmalloc(sizeof(int32_t) * b->B * b->T);
+    memcpy(ids, b->ids, sizeof(int32_t) * b->B * b->T);
+    for (int t = 0; t < b->T; t++) ids[2 * b->T + t] = t % 7; /* row 2 without the pattern */
+    float out[64], out2[64];
+    for (int pass = 0; pass < 2; pass++) {
+        capture_begin();
+        int rc = model_reward(m, ids, b->lens, b->B, b->T, pass ? out2 : out);
+        char *msg = capture_end();
+        CHECK(rc == 0 && (pass ? !*msg : strstr(msg, "gating token pattern") != NULL));
+        free(msg);
+    }
+    CHECK(isfinite(out[2]) && out[2] == out2[2] && fabs(out[0] - b->out[0]) <= 1e-4 * fmax(1.0, fabs(b->out[0])));
+    free(ids);
 }
 
 /* Each sequence alone (B=1, T=lens[b]) must give what it gave inside the padded batch. */
@@ -325,6 +355,13 @@ static void check_save_reload(Model *m, const char *saved_dir) {
 }
 
 static int cmd_parity(const char *case_dir, const char *saved_dir) {
+    char *cfg = path_join(case_dir, "config.json");
+    int made = file_exists(cfg);
+    free(cfg);
+    if (!made) { /* the HH fixtures need ../shared */
+        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
+        return 77;
+    }
     Model *m = NULL;
     REQUIRE(model_load(&m, case_dir, BE) == 0);
     char *refp = path_join(case_dir, "ref.safetensors");
@@ -341,7 +378,8 @@ static int cmd_parity(const char *case_dir, const char *saved_dir) {
     backend_cpu_use_blas(prev);
     check_batch_invariance(m, &b);
     check_inference_mode(m, &b);
-    check_accumulation(m, &b);
+    check_gate_missing(m, &b);
+    if (model_config(m)->reward_head != RHEAD_ARMO) check_accumulation(m, &b);
     check_empty_mask(m, &b);
     check_bad_batch(m, &b);
     check_save_reload(m, saved_dir);
@@ -584,6 +622,121 @@ static int cmd_errors(const char *fx_dir, const char *scratch_root) {
     TEST_MAIN_END();
 }
 
+/* ---------------------------------------------------------------- config parsing and backend fallback */
+
+/* Parses `json`; on rc -1 the single error line must contain needle. */
+static int parse_cfg(ModelConfig *c, const char *json, const char *needle) {
+    capture_begin();
+    int rc = model_config_parse(c, json, "cfg.json");
+    char *msg = capture_end();
+    if (needle)
+        CHECKF(rc == -1 && strstr(msg, needle) && !strncmp(msg, "quorum: error: ", 15), "want an error naming %s", needle);
+    else CHECKF(rc == 0, "parse failed: %s", msg);
+    free(msg);
+    return rc;
+}
+
+#define LLAMA_CORE "\"vocab_size\": 50, \"hidden_size\": 32, \"intermediate_size\": 40, \"num_attention_heads\": 4"
+/* the opening of a config.json: architecture, the sizes above, layers; the caller adds keys and the closing } */
+#define CFG(arch, layers) "{\"architectures\": [\"" arch "\"], " LLAMA_CORE ", \"num_hidden_layers\": " #layers ", "
+
+static int cmd_config(void) {
+    ModelConfig c;
+    /* Gemma-2 with only the required keys: HF's Gemma2Config defaults */
+    parse_cfg(&c, CFG("Gemma2ForCausalLM", 4) "\"rms_norm_eps\": 1e-6}", NULL);
+    CHECK(c.arch == ARCH_GEMMA2 && c.head_dim == 256 && c.sliding_window == 4096 && c.tied && c.act == ACT_GEGLU);
+    CHECK(c.attn_softcap == 50.0f && c.final_softcap == 30.0f && c.attn_scale == 1.0f / 16 && c.norm_plus_one &&
+          c.post_norms && fabsf(c.embed_scale - sqrtf(32.0f)) == 0.0f);
+    CHECK(c.layer_window[0] && !c.layer_window[1] && c.layer_window[2] && !c.layer_window[3]);
+    parse_cfg(&c, CFG("Gemma2ForSequenceClassification", 2)
+              "\"num_labels\": 1, \"hidden_act\": \"gelu_pytorch_tanh\", \"attn_logit_softcapping\": null, "
+              "\"final_logit_softcapping\": null, \"layer_types\": [\"full_attention\", \"sliding_attention\"]}", NULL);
+    CHECK(c.attn_softcap == 0 && c.final_softcap == 0 && !c.layer_window[0] && c.layer_window[1]);
+    parse_cfg(&c, CFG("Gemma2ForCausalLM", 2) "\"hidden_activation\": \"gelu\"}", "hidden_activation");
+    parse_cfg(&c, CFG("Gemma2ForCausalLM", 2)
+              "\"hidden_act\": \"gelu_pytorch_tanh\", \"layer_types\": [\"full_attention\"]}", "layer_types");
+    /* Gemma-3 text: q/k norms, no softcaps, 5 of 6 layers sliding with the local RoPE base */
+    parse_cfg(&c, CFG("Gemma3ForCausalLM", 7) "\"rms_norm_eps\": 1e-6}", NULL);
+    CHECK(c.arch == ARCH_GEMMA3 && c.qk_norm && c.norm_plus_one && c.post_norms && c.attn_softcap == 0 &&
+          c.final_softcap == 0 && c.rope_theta == 1e6f && c.rope_local_theta == 1e4f && c.sliding_window == 4096);
+    CHECK(c.layer_window[0] && c.layer_window[4] && !c.layer_window[5] && c.layer_window[6]);
+    parse_cfg(&c, CFG("Gemma3TextForSequenceClassification", 2) "\"num_labels\": 1, \"rope_scaling\": "
+              "{\"rope_type\": \"linear\", \"factor\": 8.0}}", NULL);
+    CHECK(c.head == HEAD_REWARD && c.rope_linear == 8.0f);
+    parse_cfg(&c, CFG("Gemma3ForSequenceClassification", 2) "\"num_labels\": 1}", "architectures"); /* multimodal */
+    /* Qwen3: explicit head_dim, no qkv bias, sliding window from max_window_layers on */
+    parse_cfg(&c, CFG("Qwen3ForCausalLM", 4)
+              "\"head_dim\": 24, \"use_sliding_window\": true, \"sliding_window\": 64, "
+              "\"max_window_layers\": 2}", NULL);
+    CHECK(c.arch == ARCH_QWEN3 && c.qk_norm && c.head_dim == 24 && !c.qkv_bias && c.attn_scale == 1.0f / sqrtf(24.0f));
+    CHECK(!c.layer_window[0] && !c.layer_window[1] && c.layer_window[2] && c.layer_window[3] && c.sliding_window == 64);
+    parse_cfg(&c, CFG("Qwen3ForCausalLM", 2) "\"sliding_window\": 64}", NULL);
+    CHECK(c.sliding_window == 0 && !c.layer_window[0] && !c.layer_window[1]); /* use_sliding_window defaults off */
+    /* v5 rope_parameters win over stray v4 keys; per-layer-type entries must agree */
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
+              "\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, "
+              "\"factor\": 32.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+              "\"original_max_position_embeddings\": 8192}}", NULL);
+    CHECK(c.rope_theta == 500000.0f && c.rope_llama3 && c.rope_factor == 32.0f && c.rope_original_max_pos == 8192);
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
+              "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e6}, "
+              "\"sliding_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e6}}}", NULL);
+    CHECK(c.rope_theta == 1e6f && !c.rope_llama3);
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
+              "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e6}, "
+              "\"sliding_attention\": {\"rope_type\": \"default\", \"rope_theta\": 1e4}}}", "rope_parameters");
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
+              "\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 1e6}}", "rope_parameters.rope_type");
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2)
+              "\"rope_parameters\": {\"rope_type\": \"default\", \"partial_rotary_factor\": 0.5}}",
+              "partial_rotary_factor");
+    /* Mistral: every layer windowed; Llama ignores a stray sliding_window */
+    parse_cfg(&c, CFG("MistralForCausalLM", 2) "\"sliding_window\": 4096}", NULL);
+    CHECK(c.layer_window[0] && c.layer_window[1]);
+    parse_cfg(&c, CFG("LlamaForCausalLM", 2) "\"sliding_window\": 4096}", NULL);
+    CHECK(c.sliding_window == 0 && !c.layer_window[0]);
+    TEST_MAIN_END();
+}
+
+/* A backend without the optional ops (the CUDA backend today): a model that needs one loads onto cpu with
+ * one log line; a sliding window past T is refused with one line on such a backend. */
+static int cmd_fallback(const char *fx_dir) {
+    static Backend bare;
+    bare = backend_cpu;
+    bare.name = "bare";
+    bare.qknorm_forward = NULL, bare.attention_ex_forward = NULL, bare.relu_forward = NULL;
+    const char *cases[] = {"qwen3_rm", "llama_mlp_rm", "gemma2_lm"};
+    for (int i = 0; i < 3; i++) {
+        char *d = path_join(fx_dir, cases[i]);
+        Model *m = NULL;
+        capture_begin();
+        int rc = model_load(&m, d, &bare);
+        char *msg = capture_end();
+        CHECKF(rc == 0 && model_backend(m) == &backend_cpu && strstr(msg, "cpu backend"), "%s: fallback", cases[i]);
+        free(msg);
+        model_free(m);
+        free(d);
+    }
+    char *d = path_join(fx_dir, "mistral_sw_lm"); /* window 4: plain attention suffices up to T = 4 */
+    Model *m = NULL;
+    REQUIRE(model_load(&m, d, &bare) == 0);
+    CHECK(model_backend(m) == &bare);
+    int32_t ids[5] = {1, 2, 3, 4, 5};
+    int lens = 4;
+    uint8_t mask[5] = {0, 1, 1, 1, 1};
+    float out;
+    CHECK(model_logprobs(m, ids, &lens, mask, 1, 4, &out) == 0 && isfinite(out));
+    lens = 5;
+    capture_begin();
+    int rc = model_logprobs(m, ids, &lens, mask, 1, 5, &out);
+    char *msg = capture_end();
+    CHECK(rc == -1 && strstr(msg, "sliding_window=4"));
+    free(msg);
+    model_free(m);
+    free(d);
+    TEST_MAIN_END();
+}
+
 int main(int argc, char **argv) {
     const char *name = getenv("QUORUM_MODEL_BACKEND");
     BE = backend_get(name);
@@ -594,6 +747,9 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "parity")) return cmd_parity(argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "errors")) return cmd_errors(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "ops")) return cmd_ops(argv[2]);
-    fprintf(stderr, "usage: test_model parity <case_dir> <saved_dir> | errors <fixtures_dir> <scratch_dir> | ops <fixtures_dir>\n");
+    if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();
+    if (argc == 3 && !strcmp(argv[1], "fallback")) return cmd_fallback(argv[2]);
+    fprintf(stderr, "usage: test_model parity <case_dir> <saved_dir> | errors <fixtures_dir> <scratch_dir> | "
+            "ops <fixtures_dir> | config | fallback <fixtures_dir>\n");
     return 2;
 }

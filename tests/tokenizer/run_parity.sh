@@ -5,15 +5,9 @@
 set -u
 work=$1 shared=$2 exe=$3
 here=$(cd "$(dirname "$0")" && pwd)
-pkg="@huggingface/tokenizers@0.2.0"
-if [ ! -d "$shared/tokenizers" ]; then echo "shared data not found at $shared: skipping"; exit 77; fi
-if ! command -v node >/dev/null || ! command -v npm >/dev/null; then echo "node/npm not installed: skipping"; exit 77; fi
-if [ ! -f "$work/node_modules/@huggingface/tokenizers/package.json" ]; then
-  mkdir -p "$work"
-  if ! npm install --silent --no-audit --no-fund --prefix "$work" "$pkg" >"$work/npm.log" 2>&1; then
-    echo "npm could not install $pkg (registry unreachable?): skipping"; tail -3 "$work/npm.log"; exit 77
-  fi
-fi
+source "$here/js_setup.sh"
+js_require "$shared"
+js_install "$work" "@huggingface/tokenizers@0.2.0"
 rm -rf "$work/ids"
 # two node processes (2 cores): mistral's one-word-per-segment BPE is the slow one
 node "$here/ref_encode.mjs" "$work" "$shared" "$work/ids" mistral & pid=$!
