@@ -25,10 +25,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { STAGE_INGEST = 0, STAGE_SCORE, STAGE_VOTE, STAGE_CLEAN, STAGE_REPORT, STAGE_DPO, STAGE_COUNT } Stage;
-
-static const char *const STAGE_NAMES[STAGE_COUNT] = {"ingest", "score", "vote", "clean", "report", "dpo"};
-
 typedef struct {
     const char *job_path;
     Stage from, to;
@@ -114,110 +110,15 @@ static int job_select_corpus(Job *job, const char *name) {
     return quorum_input_error(job->path, "--corpus \"%s\": no corpus of that name in the job", name);
 }
 
-/* ---------------------------------------------------------------------------------------------------------
- * Is a stage current? Evaluated on rank 0 only; file times are compared with mtime (a stage's outputs are
- * written by temp + rename, so an output that exists is complete).
- * ------------------------------------------------------------------------------------------------------- */
-
-static double max2(double a, double b) { return a > b ? a : b; }
-
-/* mtime in seconds with nanoseconds, or -1 when the file does not exist. */
-static double file_mtime(const char *path) {
-    struct stat st;
-    if (stat(path, &st) != 0) return -1;
-    return (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec;
-}
-
-/* 1 when `output` exists and is at least as new as `input` (a missing input counts as old). */
-static int newer_than(const char *output, double input_mtime) {
-    double t = file_mtime(output);
-    return t >= 0 && t >= input_mtime;
-}
-
-/* Input lines as ingest counts them: newline-terminated, plus a last unterminated one. */
-static int64_t count_lines(const char *data, size_t len) {
-    int64_t n = 0;
-    for (const char *p = data, *end = data + len; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) n++;
-    return n + (len > 0 && data[len - 1] != '\n');
-}
-
-/* Reads corpus c's manifest: 0, or -1 when it is missing or unreadable (the stage is then not current). */
-static int manifest_load(const Job *job, const JobCorpus *c, CorpusManifest *m) {
-    char *dir = corpus_dir(job->out_dir, c->name);
-    char *path = path_join(dir, "manifest.json");
-    int rc = file_exists(path) ? corpus_manifest_read(m, dir) : -1;
-    free(path);
-    free(dir);
-    return rc;
-}
-
-/* Ingest is current when the manifest exists, its source checksum (FNV-1a of the whole decompressed input)
- * matches the input as it is now, and shard size and line count agree with the job (max_pairs caps lines). */
-static int ingest_is_current(const Job *job, const JobCorpus *c) {
-    CorpusManifest m;
-    if (manifest_load(job, c, &m)) return 0;
-    size_t len = 0;
-    const char *err = NULL;
-    char *data = m.shard_size == job->shard_size ? file_read_all(c->path, &len, &err) : NULL;
-    int current = 0;
-    if (data) {
-        int64_t lines = count_lines(data, len);
-        if (c->max_pairs > 0 && lines > c->max_pairs) lines = c->max_pairs;
-        current = m.source_checksum == fnv1a64(data, len, FNV1A64_INIT) && m.n_lines == lines;
-    }
-    free(data);
-    corpus_manifest_free(&m);
-    return current;
-}
-
-/* Newest mtime over the score files of corpus c, or -1 when one is missing or stale (its shard_checksum is
- * not the manifest's: the shard changed since it was scored). */
-static double scores_newest(const Job *job, const JobCorpus *c) {
-    CorpusManifest m;
-    double newest = 0;
-    if (manifest_load(job, c, &m)) return -1;
-    for (int k = 0; k < job->n_members && newest >= 0; k++) {
-        for (int64_t s = 0; s < m.n_shards; s++) {
-            char *p = score_path(job->out_dir, c->name, job->committee[k].name, s);
-            double t = score_file_current(p, m.shard_checksum[s]) ? file_mtime(p) : -1;
-            free(p);
-            if (t < 0) { newest = -1; break; }
-            newest = max2(newest, t);
-        }
-    }
-    corpus_manifest_free(&m);
-    return newest;
-}
-
-/* 1 when `out` is at least as new as both `in` (which must exist) and the job file: the inputs of
- * vote/clean/report include the job file, since a changed threshold or method must redo them. */
-static int output_current(char *in, char *out, double t_in, double t_job) {
-    if (in) t_in = file_mtime(in);
-    int ok = t_in >= 0 && newer_than(out, max2(t_in, t_job));
-    free(in);
-    free(out);
-    return ok;
-}
-
-static int stage_is_current_for(Stage s, const Job *job, const JobCorpus *c) {
-    double t_job = file_mtime(job->path);
-    switch (s) {
-    case STAGE_INGEST: return ingest_is_current(job, c);
-    case STAGE_SCORE: return scores_newest(job, c) >= 0;
-    case STAGE_VOTE: return output_current(NULL, votes_path(job->out_dir, c->name), scores_newest(job, c), t_job);
-    case STAGE_CLEAN:
-        return output_current(votes_path(job->out_dir, c->name), run_clean_output(job->out_dir, c->name), 0, t_job);
-    case STAGE_REPORT:
-        return output_current(run_clean_output(job->out_dir, c->name), run_report_output(job->out_dir), 0, t_job);
-    default: return 0; /* dpo resumes from its own checkpoints: always called */
-    }
-}
-
-/* Collective: rank 0 decides for every corpus whether stage s is current (current[i]); all ranks get the
- * answer. Returns how many corpora are current. */
-static int stage_current_corpora(Stage s, const Job *job, int *current) {
+/* Collective: rank 0 decides for every corpus whether stage s is current (current[i], why on rank 0);
+ * all ranks get current[]. Job-wide stages (report, dpo) decide once for all corpora. Returns how many
+ * corpora are current. */
+static int stage_current_corpora(Stage s, const Job *job, const uint64_t *member_fp, int *current,
+                                 char (*why)[512]) {
     if (quorum_rank() == 0)
-        for (int i = 0; i < job->n_corpora; i++) current[i] = stage_is_current_for(s, job, &job->corpora[i]);
+        for (int i = 0; i < job->n_corpora; i++)
+            current[i] = (s >= STAGE_REPORT && i > 0) ? current[0]
+                                                      : stage_current(s, job, &job->corpora[i], member_fp, why[i], 512);
     mpiCheck(MPI_Bcast(current, job->n_corpora, MPI_INT, 0, MPI_COMM_WORLD));
     int n = 0;
     for (int i = 0; i < job->n_corpora; i++) n += current[i];
@@ -270,6 +171,97 @@ static int stage_available(Stage s, const Job *job) {
     return job->dpo.enabled && dpo_job != NULL;
 }
 
+/* Rank 0: before stage s runs (force: its score files go; dpo: an unrelated run is moved aside). Collective. */
+static int stage_prepare(Stage s, const Job *job, const RunOpts *o, const uint64_t *member_fp) {
+    int rc = 0;
+    if (quorum_rank() == 0) {
+        if (s == STAGE_SCORE && o->force) rc = run_force_scores(job);
+        if (s == STAGE_DPO) rc = run_dpo_prepare(job, member_fp, o->force);
+    }
+    mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return rc;
+}
+
+/* Rank 0: after stage s finished, its record per corpus (job-wide stages: one). Collective. */
+static int stage_records(Stage s, const Job *job, const uint64_t *member_fp) {
+    int rc = 0;
+    if (quorum_rank() == 0)
+        for (int i = 0; i < job->n_corpora && rc == 0; i++) {
+            if (s >= STAGE_REPORT && i > 0) break;
+            rc = stage_record(s, job, &job->corpora[i], member_fp);
+        }
+    mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return rc;
+}
+
+/* --status: one line per corpus (job-wide stages: one line): current, or to run and why. A corpus whose
+ * earlier stage is to run is to run in every later stage. */
+static void status_print(Stage s, int step, int n_stages, const Job *job, const int *current, char (*why)[512],
+                         int *pending) {
+    for (int i = 0; i < job->n_corpora; i++) {
+        int wide = s >= STAGE_REPORT;
+        if (wide && i > 0) break;
+        const char *who = wide ? "(job)" : job->corpora[i].name;
+        int after = -1;
+        for (int k = 0; k < job->n_corpora; k++)
+            if ((wide || k == i) && pending[k] >= 0 && (after < 0 || pending[k] < after)) after = pending[k];
+        if (after >= 0) quorum_log("run: [%d/%d] %-6s %s: to run (after %s)", step, n_stages, STAGE_NAMES[s], who, STAGE_NAMES[after]);
+        else if (current[i]) quorum_log("run: [%d/%d] %-6s %s: current", step, n_stages, STAGE_NAMES[s], who);
+        else quorum_log("run: [%d/%d] %-6s %s: to run (%s)", step, n_stages, STAGE_NAMES[s], who, why[i]);
+        if (!current[i] && after < 0) {
+            if (wide) for (int k = 0; k < job->n_corpora; k++) pending[k] = s;
+            else pending[i] = s;
+        }
+    }
+}
+
+/* Runs stages o->from..o->to. 0, 1, or QUORUM_EXIT_REQUEUE. */
+static int run_stages(Job *job, const RunOpts *o, const uint64_t *member_fp) {
+    int n_stages = o->to - o->from + 1, rc = 0;
+    int pending[JOB_MAX_CORPORA];
+    char(*why)[512] = xcalloc(JOB_MAX_CORPORA, 512);
+    for (int i = 0; i < JOB_MAX_CORPORA; i++) pending[i] = -1;
+    for (int s = o->from; s <= o->to && rc == 0; s++) {
+        const char *name = STAGE_NAMES[s];
+        int step = s - o->from + 1;
+        if (stop_agreed()) { rc = QUORUM_EXIT_REQUEUE; break; }
+        if (!stage_available((Stage)s, job)) {
+            quorum_log("run: [%d/%d] %-6s skipped (%s)", step, n_stages, name,
+                       job->dpo.enabled ? "trainer not built" : "no \"dpo\" object in the job");
+            continue;
+        }
+        int current[JOB_MAX_CORPORA] = {0};
+        int n_current = stage_current_corpora((Stage)s, job, member_fp, current, why);
+        if (o->status) {
+            status_print((Stage)s, step, n_stages, job, current, why, pending);
+            continue;
+        }
+        if (n_current == job->n_corpora && !o->force) {
+            quorum_log("run: [%d/%d] %-6s skipped (outputs complete and current)", step, n_stages, name);
+            continue;
+        }
+        quorum_log("run: [%d/%d] %-6s started", step, n_stages, name);
+        double t0 = now_seconds();
+        rc = stage_prepare((Stage)s, job, o, member_fp);
+        if (rc == 0) rc = outcome_agree(stage_call((Stage)s, job, o, current));
+        if (rc == 0) rc = stage_records((Stage)s, job, member_fp) ? 1 : 0;
+        if (rc == 0) quorum_log("run: [%d/%d] %-6s done in %.2f s", step, n_stages, name, now_seconds() - t0);
+        else if (rc == QUORUM_EXIT_REQUEUE)
+            quorum_log("run: [%d/%d] %-6s preempted after %.2f s: exiting 99, rerun to resume", step, n_stages, name,
+                       now_seconds() - t0);
+        else quorum_log("run: [%d/%d] %-6s FAILED after %.2f s", step, n_stages, name, now_seconds() - t0);
+    }
+    free(why);
+    return rc;
+}
+
+/* Collective: rank 0 takes the out_dir lock. 0 or 1. */
+static int lock_agree(const Job *job, int *fd) {
+    int rc = quorum_rank() == 0 ? (run_lock(job, fd) ? 1 : 0) : 0;
+    mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return rc;
+}
+
 int cmd_run(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { run_usage(stdout); return 0; }
     RunOpts o;
@@ -278,55 +270,21 @@ int cmd_run(int argc, char **argv) {
     Job *job = xcalloc(1, sizeof *job);
     int rc = job_load(job, o.job_path);
     if (rc == 0 && o.corpus) rc = job_select_corpus(job, o.corpus);
+    if (rc == 0 && job->n_corpora == 0) rc = quorum_input_error(job->path, "key \"corpora\": the job has no corpus");
     if (rc) { free(job); return 1; }
 
-    int n_stages = o.to - o.from + 1;
+    int lock_fd = -1;
+    uint64_t member_fp[JOB_MAX_MEMBERS] = {0};
     double t_start = now_seconds();
-    quorum_log("run: job %s (%d corpora, %d members, %d ranks) -> %s", job->name, job->n_corpora, job->n_members,
-               quorum_world(), job->out_dir);
-    for (int s = o.from; s <= o.to && rc == 0; s++) {
-        const char *name = STAGE_NAMES[s];
-        int step = s - o.from + 1;
-        if (stop_agreed()) { rc = QUORUM_EXIT_REQUEUE; break; }
-        if (!stage_available((Stage)s, job)) {
-            quorum_log("run: [%d/%d] %-6s skipped (%s)", step, n_stages, name,
-                       job->dpo.enabled ? "trainer not built" : "no \"dpo\" object in the job");
-            continue;
-        }
-        int current[JOB_MAX_CORPORA] = {0};
-        if (s != STAGE_DPO && stage_current_corpora((Stage)s, job, current) == job->n_corpora && !o.force) {
-            quorum_log("run: [%d/%d] %-6s skipped (outputs complete and current)", step, n_stages, name);
-            continue;
-        }
-        if (o.status) {
-            quorum_log("run: [%d/%d] %-6s to run", step, n_stages, name);
-            continue;
-        }
-        quorum_log("run: [%d/%d] %-6s started", step, n_stages, name);
-        double t0 = now_seconds();
-        rc = outcome_agree(stage_call((Stage)s, job, &o, current));
-        if (rc == 0) quorum_log("run: [%d/%d] %-6s done in %.2f s", step, n_stages, name, now_seconds() - t0);
-        else if (rc == QUORUM_EXIT_REQUEUE)
-            quorum_log("run: [%d/%d] %-6s preempted after %.2f s: exiting 99, rerun to resume", step, n_stages, name,
-                       now_seconds() - t0);
-        else quorum_log("run: [%d/%d] %-6s FAILED after %.2f s", step, n_stages, name, now_seconds() - t0);
+    if (!o.status) rc = lock_agree(job, &lock_fd);
+    if (rc == 0 && o.to >= STAGE_SCORE && member_fingerprints(job, member_fp) != 0) rc = 1;
+    if (rc == 0) {
+        quorum_log("run: job %s (%d corpora, %d members, %d ranks) -> %s", job->name, job->n_corpora, job->n_members,
+                   quorum_world(), job->out_dir);
+        rc = run_stages(job, &o, member_fp);
     }
     if (rc == 0 && !o.status) quorum_log("run: %s: all stages done in %.2f s", job->name, now_seconds() - t_start);
+    run_unlock(lock_fd);
     free(job);
     return rc;
-}
-
-/* clean writes ledger.json last (include/quorum/clean.h): its time stamp is the corpus's completion record. */
-char *run_clean_output(const char *out_dir, const char *corpus) {
-    char *dir = clean_dir(out_dir, NULL, corpus);
-    char *p = path_join(dir, "ledger.json");
-    free(dir);
-    return p;
-}
-/* report writes <out_dir>/report/report.json. */
-char *run_report_output(const char *out_dir) {
-    char *dir = path_join(out_dir, "report");
-    char *p = path_join(dir, "report.json");
-    free(dir);
-    return p;
 }
