@@ -215,6 +215,24 @@ static void status_print(Stage s, int step, int n_stages, const Job *job, const 
     }
 }
 
+/* --status: every corpus source and the dpo policy exist (members: member_fingerprints). Rank 0 prints one
+ * line per missing input. Collective; 1 when all are there. */
+static int status_inputs(const Job *job) {
+    int ok = 1;
+    if (quorum_rank() == 0) {
+        struct stat st;
+        for (int i = 0; i < job->n_corpora; i++)
+            if (stat(job->corpora[i].path, &st) != 0 || !S_ISREG(st.st_mode))
+                ok = quorum_input_error(job->corpora[i].path, "corpus \"%s\": the source is missing or not a regular file",
+                                        job->corpora[i].name) == 0 && 0;
+        char *cfg = job->dpo.enabled ? path_join(job->dpo.policy, "config.json") : NULL;
+        if (cfg && !file_exists(cfg)) ok = quorum_input_error(cfg, "dpo.policy: missing") == 0 && 0;
+        free(cfg);
+    }
+    mpiCheck(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return ok;
+}
+
 /* Runs stages o->from..o->to. 0, 1, or QUORUM_EXIT_REQUEUE. */
 static int run_stages(Job *job, const RunOpts *o, const uint64_t *member_fp) {
     int n_stages = o->to - o->from + 1, rc = 0;
@@ -277,11 +295,15 @@ int cmd_run(int argc, char **argv) {
     uint64_t member_fp[JOB_MAX_MEMBERS] = {0};
     double t_start = now_seconds();
     if (!o.status) rc = lock_agree(job, &lock_fd);
-    if (rc == 0 && o.to >= STAGE_SCORE && member_fingerprints(job, member_fp) != 0) rc = 1;
+    /* --status plans the stages even when a member is missing (it says so above, and exits 1) */
+    int inputs_ok = rc == 0 && (o.to < STAGE_SCORE || member_fingerprints(job, member_fp) == 0);
+    if (rc == 0 && o.status) inputs_ok = status_inputs(job) && inputs_ok;
+    if (!inputs_ok && !o.status) rc = 1;
     if (rc == 0) {
         quorum_log("run: job %s (%d corpora, %d members, %d ranks) -> %s", job->name, job->n_corpora, job->n_members,
                    quorum_world(), job->out_dir);
         rc = run_stages(job, &o, member_fp);
+        if (rc == 0 && o.status && !inputs_ok) rc = 1;
     }
     if (rc == 0 && !o.status) quorum_log("run: %s: all stages done in %.2f s", job->name, now_seconds() - t_start);
     run_unlock(lock_fd);

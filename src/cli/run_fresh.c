@@ -6,7 +6,7 @@
  *   score   the ingest manifest (source checksum, shard checksums and pair counts) + every member's
  *           identity (member_fingerprint: config, weights, tokenizer, template, max_length)
  *   vote    the score fingerprint + the vote section + the member names in order
- *   clean   the vote fingerprint + the clean section
+ *   clean   the vote fingerprint + the clean section + out_dir (the ledger names the votes file by path)
  *   report  the clean fingerprints of the corpora it covers (per job)
  *   dpo     the clean fingerprints of its corpora + the policy's identity + the dpo section + seed
  *
@@ -125,6 +125,7 @@ int stage_fingerprint(Stage s, const Job *job, const JobCorpus *c, const uint64_
         if (fp_upstream(STAGE_VOTE, job, c, member_fp, &v, why, cap)) return -1;
         fp_add(f, "vote", v);
         fp_add(f, "config", hash_struct(&job->clean, sizeof job->clean));
+        fp_add(f, "out_dir", fp_hash_str(FNV1A64_INIT, job->out_dir)); /* the ledger names the votes file */
         return 0;
     case STAGE_REPORT: return fp_cleans(job, NULL, member_fp, f, why, cap);
     case STAGE_DPO: return fp_dpo(job, member_fp, f, why, cap);
@@ -151,9 +152,10 @@ static int job_wide(Stage s) { return s == STAGE_REPORT || s == STAGE_DPO; }
 
 /* Score: every member x shard file present with the member, its fingerprint and the shard checksum. */
 static int scores_current(const Job *job, const JobCorpus *c, const uint64_t *member_fp, char *why, size_t cap) {
-    char *dir = corpus_dir(job->out_dir, c->name);
+    char *dir = corpus_dir(job->out_dir, c->name), *mp = path_join(dir, "manifest.json");
     CorpusManifest m;
-    int rc = corpus_manifest_read(&m, dir);
+    int rc = file_exists(mp) ? corpus_manifest_read(&m, dir) : -1;
+    free(mp);
     free(dir);
     if (rc) { snprintf(why, cap, "corpus \"%s\" not ingested", c->name); return 0; }
     int current = 1;

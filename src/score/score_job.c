@@ -67,10 +67,11 @@ static int load_manifests(ScoreRun *run, const char *only) {
     return 0;
 }
 
+/* Every member is fingerprinted, so one run names every missing member. */
 int member_fingerprints(const Job *job, uint64_t *fp) {
     int ok = 1;
     if (quorum_rank() == 0)
-        for (int m = 0; m < job->n_members && ok; m++) ok = member_fingerprint(&job->committee[m], &fp[m]) == 0;
+        for (int m = 0; m < job->n_members; m++) ok = member_fingerprint(&job->committee[m], &fp[m]) == 0 && ok;
     mpiCheck(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (job->n_members > 0) mpiCheck(MPI_Bcast(fp, job->n_members, MPI_UINT64_T, 0, MPI_COMM_WORLD));
     return ok ? 0 : -1;
