@@ -109,6 +109,8 @@ typedef struct {
     char out_dir[JOB_STR];           /* default "out/<name>" (relative to the current directory) */
     int shard_size;                  /* input lines per shard, default 1024 */
     uint64_t seed;                   /* default 1 */
+    float reject_limit;              /* ingest fails when rejected lines >= reject_limit * lines (default 1:
+                                        a corpus whose every line is rejected); in (0, 1] */
     JobCorpus corpora[JOB_MAX_CORPORA];
     int n_corpora;
     JobMember committee[JOB_MAX_MEMBERS];

@@ -35,6 +35,7 @@ static const Field TOP_FIELDS[] = {
     {"out_dir", F_STR, S(Job, out_dir)},
     {"shard_size", F_INT, S(Job, shard_size)},
     {"seed", F_U64, S(Job, seed)},
+    {"reject_limit", F_FLOAT, S(Job, reject_limit)},
     {NULL},
 };
 static const Field CORPUS_FIELDS[] = {
@@ -111,6 +112,7 @@ void job_defaults(Job *job) {
     strcpy(job->name, "job");
     job->shard_size = 1024;
     job->seed = 1;
+    job->reject_limit = 1.0f;
     job->vote.margin = 0.0f;
     job->vote.high_frac = 0.5f;
     job->clean.method = CLEAN_SAC;
@@ -230,8 +232,11 @@ static int require(const Ctx *cx, const char *keypath, const char *value) {
     return key_error(cx, keypath, "required key is missing");
 }
 
+/* Names become folder and file names: [A-Za-z0-9_.-]+, and not ".", ".." or a hidden name (a leading '.'),
+ * so two names never share a folder and none escapes out_dir. */
+#define NAME_RULE "names use only [A-Za-z0-9_.-] and do not start with '.' (\".\", \"..\" would share or escape folders)"
 static int valid_name(const char *s) {
-    if (!s[0]) return 0;
+    if (!s[0] || s[0] == '.') return 0;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
               *s == '-' || *s == '.'))
@@ -278,7 +283,7 @@ int job_parse(Job *job, const char *json, const char *path) {
                     char k2[600];
                     snprintf(k2, sizeof k2, "%s.name", kp);
                     if (require(&cx, k2, c->name)) goto done;
-                    if (!valid_name(c->name)) { key_error(&cx, k2, "names use only [A-Za-z0-9_.-]"); goto done; }
+                    if (!valid_name(c->name)) { key_error(&cx, k2, NAME_RULE); goto done; }
                     snprintf(k2, sizeof k2, "%s.path", kp);
                     if (require(&cx, k2, c->path)) goto done;
                     if (!c->split[0]) strcpy(c->split, c->name);
@@ -291,7 +296,7 @@ int job_parse(Job *job, const char *json, const char *path) {
                     char k2[600];
                     snprintf(k2, sizeof k2, "%s.name", kp);
                     if (require(&cx, k2, m->name)) goto done;
-                    if (!valid_name(m->name)) { key_error(&cx, k2, "names use only [A-Za-z0-9_.-]"); goto done; }
+                    if (!valid_name(m->name)) { key_error(&cx, k2, NAME_RULE); goto done; }
                     snprintf(k2, sizeof k2, "%s.path", kp);
                     if (require(&cx, k2, m->path)) goto done;
                     if (m->max_length < 8 || m->batch_size < 1) { key_error(&cx, kp, "max_length >= 8 and batch_size >= 1 required"); goto done; }
@@ -323,7 +328,8 @@ int job_parse(Job *job, const char *json, const char *path) {
         }
     }
     if (job->shard_size < 1) { key_error(&cx, "shard_size", "must be >= 1"); goto done; }
-    if (!valid_name(job->name)) { key_error(&cx, "name", "names use only [A-Za-z0-9_.-]"); goto done; }
+    if (!(job->reject_limit > 0.0f && job->reject_limit <= 1.0f)) { key_error(&cx, "reject_limit", "must be in (0, 1]"); goto done; }
+    if (!valid_name(job->name)) { key_error(&cx, "name", NAME_RULE); goto done; }
     if (!job->out_dir[0]) snprintf(job->out_dir, sizeof job->out_dir, "out/%s", job->name);
     rc = 0;
 done:
