@@ -2,10 +2,10 @@
  * run_fresh.c - is a stage of `quorum run` current? Stage fingerprints (quorum/record.h) per corpus:
  *
  *   ingest  the source's bytes (decompressed FNV-1a) + every ingest option of the corpus (the whole
- *           corpus entry of the job but its path) + shard_size
+ *           corpus entry of the job but its path) + shard_size + reject_limit
  *   score   the ingest manifest (source checksum, shard checksums and pair counts) + every member's
  *           identity (member_fingerprint: config, weights, tokenizer, template, max_length)
- *   vote    the score fingerprint + the vote section + the member names in order
+ *   vote    the score fingerprint + the vote section + the corpus name and split + the member names
  *   clean   the vote fingerprint + the clean section + out_dir (the ledger names the votes file by path)
  *   report  the clean fingerprints of the corpora it covers (per job)
  *   dpo     the clean fingerprints of its corpora + the policy's identity + the dpo section + seed
@@ -41,7 +41,7 @@ static int fp_ingest(const Job *job, const JobCorpus *c, Fingerprint *f, char *w
     JobCorpus k;
     memcpy(&k, c, sizeof k);
     memset(k.path, 0, sizeof k.path);
-    fp_add(f, "options", fp_hash_i64(hash_struct(&k, sizeof k), job->shard_size));
+    fp_add(f, "options", fp_hash_f32(fp_hash_i64(hash_struct(&k, sizeof k), job->shard_size), job->reject_limit));
     return 0;
 }
 
@@ -116,7 +116,7 @@ int stage_fingerprint(Stage s, const Job *job, const JobCorpus *c, const uint64_
     case STAGE_VOTE: {
         if (fp_upstream(STAGE_SCORE, job, c, member_fp, &v, why, cap)) return -1;
         fp_add(f, "score", v);
-        uint64_t h = hash_struct(&job->vote, sizeof job->vote);
+        uint64_t h = fp_hash_str(fp_hash_str(hash_struct(&job->vote, sizeof job->vote), c->name), c->split);
         for (int k = 0; k < job->n_members; k++) h = fp_hash_str(h, job->committee[k].name);
         fp_add(f, "config", h);
         return 0;

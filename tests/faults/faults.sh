@@ -6,7 +6,7 @@
 # is a clean run of the same job into another folder (tests/run/lib.sh same_outputs: h5diff + JSON).
 # usage: faults.sh CASE QUORUM SHARED_DIR MPIEXEC NP_FLAG KILLSHIM
 #   CASE: verify | hdf5 | manifest | dup_ids | empty | diskfull | kill_ingest | kill_score | kill_vote |
-#         kill_clean | rerun
+#         kill_clean | rerun | trust_* (trust_cases.sh)
 set -uo pipefail
 CASE=$1 QUORUM=$2 SHARED=$3 MPIEXEC=$4 NPFLAG=$5 KILLSHIM=${6:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -382,5 +382,6 @@ case_rerun() {
   pass "a lost corpus manifest makes the corpus incomplete; the re-run re-ingests and matches"
 }
 
+source "$HERE/trust_cases.sh"
 "case_$CASE"
 echo "${PASSED:-0} passed, 0 failed"
