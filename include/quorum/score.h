@@ -88,7 +88,7 @@ int score_job_corpus(const Job *job, const char *only_corpus);
 
 /* A member's identity (src/score/member_fp.c): builtin rule, or the HF folder's config.json, tokenizer
  * files, safetensors (size, mtime, first and last MiB; whole files with QUORUM_DEEP_FINGERPRINT=1),
- * plus max_length and the truncation rule. 0, or -1 after one line naming the folder. */
+ * plus max_length, batch_size (HF) and the truncation rule. 0, or -1 after one line naming the folder. */
 int member_fingerprint(const JobMember *cfg, uint64_t *out);
 /* Collective: rank 0 fingerprints every member of the job (an error is printed once); every rank gets
  * fp[0..n_members). 0, or -1 on every rank. */

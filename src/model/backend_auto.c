@@ -27,6 +27,7 @@ const Backend *backend_auto(void) {
 #else
     qCheck(!force || !strcmp(force, "cpu"), "rebuild with -DQUORUM_CUDA=ON", "QUORUM_BACKEND=cuda but quorum was built without CUDA");
 #endif
-    quorum_log("compute backend: %s", chosen->name);
+    if (chosen == &backend_cpu) quorum_log("compute backend: cpu, %d BLAS thread(s) per rank", backend_cpu_pin_threads());
+    else quorum_log("compute backend: %s", chosen->name);
     return chosen;
 }

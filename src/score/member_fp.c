@@ -2,7 +2,8 @@
  * writes depend on. Builtin members: the rule text. Hugging Face folders: config.json (architecture,
  * head, sizes), tokenizer.json and tokenizer_config.json (chat template) byte for byte, every
  * *.safetensors file by size, mtime and its first and last MiB (the whole file with
- * QUORUM_DEEP_FINGERPRINT=1), the safetensors index; then max_length and the truncation rule. */
+ * QUORUM_DEEP_FINGERPRINT=1), the safetensors index; then max_length, batch_size (HF members: the
+ * last bits of a reward depend on its batch) and the truncation rule. */
 #include <glob.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@ int member_fingerprint(const JobMember *cfg, uint64_t *out) {
     uint64_t h = fp_hash_str(FNV1A64_INIT, MEMBER_RULE_VERSION);
     h = fp_hash_i64(h, cfg->max_length);
     if (rule && !strchr(rule, '/')) { *out = fp_hash_str(h, rule); return 0; }
+    /* A reward's last bits depend on its batch (BLAS kernels differ with the row count): batch_size is
+     * part of what an HF member computes. */
+    h = fp_hash_i64(h, cfg->batch_size);
     int deep = getenv("QUORUM_DEEP_FINGERPRINT") && atoi(getenv("QUORUM_DEEP_FINGERPRINT")) > 0;
     char *cfg_path = path_join(cfg->path, "config.json");
     int ok = 0;

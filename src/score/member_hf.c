@@ -9,6 +9,8 @@
  * and the response must stay whole); only a response longer than max_length itself is cut, at its
  * end. Every truncation is counted and reported once per call on stderr. The 2n sequences are sorted
  * by length so each batch of batch_size carries little padding (right padding, lens per row).
+ * A pair whose two sequences are identical after truncation is a tie by construction: both sides get
+ * the chosen side's reward, bit for bit, and the count is reported.
  */
 #include "quorum/backend.h"
 #include "quorum/common.h"
@@ -99,6 +101,18 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
             (s % 2 ? rejected : chosen)[s / 2] = reward[b];
         }
     }
+    /* Chosen and rejected identical after truncation: a tie by construction (the two were scored in
+     * different batches, whose rounding may differ in the last bits, which would decide the vote). */
+    int64_t ties = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        const I32Vec *c = &seqs[2 * i], *r = &seqs[2 * i + 1];
+        if (c->len != r->len || memcmp(c->data, r->data, sizeof(int32_t) * c->len)) continue;
+        rejected[i] = chosen[i];
+        ties++;
+    }
+    if (ties)
+        quorum_warn("%s: %lld of %lld pairs are identical after truncation to max_length %d: scored as ties",
+                    m->cfg.name, (long long)ties, (long long)n, m->cfg.max_length);
     if (h->n_truncated > truncated_before)
         quorum_warn("%s: %lld of %lld sequences longer than max_length %d were truncated", m->cfg.name,
                     (long long)(h->n_truncated - truncated_before), (long long)n_seq, m->cfg.max_length);

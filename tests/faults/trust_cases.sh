@@ -262,3 +262,53 @@ case_trust_dpo() {
   cmp a/dpo/final/model.safetensors fresh/dpo/final/model.safetensors || fail "dpo --force differs from a fresh run"
   pass "dpo: a changed beta and --force start fresh (old run set aside), equal to a fresh run; unchanged: skipped"
 }
+
+# Scores (HF member + builtin) and cleaned outputs are bit-identical at 1, 2 and 3 ranks and across a
+# kill at 3 ranks + resume at 2; pairs identical after truncation are ties by construction.
+case_trust_ranks() {
+  cp "$SRC" "$T/harmless.jsonl.gz"
+  tiny_rm rm 4
+  mk() { # JOB OUT
+    job_at "$1" "$T/$2"
+    job_edit "$1" "j['shard_size'] = 50; j['corpora'][0]['max_pairs'] = 200; j['committee'] = [{'name': 'rm', 'path': '$T/rm', 'max_length': 96, 'batch_size': 3}, j['committee'][0]]"
+  }
+  for np in 1 2 3; do
+    mk r$np.json r$np
+    timeout 120 "$MPIEXEC" "$NPFLAG" $np --oversubscribe "$QUORUM" run r$np.json >log$np 2>&1 || { cat log$np; fail "run at $np ranks"; }
+  done
+  for np in 2 3; do
+    for f in r1/scores/harmless/*/shard-*.h5; do
+      h5diff "$f" "${f/r1/r$np}" >/dev/null || fail "${f#r1/} differs between 1 and $np ranks"
+    done
+    same_outputs r1 r$np harmless || fail "outputs differ between 1 and $np ranks"
+  done
+  mk k.json k
+  QUORUM_TEST_DIE_AFTER_SHARDS=1 timeout 120 "$MPIEXEC" "$NPFLAG" 3 --oversubscribe -x QUORUM_TEST_DIE_AFTER_SHARDS \
+    "$QUORUM" run k.json >logk 2>&1 && fail "the killed run exited 0"
+  n=$(find k/scores -name 'shard-*.h5' | wc -l)
+  [ "$n" -gt 0 ] && [ "$n" -lt 8 ] || fail "expected some score files before the kill, found $n"
+  mpi2 run k.json >logk2 2>&1 || { cat logk2; fail "resume at 2 ranks failed"; }
+  for f in r1/scores/harmless/*/shard-*.h5; do h5diff "$f" "${f/r1/k}" >/dev/null || fail "${f#r1/} differs after kill + resume"; done
+  same_outputs r1 k harmless || fail "outputs differ after a kill at 3 ranks and a resume at 2"
+  pass "HF + builtin scores and cleaned outputs bit-identical at 1, 2, 3 ranks and after kill (3) + resume (2, $n files kept)"
+
+  long=$(printf 'word %.0s' $(seq 200))
+  for i in $(seq 6); do
+    printf '{"prompt": "question %d", "chosen": "%s A%d", "rejected": "%s B%d"}\n' "$i" "$long" "$i" "$long" "$i"
+  done >ties.jsonl
+  gzip -dc "$SRC" | head -20 >>ties.jsonl
+  mk t.json t
+  sed -i "s#$T/harmless.jsonl.gz#$T/ties.jsonl#; s#\"format\": \"hh\"#\"format\": \"auto\"#" t.json
+  mpi2 run t.json --to vote >logt 2>&1 || { cat logt; fail "ties run failed"; }
+  grep -q 'rm: 6 of 26 pairs are identical after truncation to max_length 96: scored as ties' logt ||
+    { cat logt; fail "the ties were not counted"; }
+  "$PY" - t/scores/harmless/rm/shard-00000.h5 t/votes/harmless.h5 <<'PY' || fail "ties are not exact ties"
+import h5py, sys
+s = h5py.File(sys.argv[1]); c, r = s["chosen"][()], s["rejected"][()]
+assert all(c[i] == r[i] for i in range(6)), (c[:6], r[:6])
+assert all(c[i] != r[i] for i in range(6, 26)), "a pair that differs was scored as a tie"
+v = h5py.File(sys.argv[2]); vc, vr = v["chosen"][()], v["rejected"][()]
+assert all(vc[0][i] == vr[0][i] for i in range(6))
+PY
+  pass "6 pairs identical after truncation: scored as exact ties (chosen == rejected bit for bit), counted"
+}
