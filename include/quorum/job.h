@@ -39,7 +39,7 @@ typedef enum {
 } CorpusFormat;
 
 typedef struct {
-    char name[256];        /* REQUIRED; [A-Za-z0-9_.-]+, unique in the job; names the output folder */
+    char name[256];        /* REQUIRED; [A-Za-z0-9_.-]+ not starting with '.', unique; names the output folder */
     char path[JOB_STR];    /* REQUIRED; .jsonl or .jsonl.gz */
     CorpusFormat format;   /* "auto" (default) | "hh" | "pcr" | "chat" */
     char split[256];       /* source split label carried by every pair (default: the corpus name) */
