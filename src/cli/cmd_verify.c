@@ -8,11 +8,14 @@
  *           n_lines == n_pairs + n_rejected; every shard reads, holds the manifest's pair count and
  *           checksum, and its pair ids are strictly increasing inside [first_line, last_line];
  *           rejects.jsonl has n_rejected lines
- *   score   a score file per member x shard, pair ids == the shard's, shard_checksum == the manifest's
+ *   score   a score file per member x shard, its member attribute, pair ids == the shard's, shard_checksum ==
+ *           the manifest's, member_fingerprint == the member's now
  *   vote    votes pair ids == the shards' ids concatenated; members == the job's committee
  *   clean   ledger.json balanced and consistent with the ingest manifest, the cleaned manifest, the
  *           votes file (votes_checksum) and the source checksum; cleaned shards match the cleaned
  *           manifest; cleaned.jsonl has kept + flipped lines, actions.jsonl one line per pair
+ *   records (outputs of `quorum run`): every link of the fingerprint chain (run_fresh.c) recomputed now
+ *           equals its record, and each completion file is unchanged; a FAIL names the link and the input
  * A stage whose outputs are absent fails (verify checks a finished pipeline). Rank 0 does the work.
  */
 #include "quorum/clean.h"
@@ -116,6 +119,10 @@ static int64_t *verify_shards(Verdicts *v, const char *dir, const CorpusManifest
         shard_free(&s);
         free(p);
     }
+    char *extra = shard_path(dir, m->n_shards); /* a shard the manifest does not list (input shrank) */
+    check(v, !file_exists(extra), extra, "%s (the manifest lists %lld shards)", file_exists(extra) ? "present" : "absent",
+          (long long)m->n_shards);
+    free(extra);
     if (bad || at != m->n_pairs) { free(ids); return NULL; }
     return ids;
 }
@@ -345,7 +352,8 @@ static void verify_corpus(Verdicts *v, const Job *job, const JobCorpus *c, const
 static void verify_usage(FILE *f) {
     fprintf(f, "usage: quorum verify --job J [--out-dir D]\n\n"
                "Checks a job's outputs (default: the job's out_dir) against its inputs: source checksums, shard\n"
-               "checksums and counts, rejects, score files, votes, cleaned ledger and manifest. One line per check,\n"
+               "checksums and counts, rejects, score files, votes, cleaned ledger and manifest, and the stage\n"
+               "records' fingerprint chain. One line per check,\n"
                "\"ok: <file>: <what>\" or \"FAIL: <file>: <what>\". Exit 0 when every check passes, 1 otherwise.\n");
 }
 

@@ -179,12 +179,16 @@ case_trust_shrink() {
   reference
   copy_ref a
   job_edit a.json "j['corpora'][0]['max_pairs'] = 150"
+  verify_fails a.json "link ingest of harmless"
   run_ok a.json log1
   [ ! -e a/cleaned/harmless/shard-00002.h5 ] || fail "a stale cleaned shard-00002.h5 is left behind"
   [ ! -e a/corpora/harmless/shard-00002.h5 ] || fail "a stale corpus shard-00002.h5 is left behind"
   fresh_equal a.json a harmless || fail "shrunk input: outputs differ from a fresh run"
   diff <(cd a/cleaned/harmless && ls shard-*.h5) <(cd fresh/cleaned/harmless && ls shard-*.h5) || fail "shard files differ"
-  pass "input shrank 300 -> 150 lines: no stale shard files, equal to a fresh run"
+  verify_ok a.json
+  cp ref/cleaned/harmless/shard-00002.h5 a/cleaned/harmless/
+  verify_fails a.json "cleaned/harmless/shard-00002.h5: present"
+  pass "input shrank 300 -> 150 lines: no stale shard files, equal to a fresh run; verify names a stale shard"
 }
 
 # NaN weights: score stops naming member, model and pair; nothing written; fixed model -> rerun works.
@@ -250,6 +254,7 @@ case_trust_dpo() {
   run_ok a.json log2
   skipped log2 dpo
   job_edit a.json "j['dpo']['beta'] = 0.5"
+  verify_fails a.json "link dpo"
   run_ok a.json log3
   grep -q 'resumed from' log3 && { cat log3; fail "a changed beta resumed the old checkpoint"; }
   grep -q 'moved to .*/dpo.stale-1, training starts fresh' log3 || { cat log3; fail "the old dpo run was not set aside"; }
