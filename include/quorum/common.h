@@ -55,6 +55,9 @@ char *xstrdup(const char *s);
  * stderr when `print` is set. `where` is "file:record:field" style, built by the caller.
  * Returns -1 so callers can `return quorum_input_error(...)`. */
 int quorum_input_error(const char *where, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* While on, quorum_input_error prints nothing: for work every rank repeats (reading the job file), so an
+ * error every rank hits is printed once, by rank 0. */
+void quorum_mute_errors(int on);
 
 /* Logging on rank 0 only (quorum_log) or every rank (quorum_log_all). Both go to stderr, line-buffered. */
 void quorum_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

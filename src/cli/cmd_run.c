@@ -273,6 +273,21 @@ static int run_stages(Job *job, const RunOpts *o, const uint64_t *member_fp) {
     return rc;
 }
 
+/* Collective: every rank loads the job (and --corpus); an error every rank hits is printed once, by rank 0.
+ * 0, or -1 on every rank. */
+static int job_load_once(Job *job, const RunOpts *o) {
+    quorum_mute_errors(quorum_rank() != 0);
+    int rc = job_load(job, o->job_path);
+    if (rc == 0 && o->corpus) rc = job_select_corpus(job, o->corpus);
+    if (rc == 0 && job->n_corpora == 0) rc = quorum_input_error(job->path, "key \"corpora\": the job has no corpus");
+    quorum_mute_errors(0);
+    int mine = rc != 0, any = 0;
+    mpiCheck(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
+    if (any && !mine && quorum_rank() == 0)
+        quorum_input_error(o->job_path, "another rank could not load this job file (not on a shared file system?)");
+    return any ? -1 : 0;
+}
+
 /* Collective: rank 0 takes the out_dir lock. 0 or 1. */
 static int lock_agree(const Job *job, int *fd) {
     int rc = quorum_rank() == 0 ? (run_lock(job, fd) ? 1 : 0) : 0;
@@ -286,9 +301,7 @@ int cmd_run(int argc, char **argv) {
     if (run_parse_args(&o, argc, argv)) { run_usage(stderr); return 2; }
     quorum_signals_install();
     Job *job = xcalloc(1, sizeof *job);
-    int rc = job_load(job, o.job_path);
-    if (rc == 0 && o.corpus) rc = job_select_corpus(job, o.corpus);
-    if (rc == 0 && job->n_corpora == 0) rc = quorum_input_error(job->path, "key \"corpora\": the job has no corpus");
+    int rc = job_load_once(job, &o);
     if (rc) { free(job); return 1; }
 
     int lock_fd = -1;

@@ -71,13 +71,17 @@ char *xstrdup(const char *s) {
     return d;
 }
 
+static int errors_muted;
+
+void quorum_mute_errors(int on) { errors_muted = on; }
+
 int quorum_input_error(const char *where, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "quorum: error: %s: %s\n", where, msg);
+    if (!errors_muted) fprintf(stderr, "quorum: error: %s: %s\n", where, msg);
     return -1;
 }
 

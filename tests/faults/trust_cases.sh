@@ -122,14 +122,15 @@ case_trust_names() {
              "j['committee'][0]['name'] = 'a/b'"; do
     job_at n.json "$T/n"
     job_edit n.json "$bad"
-    q run n.json >log 2>&1; expect_clean_failure log $? "name\": names use only" "name ${bad#*= }"
+    mpi2 run n.json >log 2>&1; expect_clean_failure log $? "name\": names use only" "name ${bad#*= }"
+    [ "$(grep -c 'quorum: error:' log)" -eq 1 ] || { cat log; fail "an error every rank hits must print once"; }
     [ ! -e "$T/n" ] || fail "a refused job created its out_dir"
   done
   printf '{"name": "x", "corpora": [], "committee": [{"name": "len", "path": "builtin:len"}]}' >z.json
   q run z.json >log 2>&1; expect_clean_failure log $? "the job has no corpus" "0 corpora"
   mkfifo fifo.jsonl
   q ingest --out f --name f fifo.jsonl >log 2>&1; expect_clean_failure log $? "FIFO" "a FIFO input"
-  pass "names '..', '.', 'a/b' for corpora and members, 0 corpora, a FIFO: one error line each"
+  pass "names '..', '.', 'a/b' for corpora and members (2 ranks: printed once), 0 corpora, a FIFO: one error line each"
 }
 
 # Another member's score file copied into a member's folder: vote refuses naming it, verify too, run
