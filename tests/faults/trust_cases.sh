@@ -318,3 +318,24 @@ assert all(vc[0][i] == vr[0][i] for i in range(6))
 PY
   pass "6 pairs identical after truncation: scored as exact ties (chosen == rejected bit for bit), counted"
 }
+
+# SIGTERM at the ranks (what srun and slurmd deliver) during score: every rank writes its shard in flight
+# and mpirun exits 99; the rerun resumes to the reference. (SIGTERM to mpirun itself: Open MPI aborts the
+# job and returns 1 whatever the ranks return; README says so.)
+case_trust_sigterm() {
+  reference
+  job_at a.json "$T/a"
+  QUORUM_TEST_SLOW_SHARD_MS=400 timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_SLOW_SHARD_MS \
+    "$QUORUM" run a.json >log1 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q 'score  started' log1 && break; sleep 0.1; done
+  sleep 0.6
+  mp=$(pgrep -P "$pid" | head -1)   # timeout's child: mpirun
+  for r in $(pgrep -P "$mp"); do kill -TERM "$r"; done
+  wait "$pid"; rc=$?
+  [ "$rc" -eq 99 ] || { cat log1; fail "SIGTERM at the ranks: exit $rc, expected 99"; }
+  grep -q 'score  preempted' log1 || { cat log1; fail "no preemption line"; }
+  run_ok a.json log2
+  same_outputs a ref harmless || fail "resumed outputs differ from the reference"
+  pass "SIGTERM at the ranks during score: exit 99; the rerun resumes and matches the reference"
+}
