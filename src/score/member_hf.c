@@ -131,6 +131,25 @@ static void hf_close(Member *m) {
     m->impl = NULL;
 }
 
+/* Load-time checks that would otherwise surface mid-shard as a vague batch error: every token id the
+ * tokenizer can produce has an embedding row, and (GPT-2: learned positions) max_length fits. */
+static int hf_check_fit(HfMember *h, const JobMember *cfg) {
+    const ModelConfig *c = model_config(h->model);
+    char where[1200];
+    snprintf(where, sizeof where, "%s/config.json", cfg->path);
+    int n_tok = tokenizer_vocab_size(h->tok);
+    if (n_tok > c->vocab_size)
+        return quorum_input_error(where, "vocab_size %d is smaller than the tokenizer's %d ids (tokenizer.json): "
+                                  "committee member %s has a tokenizer of another model", c->vocab_size, n_tok, cfg->name);
+    if (c->arch == ARCH_GPT2 && cfg->max_length > c->max_pos)
+        return quorum_input_error(where, "n_positions %d is less than committee member %s's max_length %d: set "
+                                  "\"max_length\" <= %d in the job", c->max_pos, cfg->name, cfg->max_length, c->max_pos);
+    if (cfg->max_length > c->max_pos)
+        quorum_warn("%s: max_length %d exceeds max_position_embeddings %d (%s): long sequences go past what the "
+                    "model was trained on", cfg->name, cfg->max_length, c->max_pos, where);
+    return 0;
+}
+
 int member_hf_open(Member *m, const JobMember *cfg) {
     HfMember *h = xcalloc(1, sizeof(HfMember));
     m->cfg = *cfg;
@@ -143,6 +162,10 @@ int member_hf_open(Member *m, const JobMember *cfg) {
         return -1;
     }
     model_set_grad_enabled(h->model, 0); /* scoring only: activations reused across layers */
+    if (hf_check_fit(h, cfg) != 0) {
+        hf_close(m);
+        return -1;
+    }
     if (model_config(h->model)->head != HEAD_REWARD) {
         char where[1100];
         snprintf(where, sizeof where, "%s/config.json: architectures", cfg->path);

@@ -339,3 +339,24 @@ case_trust_sigterm() {
   same_outputs a ref harmless || fail "resumed outputs differ from the reference"
   pass "SIGTERM at the ranks during score: exit 99; the rerun resumes and matches the reference"
 }
+
+# Load-time member checks: max_length beyond a GPT-2 model's n_positions, a tokenizer with more ids than
+# the model's vocabulary: one line naming the config, the member and both numbers, before any scoring.
+case_trust_member_load() {
+  cp "$SRC" "$T/harmless.jsonl.gz"
+  tiny_rm rm 1
+  job_at a.json "$T/a"
+  job_edit a.json "j['corpora'][0]['max_pairs'] = 50; j['committee'] = [{'name': 'rm', 'path': '$T/rm', 'max_length': 512}]"
+  mpi2 run a.json >log1 2>&1; expect_clean_failure log1 $? "rm/config.json: n_positions 128 is less than committee member rm's max_length 512" "max_length > n_positions"
+  [ -z "$(find a/scores -name 'shard-*.h5' 2>/dev/null)" ] || fail "scores written for a member that does not fit"
+  job_edit a.json "j['committee'][0]['max_length'] = 64"
+  "$PY" - rm/tokenizer.json <<'PY' || fail "tokenizer edit"
+import json, sys
+p = sys.argv[1]; t = json.load(open(p))
+t["added_tokens"].append({"id": 60000, "content": "<extra>", "single_word": False, "lstrip": False, "rstrip": False,
+                          "normalized": False, "special": True})
+json.dump(t, open(p, "w"))
+PY
+  mpi2 run a.json >log2 2>&1; expect_clean_failure log2 $? "rm/config.json: vocab_size 50257 is smaller than the tokenizer's 60001 ids" "tokenizer of another model"
+  pass "max_length > n_positions and a tokenizer larger than the vocabulary: one line at load, nothing scored"
+}
