@@ -3,10 +3,11 @@
  *
  *   ingest -> score -> vote -> clean -> report (-> dpo when the job has a "dpo" object and the trainer is built)
  *
- * Every stage is collective over MPI_COMM_WORLD. Before a stage runs, rank 0 decides whether its outputs are
- * complete and current (stage_is_current, below) and broadcasts the answer, so a requeued SLURM job resumes
- * where it stopped instead of redoing finished stages. Inside a stage, the stage itself skips finished work
- * (score files per shard, DPO checkpoints).
+ * Every stage is collective over MPI_COMM_WORLD. Before a stage runs, rank 0 decides whether it is current
+ * for each corpus (stage records: run_fresh.c) and broadcasts the answer, so a requeued SLURM job resumes
+ * where it stopped instead of redoing finished stages; after it ran, rank 0 writes its records. Inside a
+ * stage, the stage itself skips finished work (score files per shard, DPO checkpoints of the same
+ * fingerprint). Rank 0 holds a lock on out_dir for the whole run (run_guard.c).
  *
  * Preemption: SLURM sends SIGUSR1 ahead of the time limit; the stages poll quorum_stop_requested() and return
  * QUORUM_EXIT_REQUEUE (99). The driver also polls between stages. 99 becomes the process exit code, which the
@@ -39,16 +40,18 @@ static void run_usage(FILE *f) {
             "usage: quorum run JOB.json [--from STAGE] [--to STAGE] [--corpus NAME] [--force] [--strict] [--status]\n"
             "\n"
             "Runs ingest -> score -> vote -> clean -> report (-> dpo when the job has a \"dpo\" object) in one\n"
-            "MPI job. A stage whose outputs are complete and current is skipped, so a rerun (or a requeued\n"
-            "SLURM job) resumes where the last one stopped.\n"
+            "MPI job. A stage is skipped when the fingerprint of its inputs equals the one recorded when it last\n"
+            "ran (<out_dir>/records/), so a rerun (or a requeued SLURM job) resumes where the last one stopped.\n"
             "\n"
             "  --from STAGE   first stage to consider (default ingest)\n"
             "  --to STAGE     last stage to consider (default dpo)\n"
             "                 STAGE: ingest | score | vote | clean | report | dpo\n"
             "  --corpus NAME  only this corpus of the job (SLURM job arrays run one corpus per task)\n"
-            "  --force        run the stages in range even when their outputs are current\n"
+            "  --force        run the stages in range even when their outputs are current (score: every file;\n"
+            "                 dpo: the old run is set aside and training starts fresh)\n"
             "  --strict       ingest: stop at the first bad input line instead of rejecting it\n"
-            "  --status       check the job file and print each stage's state (current / to run); run nothing\n"
+            "  --status       check the job file and its inputs, print each stage's state per corpus (current /\n"
+            "                 to run, and why); run nothing. Exit 1 when an input is missing\n"
             "\n"
             "Exit codes: 0 done, 1 a stage failed, 2 usage, 99 preempted (SIGUSR1): rerun to resume.\n");
 }
@@ -221,12 +224,17 @@ static int status_inputs(const Job *job) {
     int ok = 1;
     if (quorum_rank() == 0) {
         struct stat st;
-        for (int i = 0; i < job->n_corpora; i++)
-            if (stat(job->corpora[i].path, &st) != 0 || !S_ISREG(st.st_mode))
-                ok = quorum_input_error(job->corpora[i].path, "corpus \"%s\": the source is missing or not a regular file",
-                                        job->corpora[i].name) == 0 && 0;
+        for (int i = 0; i < job->n_corpora; i++) {
+            if (stat(job->corpora[i].path, &st) == 0 && S_ISREG(st.st_mode)) continue;
+            quorum_input_error(job->corpora[i].path, "corpus \"%s\": the source is missing or not a regular file",
+                               job->corpora[i].name);
+            ok = 0;
+        }
         char *cfg = job->dpo.enabled ? path_join(job->dpo.policy, "config.json") : NULL;
-        if (cfg && !file_exists(cfg)) ok = quorum_input_error(cfg, "dpo.policy: missing") == 0 && 0;
+        if (cfg && !file_exists(cfg)) {
+            quorum_input_error(cfg, "dpo.policy: missing");
+            ok = 0;
+        }
         free(cfg);
     }
     mpiCheck(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
