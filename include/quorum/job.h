@@ -122,7 +122,8 @@ typedef struct {
 
 /* Fills every field with its default. */
 void job_defaults(Job *job);
-/* Parses a job file. Returns 0, or -1 after printing one line that names the file and key. */
+/* Parses a job file. Returns 0, or -1 after printing one line that names the file and key. Under MPI
+ * (world > 1) it is collective: every rank loads, rank 0 alone prints, and all ranks return the same. */
 int job_load(Job *job, const char *path);
 /* Parses a job from a JSON string; `path` is used for messages and relative paths. */
 int job_parse(Job *job, const char *json, const char *path);

@@ -281,19 +281,15 @@ static int run_stages(Job *job, const RunOpts *o, const uint64_t *member_fp) {
     return rc;
 }
 
-/* Collective: every rank loads the job (and --corpus); an error every rank hits is printed once, by rank 0.
- * 0, or -1 on every rank. */
+/* Collective: the job (job_load: collective), --corpus and "at least one corpus"; the same outcome on every
+ * rank, printed once (rank 0). 0 or -1. */
 static int job_load_once(Job *job, const RunOpts *o) {
-    quorum_mute_errors(quorum_rank() != 0);
     int rc = job_load(job, o->job_path);
+    quorum_mute_errors(quorum_rank() != 0);
     if (rc == 0 && o->corpus) rc = job_select_corpus(job, o->corpus);
     if (rc == 0 && job->n_corpora == 0) rc = quorum_input_error(job->path, "key \"corpora\": the job has no corpus");
     quorum_mute_errors(0);
-    int mine = rc != 0, any = 0;
-    mpiCheck(MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
-    if (any && !mine && quorum_rank() == 0)
-        quorum_input_error(o->job_path, "another rank could not load this job file (not on a shared file system?)");
-    return any ? -1 : 0;
+    return rc;
 }
 
 /* Collective: rank 0 takes the out_dir lock. 0 or 1. */

@@ -3,6 +3,7 @@
 #include "quorum/common.h"
 
 #include <cjson/cJSON.h>
+#include <mpi.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -337,7 +338,7 @@ done:
     return rc;
 }
 
-int job_load(Job *job, const char *path) {
+static int job_load_here(Job *job, const char *path) {
     size_t n;
     const char *err;
     char *text = file_read_all(path, &n, &err);
@@ -349,4 +350,18 @@ int job_load(Job *job, const char *path) {
     int rc = job_parse(job, text, path);
     free(text);
     return rc;
+}
+
+/* Every rank reads the job; the errors every rank hits are printed once, by rank 0, and the ranks agree on
+ * the outcome (so no rank goes on alone into a collective). With one process, simply job_load_here. */
+int job_load(Job *job, const char *path) {
+    if (quorum_world() == 1) return job_load_here(job, path);
+    quorum_mute_errors(quorum_rank() != 0);
+    int rc = job_load_here(job, path);
+    quorum_mute_errors(0);
+    int mine = rc != 0, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any && !mine && quorum_rank() == 0)
+        quorum_input_error(path, "another rank could not load this job file (not on a shared file system?)");
+    return any ? -1 : 0;
 }

@@ -126,6 +126,12 @@ case_trust_names() {
     [ "$(grep -c 'quorum: error:' log)" -eq 1 ] || { cat log; fail "an error every rank hits must print once"; }
     [ ! -e "$T/n" ] || fail "a refused job created its out_dir"
   done
+  job_at n.json "$T/n"
+  job_edit n.json "j['corpora'][0]['name'] = '..'"
+  for c in score vote clean; do # every command's job loading: one line from 2 ranks
+    mpi2 "$c" --job n.json >log 2>&1; expect_clean_failure log $? "name\": names use only" "quorum $c"
+    [ "$(grep -c 'quorum: error:' log)" -eq 1 ] || { cat log; fail "quorum $c: an error every rank hits must print once"; }
+  done
   printf '{"name": "x", "corpora": [], "committee": [{"name": "len", "path": "builtin:len"}]}' >z.json
   q run z.json >log 2>&1; expect_clean_failure log $? "the job has no corpus" "0 corpora"
   mkfifo fifo.jsonl
