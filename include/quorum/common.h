@@ -98,6 +98,9 @@ int mkdir_p(const char *path);
 int file_exists(const char *path);
 /* Removes a folder holding plain files only (model folders, checkpoints): its files, then itself. */
 void dir_remove_flat(const char *dir);
+/* Removes dir/shard-NNNNN.h5 for every NNNNN >= n_shards: what a run over a longer input left, which
+ * would sit beside a manifest that does not list it. */
+void dir_remove_shards_from(const char *dir, int64_t n_shards);
 /* Joins two path pieces into a new string. */
 char *path_join(const char *a, const char *b);
 

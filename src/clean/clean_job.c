@@ -10,7 +10,6 @@
 #include "quorum/corpus.h"
 
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <inttypes.h>
 #include <math.h>
 #include <mpi.h>
@@ -309,22 +308,6 @@ static void unlink_completion_marks(const char *dir) {
     }
 }
 
-/* Removes shard-NNNNN.h5 files with NNNNN >= n_shards: left by a run over a longer input, they would sit
- * beside a manifest that does not list them. */
-static void remove_shards_from(const char *dir, int64_t n_shards) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    for (struct dirent *e; (e = readdir(d)) != NULL;) {
-        long long k = -1;
-        char tail[8] = "";
-        if (sscanf(e->d_name, "shard-%lld%7s", &k, tail) != 2 || strcmp(tail, ".h5") || k < n_shards) continue;
-        char *p = path_join(dir, e->d_name);
-        unlink(p);
-        free(p);
-    }
-    closedir(d);
-}
-
 /* Collective: 1 when any rank failed. */
 static int any_failed(int rc) {
     int mine = rc != 0, any = 0;
@@ -342,7 +325,7 @@ static int clean_corpus(const Job *job, const JobClean *cfg, const JobCorpus *c,
     int64_t *npairs = xcalloc((size_t)(ns ? ns : 1), sizeof *npairs);
     if (mkdir_p(in.out_dir)) rc = quorum_input_error(in.out_dir, "cannot create the folder");
     if (rank == 0) unlink_completion_marks(in.out_dir); /* a re-run that fails must not look complete */
-    if (rank == 0) remove_shards_from(in.out_dir, ns);
+    if (rank == 0) dir_remove_shards_from(in.out_dir, ns); /* left by a longer input */
     for (int64_t k = rank; rc == 0 && k < ns; k += world) rc = clean_shard(&in, k, &cks[k], &npairs[k]);
     if (!any_failed(rc)) {
         /* Each shard was written by exactly one rank; the others hold zeros, so SUM gathers. */

@@ -77,6 +77,21 @@ int member_fingerprints(const Job *job, uint64_t *fp) {
     return ok ? 0 : -1;
 }
 
+/* Score files of shards the manifest no longer has (the input shrank): removed, so none is left behind. */
+static void remove_beyond(const ScoreRun *run) {
+    const Job *job = run->job;
+    for (int c = 0; c < job->n_corpora; c++) {
+        if (!run->use[c]) continue;
+        for (int m = 0; m < job->n_members; m++) {
+            char *p = score_path(job->out_dir, job->corpora[c].name, job->committee[m].name, 0);
+            char *slash = strrchr(p, '/');
+            *slash = 0;
+            dir_remove_shards_from(p, run->man[c].n_shards);
+            free(p);
+        }
+    }
+}
+
 /* This rank's work, member-major; shards with a current score file are skipped. */
 static void list_work(ScoreRun *run, int rank, int world) {
     const Job *job = run->job;
@@ -231,6 +246,7 @@ int score_job_corpus(const Job *job, const char *only_corpus) {
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     ok = member_fingerprints(job, run.member_fp) == 0 && ok;
     int rc = -1;
+    if (ok && rank == 0) remove_beyond(&run);
     if (ok) {
         list_work(&run, rank, world);
         rc = score_rounds(&run, rank, world);

@@ -324,6 +324,20 @@ void dir_remove_flat(const char *dir) {
     rmdir(dir);
 }
 
+void dir_remove_shards_from(const char *dir, int64_t n_shards) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        long long k = -1;
+        char tail[8] = "";
+        if (sscanf(e->d_name, "shard-%lld%7s", &k, tail) != 2 || strcmp(tail, ".h5") || k < n_shards) continue;
+        char *p = path_join(dir, e->d_name);
+        unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
 char *path_join(const char *a, const char *b) {
     size_t n = strlen(a);
     Buf r = {0};

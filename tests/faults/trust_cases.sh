@@ -190,6 +190,7 @@ case_trust_shrink() {
   run_ok a.json log1
   [ ! -e a/cleaned/harmless/shard-00002.h5 ] || fail "a stale cleaned shard-00002.h5 is left behind"
   [ ! -e a/corpora/harmless/shard-00002.h5 ] || fail "a stale corpus shard-00002.h5 is left behind"
+  [ -z "$(find a/scores -name shard-00002.h5)" ] || fail "stale score files shard-00002.h5 are left behind"
   fresh_equal a.json a harmless || fail "shrunk input: outputs differ from a fresh run"
   diff <(cd a/cleaned/harmless && ls shard-*.h5) <(cd fresh/cleaned/harmless && ls shard-*.h5) || fail "shard files differ"
   verify_ok a.json
