@@ -27,6 +27,16 @@ tiny_rm() {
   q init-model --arch gpt2 --layers 1 --dim 16 --heads 2 --max-pos 128 --tokenizer "$tok" --head "${3:-score}" \
     --seed "$2" --out "$1" >/dev/null 2>&1 || fail "init-model $1 failed"
 }
+# slow_run_bg MS: the reference, then `quorum run a.json` (2 ranks, MS ms per shard) in the background
+# ($pid, log1), returning once its score stage started.
+slow_run_bg() {
+  reference
+  job_at a.json "$T/a"
+  QUORUM_TEST_SLOW_SHARD_MS=$1 timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_SLOW_SHARD_MS \
+    "$QUORUM" run a.json >log1 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q 'score  started' log1 && break; sleep 0.1; done
+}
 run_ok() { # JOB LOG: quorum run (2 ranks) must succeed
   mpi2 run "$1" >"$2" 2>&1 || { cat "$2"; fail "quorum run $1 exited $?"; }
 }
@@ -238,12 +248,7 @@ case_trust_report() {
 
 # Two runs on one out_dir: the second stops at once, naming the holder; the first completes.
 case_trust_lock() {
-  reference
-  job_at a.json "$T/a"
-  QUORUM_TEST_SLOW_SHARD_MS=300 timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_SLOW_SHARD_MS \
-    "$QUORUM" run a.json >log1 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q 'score  started' log1 && break; sleep 0.1; done
+  slow_run_bg 300
   q run a.json >log2 2>&1; expect_clean_failure log2 $? "another quorum run is using this output folder (pid" "second run"
   [ "$(grep -c 'quorum: error:' log2)" -eq 1 ] || { cat log2; fail "expected one error line"; }
   wait "$pid" || { cat log1; fail "the first run failed"; }
@@ -330,12 +335,7 @@ PY
 # and mpirun exits 99; the rerun resumes to the reference. (SIGTERM to mpirun itself: Open MPI aborts the
 # job and returns 1 whatever the ranks return; README says so.)
 case_trust_sigterm() {
-  reference
-  job_at a.json "$T/a"
-  QUORUM_TEST_SLOW_SHARD_MS=400 timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_SLOW_SHARD_MS \
-    "$QUORUM" run a.json >log1 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q 'score  started' log1 && break; sleep 0.1; done
+  slow_run_bg 400
   sleep 0.6
   mp=$(pgrep -P "$pid" | head -1)   # timeout's child: mpirun
   for r in $(pgrep -P "$mp"); do kill -TERM "$r"; done
