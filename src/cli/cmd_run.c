@@ -292,9 +292,9 @@ static int job_load_once(Job *job, const RunOpts *o) {
     return rc;
 }
 
-/* Collective: rank 0 takes the out_dir lock. 0 or 1. */
-static int lock_agree(const Job *job, int *fd) {
-    int rc = quorum_rank() == 0 ? (run_lock(job, fd) ? 1 : 0) : 0;
+/* Collective: rank 0 takes the out_dir lock (of one corpus with --corpus). 0 or 1. */
+static int lock_agree(const Job *job, const char *corpus, int fd[2]) {
+    int rc = quorum_rank() == 0 ? (run_lock(job, corpus, fd) ? 1 : 0) : 0;
     mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
     return rc;
 }
@@ -308,10 +308,10 @@ int cmd_run(int argc, char **argv) {
     int rc = job_load_once(job, &o);
     if (rc) { free(job); return 1; }
 
-    int lock_fd = -1;
+    int lock_fd[2] = {-1, -1};
     uint64_t member_fp[JOB_MAX_MEMBERS] = {0};
     double t_start = now_seconds();
-    if (!o.status) rc = lock_agree(job, &lock_fd);
+    if (!o.status) rc = lock_agree(job, o.corpus, lock_fd);
     /* --status plans the stages even when a member is missing (it says so above, and exits 1) */
     int inputs_ok = rc == 0 && (o.to < STAGE_SCORE || member_fingerprints(job, member_fp) == 0);
     if (rc == 0 && o.status) inputs_ok = status_inputs(job) && inputs_ok;

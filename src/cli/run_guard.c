@@ -1,7 +1,9 @@
 /*
  * run_guard.c - what keeps `quorum run` honest around its stages:
  *  - one run per out_dir: rank 0 holds flock(<out_dir>/.quorum.lock) for the whole run; a second run
- *    stops with one line naming the holder (pid, host, start time, job file);
+ *    stops with one line naming the holder (pid, host, start time, job file). A run of one corpus
+ *    (--corpus, as SLURM array tasks) holds it shared plus <out_dir>/.quorum.lock.<corpus> exclusively,
+ *    so runs of different corpora proceed side by side, and never beside a whole-job run;
  *  - --force really redoes: the score files of the selected corpora are removed before the score stage;
  *  - dpo never resumes a checkpoint trained from other inputs: a <out_dir>/dpo whose record does not
  *    match (or --force) is moved aside to <out_dir>/dpo.stale-N and training starts fresh.
@@ -20,46 +22,53 @@
 #include <time.h>
 #include <unistd.h>
 
-int run_lock(const Job *job, int *fd_out) {
-    *fd_out = -1;
-    if (mkdir_p(job->out_dir)) return quorum_input_error(job->out_dir, "cannot create the output folder");
-    char *path = path_join(job->out_dir, ".quorum.lock");
+/* flock(path, op | LOCK_NB), then the holder line written into the file. The fd, or -1 after one line
+ * naming the holder found in the file. */
+static int lock_file(const Job *job, const char *path, int op, const char *what) {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int rc = quorum_input_error(path, "cannot open the lock file: %s", strerror(errno));
-        free(path);
-        return rc;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    if (fd < 0) return quorum_input_error(path, "cannot open the lock file: %s", strerror(errno));
+    if (flock(fd, op | LOCK_NB) != 0) {
         char holder[512] = "";
         ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
         holder[n > 0 ? n : 0] = 0;
         char *nl = strchr(holder, '\n');
         if (nl) *nl = 0;
-        quorum_input_error(path, "another quorum run is using this output folder (%s): wait for it to end",
+        quorum_input_error(path, "another quorum run is using this %s (%s): wait for it to end", what,
                            holder[0] ? holder : "holder unknown");
         close(fd);
-        free(path);
         return -1;
     }
-    char host[256] = "?", line[2048];
+    char host[256] = "?", line[2048], when[64];
     gethostname(host, sizeof host - 1);
     time_t t = time(NULL);
     struct tm tm;
     gmtime_r(&t, &tm);
-    char when[64];
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     int len = snprintf(line, sizeof line, "pid %d on %s since %s, job %s\n", (int)getpid(), host, when, job->path);
     if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)len, 0) != len) { /* the lock holds anyway */ }
-    free(path);
-    *fd_out = fd;
-    return 0;
+    return fd;
 }
 
-void run_unlock(int fd) {
-    if (fd < 0) return;
-    if (ftruncate(fd, 0) != 0) { /* nothing to do: the lock is released on close */ }
-    close(fd);
+int run_lock(const Job *job, const char *corpus, int fd_out[2]) {
+    fd_out[0] = fd_out[1] = -1;
+    if (mkdir_p(job->out_dir)) return quorum_input_error(job->out_dir, "cannot create the output folder");
+    char *path = path_join(job->out_dir, ".quorum.lock");
+    fd_out[0] = lock_file(job, path, corpus ? LOCK_SH : LOCK_EX, "output folder");
+    free(path);
+    if (fd_out[0] < 0 || !corpus) return fd_out[0] < 0 ? -1 : 0;
+    Buf b = {0};
+    buf_appendf(&b, "%s/.quorum.lock.%s", job->out_dir, corpus);
+    fd_out[1] = lock_file(job, b.data, LOCK_EX, "corpus");
+    buf_free(&b);
+    if (fd_out[1] >= 0) return 0;
+    run_unlock(fd_out);
+    return -1;
+}
+
+void run_unlock(int fd[2]) {
+    for (int i = 0; i < 2; i++)
+        if (fd[i] >= 0) close(fd[i]); /* closing releases the lock */
+    fd[0] = fd[1] = -1;
 }
 
 int run_force_scores(const Job *job) {

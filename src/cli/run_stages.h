@@ -30,10 +30,10 @@ int stage_record(Stage s, const Job *job, const JobCorpus *c, const uint64_t *me
 /* Stage s's completion file relative to out_dir (NULL for score). Caller frees. */
 char *stage_output(Stage s, const Job *job, const JobCorpus *c);
 
-/* run_guard.c (rank 0 only). flock on <out_dir>/.quorum.lock: 0 and *fd, or -1 after one line naming the
- * holder. */
-int run_lock(const Job *job, int *fd);
-void run_unlock(int fd);
+/* run_guard.c (rank 0 only). flock on <out_dir>/.quorum.lock (shared with --corpus, then also
+ * .quorum.lock.<corpus> exclusive): 0 and fd[2], or -1 after one line naming the holder. */
+int run_lock(const Job *job, const char *corpus, int fd[2]);
+void run_unlock(int fd[2]);
 /* --force on score: removes the score files of the job's corpora. 0 or -1. */
 int run_force_scores(const Job *job);
 /* Before dpo: moves a <out_dir>/dpo trained from other inputs (or any, with force) aside and records the

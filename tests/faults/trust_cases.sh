@@ -253,7 +253,18 @@ case_trust_lock() {
   [ "$(grep -c 'quorum: error:' log2)" -eq 1 ] || { cat log2; fail "expected one error line"; }
   wait "$pid" || { cat log1; fail "the first run failed"; }
   same_outputs a ref harmless || fail "outputs of the locked run differ from the reference"
-  pass "a second run on a busy out_dir: one line naming the holder; the first run completes correctly"
+  write_job d.json "$T/d" harmless=harmless-base:300 helpful=helpful-base:100
+  QUORUM_TEST_SLOW_SHARD_MS=300 timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_SLOW_SHARD_MS \
+    "$QUORUM" run d.json --corpus harmless --to clean >log3 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do grep -q 'score  started' log3 && break; sleep 0.1; done
+  q run d.json --corpus helpful --to clean >log4 2>&1 || { cat log4; fail "a run of another corpus was refused"; }
+  q run d.json --corpus harmless >log5 2>&1; expect_clean_failure log5 $? ".quorum.lock.harmless: another quorum run is using this corpus" "same corpus"
+  q run d.json >log6 2>&1; expect_clean_failure log6 $? ".quorum.lock: another quorum run is using this output folder" "whole job"
+  wait "$pid" || { cat log3; fail "the --corpus harmless run failed"; }
+  q run d.json --from report >log7 2>&1 || { cat log7; fail "report after the per-corpus runs failed"; }
+  fresh_equal d.json d harmless helpful || fail "per-corpus runs side by side differ from a fresh run"
+  pass "a second run on a busy out_dir: one line naming the holder; runs of two corpora side by side; equal to fresh runs"
 }
 
 # dpo: a changed trainer option never resumes the old run; --force retrains; equal to fresh runs.
