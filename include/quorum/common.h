@@ -55,6 +55,9 @@ char *xstrdup(const char *s);
  * stderr when `print` is set. `where` is "file:record:field" style, built by the caller.
  * Returns -1 so callers can `return quorum_input_error(...)`. */
 int quorum_input_error(const char *where, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* While on, quorum_input_error prints nothing: for work every rank repeats (reading the job file), so an
+ * error every rank hits is printed once, by rank 0. */
+void quorum_mute_errors(int on);
 
 /* Logging on rank 0 only (quorum_log) or every rank (quorum_log_all). Both go to stderr, line-buffered. */
 void quorum_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -95,6 +98,9 @@ int mkdir_p(const char *path);
 int file_exists(const char *path);
 /* Removes a folder holding plain files only (model folders, checkpoints): its files, then itself. */
 void dir_remove_flat(const char *dir);
+/* Removes dir/shard-NNNNN.h5 for every NNNNN >= n_shards: what a run over a longer input left, which
+ * would sit beside a manifest that does not list it. */
+void dir_remove_shards_from(const char *dir, int64_t n_shards);
 /* Joins two path pieces into a new string. */
 char *path_join(const char *a, const char *b);
 

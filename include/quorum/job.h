@@ -41,7 +41,7 @@ typedef enum {
 } CorpusFormat;
 
 typedef struct {
-    char name[256];        /* REQUIRED; [A-Za-z0-9_.-]+, unique in the job; names the output folder */
+    char name[256];        /* REQUIRED; [A-Za-z0-9_.-]+ not starting with '.', unique; names the output folder */
     char path[JOB_STR];    /* REQUIRED; JSONL or a JSON array (.json), either optionally gzip-compressed */
     CorpusFormat format;   /* "auto" (default) | "hh" | "pcr" | "chat" | "sharegpt" | "pairs" */
     char split[256];       /* source split label carried by every pair (default: the corpus name) */
@@ -122,6 +122,8 @@ typedef struct {
     char out_dir[JOB_STR];           /* default "out/<name>" (relative to the current directory) */
     int shard_size;                  /* input lines per shard, default 1024 */
     uint64_t seed;                   /* default 1 */
+    float reject_limit;              /* ingest fails when rejected lines >= reject_limit * lines (default 1:
+                                        a corpus whose every line is rejected); in (0, 1] */
     JobCorpus corpora[JOB_MAX_CORPORA];
     int n_corpora;
     JobMember committee[JOB_MAX_MEMBERS];
@@ -133,7 +135,8 @@ typedef struct {
 
 /* Fills every field with its default. */
 void job_defaults(Job *job);
-/* Parses a job file. Returns 0, or -1 after printing one line that names the file and key. */
+/* Parses a job file. Returns 0, or -1 after printing one line that names the file and key. Under MPI
+ * (world > 1) it is collective: every rank loads, rank 0 alone prints, and all ranks return the same. */
 int job_load(Job *job, const char *path);
 /* Parses a job from a JSON string; `path` is used for messages and relative paths. */
 int job_parse(Job *job, const char *json, const char *path);

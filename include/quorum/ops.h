@@ -214,6 +214,11 @@ const Backend *backend_get(const char *name);
 /* CPU backend only: 1 = matmuls through cblas_sgemm (default when built with QUORUM_HAVE_CBLAS),
  * 0 = the portable blocked loop. Returns the previous setting. Lets tests cover both paths. */
 int backend_cpu_use_blas(int on);
+/* CPU backend only: pins the BLAS thread count of this process to QUORUM_BLAS_THREADS (default 1) and
+ * returns it. OpenBLAS splits a GEMM differently with the thread count (and with the CPUs a rank may
+ * use), which changes the last bits of a result: pinned, results do not depend on the rank count.
+ * backend_auto() calls it when it picks the CPU backend. */
+int backend_cpu_pin_threads(void);
 
 #ifdef __cplusplus
 }

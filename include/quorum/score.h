@@ -10,9 +10,14 @@
  *     /pair_id   int64[n]     the shard's pair ids, same order
  *     /chosen    float32[n]   member reward of the chosen response
  *     /rejected  float32[n]   member reward of the rejected response
- *     attrs member (string), shard_checksum (uint64, the corpus manifest's checksum of the input shard)
+ *     attrs member (string), shard_checksum (uint64, the corpus manifest's checksum of the input shard),
+ *           member_fingerprint (uint64, member_fingerprint() of the member that wrote it)
  *   Written to a temp name and renamed: the file's existence is the shard's completion record. A file
- *   whose shard_checksum disagrees with the manifest is stale and is rescored.
+ *   whose member, shard_checksum or member_fingerprint disagrees with the job is stale and is rescored;
+ *   readers refuse a file whose member attribute is not the member it is read for.
+ *
+ * Non-finite rewards stop the stage with one line naming the member, its folder and the pair; nothing
+ * is written for that shard.
  *
  * Members: a JobMember path names a Hugging Face folder (config.json + model.safetensors +
  * tokenizer.json [+ tokenizer_config.json]), or "builtin:<rule>" for a synthetic member whose reward is
@@ -91,11 +96,20 @@ char *score_path(const char *out_dir, const char *corpus, const char *member, in
 int score_job(const Job *job);
 int score_job_corpus(const Job *job, const char *only_corpus);
 
-/* Reads one score file; validates n and pair ids against the shard. 0 or -1. */
-int score_file_read(const char *path, int64_t n, const int64_t *pair_id, float *chosen, float *rejected);
-/* 1 when the file exists, opens, and its shard_checksum equals `shard_checksum` (else rescore). */
-int score_file_current(const char *path, uint64_t shard_checksum);
-int score_file_write(const char *path, const char *member, uint64_t shard_checksum, int64_t n,
+/* A member's identity (src/score/member_fp.c): builtin rule, or the HF folder's config.json, tokenizer
+ * files, safetensors (size, mtime, first and last MiB; whole files with QUORUM_DEEP_FINGERPRINT=1),
+ * plus max_length, batch_size (HF) and the truncation rule. 0, or -1 after one line naming the folder. */
+int member_fingerprint(const JobMember *cfg, uint64_t *out);
+/* Collective: rank 0 fingerprints every member of the job (an error is printed once); every rank gets
+ * fp[0..n_members). 0, or -1 on every rank. */
+int member_fingerprints(const Job *job, uint64_t *fp);
+
+/* Reads one score file; checks its member attribute, n and pair ids against the shard, finite rewards. 0 or -1. */
+int score_file_read(const char *path, const char *member, int64_t n, const int64_t *pair_id, float *chosen,
+                    float *rejected);
+/* 1 when the file exists, opens, and its member, member_fingerprint and shard_checksum equal these. */
+int score_file_current(const char *path, const char *member, uint64_t member_fp, uint64_t shard_checksum);
+int score_file_write(const char *path, const char *member, uint64_t member_fp, uint64_t shard_checksum, int64_t n,
                      const int64_t *pair_id, const float *chosen, const float *rejected);
 
 #endif /* QUORUM_SCORE_H */

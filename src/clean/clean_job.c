@@ -308,6 +308,7 @@ static int clean_corpus(const Job *job, const JobClean *cfg, const JobCorpus *c,
     int64_t *npairs = xcalloc((size_t)(ns ? ns : 1), sizeof *npairs);
     if (mkdir_p(in.out_dir)) rc = quorum_input_error(in.out_dir, "cannot create the folder");
     if (rank == 0) unlink_completion_marks(in.out_dir); /* a re-run that fails must not look complete */
+    if (rank == 0) dir_remove_shards_from(in.out_dir, ns); /* left by a longer input */
     for (int64_t k = rank; rc == 0 && k < ns; k += world) rc = clean_shard(&in, k, &cks[k], &npairs[k]);
     if (!any_failed(rc)) {
         /* Each shard was written by exactly one rank; the others hold zeros, so SUM gathers. */

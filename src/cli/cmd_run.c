@@ -3,10 +3,11 @@
  *
  *   ingest -> score -> vote -> clean -> report (-> dpo when the job has a "dpo" object and the trainer is built)
  *
- * Every stage is collective over MPI_COMM_WORLD. Before a stage runs, rank 0 decides whether its outputs are
- * complete and current (stage_is_current, below) and broadcasts the answer, so a requeued SLURM job resumes
- * where it stopped instead of redoing finished stages. Inside a stage, the stage itself skips finished work
- * (score files per shard, DPO checkpoints).
+ * Every stage is collective over MPI_COMM_WORLD. Before a stage runs, rank 0 decides whether it is current
+ * for each corpus (stage records: run_fresh.c) and broadcasts the answer, so a requeued SLURM job resumes
+ * where it stopped instead of redoing finished stages; after it ran, rank 0 writes its records. Inside a
+ * stage, the stage itself skips finished work (score files per shard, DPO checkpoints of the same
+ * fingerprint). Rank 0 holds a lock on out_dir for the whole run (run_guard.c).
  *
  * Preemption: SLURM sends SIGUSR1 ahead of the time limit; the stages poll quorum_stop_requested() and return
  * QUORUM_EXIT_REQUEUE (99). The driver also polls between stages. 99 becomes the process exit code, which the
@@ -25,10 +26,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum { STAGE_INGEST = 0, STAGE_SCORE, STAGE_VOTE, STAGE_CLEAN, STAGE_REPORT, STAGE_DPO, STAGE_COUNT } Stage;
-
-static const char *const STAGE_NAMES[STAGE_COUNT] = {"ingest", "score", "vote", "clean", "report", "dpo"};
-
 typedef struct {
     const char *job_path;
     Stage from, to;
@@ -43,16 +40,18 @@ static void run_usage(FILE *f) {
             "usage: quorum run JOB.json [--from STAGE] [--to STAGE] [--corpus NAME] [--force] [--strict] [--status]\n"
             "\n"
             "Runs ingest -> score -> vote -> clean -> report (-> dpo when the job has a \"dpo\" object) in one\n"
-            "MPI job. A stage whose outputs are complete and current is skipped, so a rerun (or a requeued\n"
-            "SLURM job) resumes where the last one stopped.\n"
+            "MPI job. A stage is skipped when the fingerprint of its inputs equals the one recorded when it last\n"
+            "ran (<out_dir>/records/), so a rerun (or a requeued SLURM job) resumes where the last one stopped.\n"
             "\n"
             "  --from STAGE   first stage to consider (default ingest)\n"
             "  --to STAGE     last stage to consider (default dpo)\n"
             "                 STAGE: ingest | score | vote | clean | report | dpo\n"
             "  --corpus NAME  only this corpus of the job (SLURM job arrays run one corpus per task)\n"
-            "  --force        run the stages in range even when their outputs are current\n"
+            "  --force        run the stages in range even when their outputs are current (score: every file;\n"
+            "                 dpo: the old run is set aside and training starts fresh)\n"
             "  --strict       ingest: stop at the first bad input line instead of rejecting it\n"
-            "  --status       check the job file and print each stage's state (current / to run); run nothing\n"
+            "  --status       check the job file and its inputs, print each stage's state per corpus (current /\n"
+            "                 to run, and why); run nothing. Exit 1 when an input is missing\n"
             "\n"
             "Exit codes: 0 done, 1 a stage failed, 2 usage, 99 preempted (SIGUSR1): rerun to resume.\n");
 }
@@ -114,99 +113,15 @@ static int job_select_corpus(Job *job, const char *name) {
     return quorum_input_error(job->path, "--corpus \"%s\": no corpus of that name in the job", name);
 }
 
-/* ---------------------------------------------------------------------------------------------------------
- * Is a stage current? Evaluated on rank 0 only; file times are compared with mtime (a stage's outputs are
- * written by temp + rename, so an output that exists is complete).
- * ------------------------------------------------------------------------------------------------------- */
-
-static double max2(double a, double b) { return a > b ? a : b; }
-
-/* mtime in seconds with nanoseconds, or -1 when the file does not exist. */
-static double file_mtime(const char *path) {
-    struct stat st;
-    if (stat(path, &st) != 0) return -1;
-    return (double)st.st_mtim.tv_sec + 1e-9 * (double)st.st_mtim.tv_nsec;
-}
-
-/* 1 when `output` exists and is at least as new as `input` (a missing input counts as old). */
-static int newer_than(const char *output, double input_mtime) {
-    double t = file_mtime(output);
-    return t >= 0 && t >= input_mtime;
-}
-
-/* Input lines as ingest counts them: newline-terminated, plus a last unterminated one. */
-/* Reads corpus c's manifest: 0, or -1 when it is missing or unreadable (the stage is then not current). */
-static int manifest_load(const Job *job, const JobCorpus *c, CorpusManifest *m) {
-    char *dir = corpus_dir(job->out_dir, c->name);
-    char *path = path_join(dir, "manifest.json");
-    int rc = file_exists(path) ? corpus_manifest_read(m, dir) : -1;
-    free(path);
-    free(dir);
-    return rc;
-}
-
-/* Ingest is current when the manifest exists, its source checksum (FNV-1a of the whole decompressed input)
- * matches the input as it is now, and shard size and line count agree with the job (max_pairs caps lines). */
-static int ingest_is_current(const Job *job, const JobCorpus *c) {
-    CorpusManifest m;
-    if (manifest_load(job, c, &m)) return 0;
-    const char *err = NULL;
-    uint64_t sum = 0;
-    int64_t lines = 0; /* records, JSONL or JSON array, as ingest counts them */
-    int current = m.shard_size == job->shard_size && corpus_source_scan(c->path, c->max_pairs, &sum, &lines, &err) == 0 &&
-                  m.source_checksum == sum && m.n_lines == lines;
-    corpus_manifest_free(&m);
-    return current;
-}
-
-/* Newest mtime over the score files of corpus c, or -1 when one is missing or stale (its shard_checksum is
- * not the manifest's: the shard changed since it was scored). */
-static double scores_newest(const Job *job, const JobCorpus *c) {
-    CorpusManifest m;
-    double newest = 0;
-    if (manifest_load(job, c, &m)) return -1;
-    for (int k = 0; k < job->n_members && newest >= 0; k++) {
-        for (int64_t s = 0; s < m.n_shards; s++) {
-            char *p = score_path(job->out_dir, c->name, job->committee[k].name, s);
-            double t = score_file_current(p, m.shard_checksum[s]) ? file_mtime(p) : -1;
-            free(p);
-            if (t < 0) { newest = -1; break; }
-            newest = max2(newest, t);
-        }
-    }
-    corpus_manifest_free(&m);
-    return newest;
-}
-
-/* 1 when `out` is at least as new as both `in` (which must exist) and the job file: the inputs of
- * vote/clean/report include the job file, since a changed threshold or method must redo them. */
-static int output_current(char *in, char *out, double t_in, double t_job) {
-    if (in) t_in = file_mtime(in);
-    int ok = t_in >= 0 && newer_than(out, max2(t_in, t_job));
-    free(in);
-    free(out);
-    return ok;
-}
-
-static int stage_is_current_for(Stage s, const Job *job, const JobCorpus *c) {
-    double t_job = file_mtime(job->path);
-    switch (s) {
-    case STAGE_INGEST: return ingest_is_current(job, c);
-    case STAGE_SCORE: return scores_newest(job, c) >= 0;
-    case STAGE_VOTE: return output_current(NULL, votes_path(job->out_dir, c->name), scores_newest(job, c), t_job);
-    case STAGE_CLEAN:
-        return output_current(votes_path(job->out_dir, c->name), run_clean_output(job->out_dir, c->name), 0, t_job);
-    case STAGE_REPORT:
-        return output_current(run_clean_output(job->out_dir, c->name), run_report_output(job->out_dir), 0, t_job);
-    default: return 0; /* dpo resumes from its own checkpoints: always called */
-    }
-}
-
-/* Collective: rank 0 decides for every corpus whether stage s is current (current[i]); all ranks get the
- * answer. Returns how many corpora are current. */
-static int stage_current_corpora(Stage s, const Job *job, int *current) {
+/* Collective: rank 0 decides for every corpus whether stage s is current (current[i], why on rank 0);
+ * all ranks get current[]. Job-wide stages (report, dpo) decide once for all corpora. Returns how many
+ * corpora are current. */
+static int stage_current_corpora(Stage s, const Job *job, const uint64_t *member_fp, int *current,
+                                 char (*why)[512]) {
     if (quorum_rank() == 0)
-        for (int i = 0; i < job->n_corpora; i++) current[i] = stage_is_current_for(s, job, &job->corpora[i]);
+        for (int i = 0; i < job->n_corpora; i++)
+            current[i] = (s >= STAGE_REPORT && i > 0) ? current[0]
+                                                      : stage_current(s, job, &job->corpora[i], member_fp, why[i], 512);
     mpiCheck(MPI_Bcast(current, job->n_corpora, MPI_INT, 0, MPI_COMM_WORLD));
     int n = 0;
     for (int i = 0; i < job->n_corpora; i++) n += current[i];
@@ -259,23 +174,82 @@ static int stage_available(Stage s, const Job *job) {
     return job->dpo.enabled && dpo_job != NULL;
 }
 
-int cmd_run(int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) { run_usage(stdout); return 0; }
-    RunOpts o;
-    if (run_parse_args(&o, argc, argv)) { run_usage(stderr); return 2; }
-    quorum_signals_install();
-    Job *job = xcalloc(1, sizeof *job);
-    int rc = job_load(job, o.job_path);
-    if (rc == 0 && o.corpus) rc = job_select_corpus(job, o.corpus);
-    if (rc) { free(job); return 1; }
+/* Rank 0: before stage s runs (force: its score files go; dpo: an unrelated run is moved aside). Collective. */
+static int stage_prepare(Stage s, const Job *job, const RunOpts *o, const uint64_t *member_fp) {
+    int rc = 0;
+    if (quorum_rank() == 0) {
+        if (s == STAGE_SCORE && o->force) rc = run_force_scores(job);
+        if (s == STAGE_DPO) rc = run_dpo_prepare(job, member_fp, o->force);
+    }
+    mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return rc;
+}
 
-    int n_stages = o.to - o.from + 1;
-    double t_start = now_seconds();
-    quorum_log("run: job %s (%d corpora, %d members, %d ranks) -> %s", job->name, job->n_corpora, job->n_members,
-               quorum_world(), job->out_dir);
-    for (int s = o.from; s <= o.to && rc == 0; s++) {
+/* Rank 0: after stage s finished, its record per corpus (job-wide stages: one). Collective. */
+static int stage_records(Stage s, const Job *job, const uint64_t *member_fp) {
+    int rc = 0;
+    if (quorum_rank() == 0)
+        for (int i = 0; i < job->n_corpora && rc == 0; i++) {
+            if (s >= STAGE_REPORT && i > 0) break;
+            rc = stage_record(s, job, &job->corpora[i], member_fp);
+        }
+    mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return rc;
+}
+
+/* --status: one line per corpus (job-wide stages: one line): current, or to run and why. A corpus whose
+ * earlier stage is to run is to run in every later stage. */
+static void status_print(Stage s, int step, int n_stages, const Job *job, const int *current, char (*why)[512],
+                         int *pending) {
+    for (int i = 0; i < job->n_corpora; i++) {
+        int wide = s >= STAGE_REPORT;
+        if (wide && i > 0) break;
+        const char *who = wide ? "(job)" : job->corpora[i].name;
+        int after = -1;
+        for (int k = 0; k < job->n_corpora; k++)
+            if ((wide || k == i) && pending[k] >= 0 && (after < 0 || pending[k] < after)) after = pending[k];
+        if (after >= 0) quorum_log("run: [%d/%d] %-6s %s: to run (after %s)", step, n_stages, STAGE_NAMES[s], who, STAGE_NAMES[after]);
+        else if (current[i]) quorum_log("run: [%d/%d] %-6s %s: current", step, n_stages, STAGE_NAMES[s], who);
+        else quorum_log("run: [%d/%d] %-6s %s: to run (%s)", step, n_stages, STAGE_NAMES[s], who, why[i]);
+        if (!current[i] && after < 0) {
+            if (wide) for (int k = 0; k < job->n_corpora; k++) pending[k] = s;
+            else pending[i] = s;
+        }
+    }
+}
+
+/* --status: every corpus source and the dpo policy exist (members: member_fingerprints). Rank 0 prints one
+ * line per missing input. Collective; 1 when all are there. */
+static int status_inputs(const Job *job) {
+    int ok = 1;
+    if (quorum_rank() == 0) {
+        struct stat st;
+        for (int i = 0; i < job->n_corpora; i++) {
+            if (stat(job->corpora[i].path, &st) == 0 && S_ISREG(st.st_mode)) continue;
+            quorum_input_error(job->corpora[i].path, "corpus \"%s\": the source is missing or not a regular file",
+                               job->corpora[i].name);
+            ok = 0;
+        }
+        char *cfg = job->dpo.enabled ? path_join(job->dpo.policy, "config.json") : NULL;
+        if (cfg && !file_exists(cfg)) {
+            quorum_input_error(cfg, "dpo.policy: missing");
+            ok = 0;
+        }
+        free(cfg);
+    }
+    mpiCheck(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return ok;
+}
+
+/* Runs stages o->from..o->to. 0, 1, or QUORUM_EXIT_REQUEUE. */
+static int run_stages(Job *job, const RunOpts *o, const uint64_t *member_fp) {
+    int n_stages = o->to - o->from + 1, rc = 0;
+    int pending[JOB_MAX_CORPORA];
+    char(*why)[512] = xcalloc(JOB_MAX_CORPORA, 512);
+    for (int i = 0; i < JOB_MAX_CORPORA; i++) pending[i] = -1;
+    for (int s = o->from; s <= o->to && rc == 0; s++) {
         const char *name = STAGE_NAMES[s];
-        int step = s - o.from + 1;
+        int step = s - o->from + 1;
         if (stop_agreed()) { rc = QUORUM_EXIT_REQUEUE; break; }
         if (!stage_available((Stage)s, job)) {
             quorum_log("run: [%d/%d] %-6s skipped (%s)", step, n_stages, name,
@@ -283,39 +257,73 @@ int cmd_run(int argc, char **argv) {
             continue;
         }
         int current[JOB_MAX_CORPORA] = {0};
-        if (s != STAGE_DPO && stage_current_corpora((Stage)s, job, current) == job->n_corpora && !o.force) {
-            quorum_log("run: [%d/%d] %-6s skipped (outputs complete and current)", step, n_stages, name);
+        int n_current = stage_current_corpora((Stage)s, job, member_fp, current, why);
+        if (o->status) {
+            status_print((Stage)s, step, n_stages, job, current, why, pending);
             continue;
         }
-        if (o.status) {
-            quorum_log("run: [%d/%d] %-6s to run", step, n_stages, name);
+        if (n_current == job->n_corpora && !o->force) {
+            quorum_log("run: [%d/%d] %-6s skipped (outputs complete and current)", step, n_stages, name);
             continue;
         }
         quorum_log("run: [%d/%d] %-6s started", step, n_stages, name);
         double t0 = now_seconds();
-        rc = outcome_agree(stage_call((Stage)s, job, &o, current));
+        rc = stage_prepare((Stage)s, job, o, member_fp);
+        if (rc == 0) rc = outcome_agree(stage_call((Stage)s, job, o, current));
+        if (rc == 0) rc = stage_records((Stage)s, job, member_fp) ? 1 : 0;
         if (rc == 0) quorum_log("run: [%d/%d] %-6s done in %.2f s", step, n_stages, name, now_seconds() - t0);
         else if (rc == QUORUM_EXIT_REQUEUE)
             quorum_log("run: [%d/%d] %-6s preempted after %.2f s: exiting 99, rerun to resume", step, n_stages, name,
                        now_seconds() - t0);
         else quorum_log("run: [%d/%d] %-6s FAILED after %.2f s", step, n_stages, name, now_seconds() - t0);
     }
-    if (rc == 0 && !o.status) quorum_log("run: %s: all stages done in %.2f s", job->name, now_seconds() - t_start);
-    free(job);
+    free(why);
     return rc;
 }
 
-/* clean writes ledger.json last (include/quorum/clean.h): its time stamp is the corpus's completion record. */
-char *run_clean_output(const char *out_dir, const char *corpus) {
-    char *dir = clean_dir(out_dir, NULL, corpus);
-    char *p = path_join(dir, "ledger.json");
-    free(dir);
-    return p;
+/* Collective: the job (job_load: collective), --corpus and "at least one corpus"; the same outcome on every
+ * rank, printed once (rank 0). 0 or -1. */
+static int job_load_once(Job *job, const RunOpts *o) {
+    int rc = job_load(job, o->job_path);
+    quorum_mute_errors(quorum_rank() != 0);
+    if (rc == 0 && o->corpus) rc = job_select_corpus(job, o->corpus);
+    if (rc == 0 && job->n_corpora == 0) rc = quorum_input_error(job->path, "key \"corpora\": the job has no corpus");
+    quorum_mute_errors(0);
+    return rc;
 }
-/* report writes <out_dir>/report/report.json. */
-char *run_report_output(const char *out_dir) {
-    char *dir = path_join(out_dir, "report");
-    char *p = path_join(dir, "report.json");
-    free(dir);
-    return p;
+
+/* Collective: rank 0 takes the out_dir lock (of one corpus with --corpus). 0 or 1. */
+static int lock_agree(const Job *job, const char *corpus, int fd[2]) {
+    int rc = quorum_rank() == 0 ? (run_lock(job, corpus, fd) ? 1 : 0) : 0;
+    mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    return rc;
+}
+
+int cmd_run(int argc, char **argv) {
+    if (cli_wants_help(argc, argv)) { run_usage(stdout); return 0; }
+    RunOpts o;
+    if (run_parse_args(&o, argc, argv)) { run_usage(stderr); return 2; }
+    quorum_signals_install();
+    Job *job = xcalloc(1, sizeof *job);
+    int rc = job_load_once(job, &o);
+    if (rc) { free(job); return 1; }
+
+    int lock_fd[2] = {-1, -1};
+    uint64_t member_fp[JOB_MAX_MEMBERS] = {0};
+    double t_start = now_seconds();
+    if (!o.status) rc = lock_agree(job, o.corpus, lock_fd);
+    /* --status plans the stages even when a member is missing (it says so above, and exits 1) */
+    int inputs_ok = rc == 0 && (o.to < STAGE_SCORE || member_fingerprints(job, member_fp) == 0);
+    if (rc == 0 && o.status) inputs_ok = status_inputs(job) && inputs_ok;
+    if (!inputs_ok && !o.status) rc = 1;
+    if (rc == 0) {
+        quorum_log("run: job %s (%d corpora, %d members, %d ranks) -> %s", job->name, job->n_corpora, job->n_members,
+                   quorum_world(), job->out_dir);
+        rc = run_stages(job, &o, member_fp);
+        if (rc == 0 && o.status && !inputs_ok) rc = 1;
+    }
+    if (rc == 0 && !o.status) quorum_log("run: %s: all stages done in %.2f s", job->name, now_seconds() - t_start);
+    run_unlock(lock_fd);
+    free(job);
+    return rc;
 }

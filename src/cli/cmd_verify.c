@@ -8,11 +8,14 @@
  *           n_lines == n_pairs + n_rejected; every shard reads, holds the manifest's pair count and
  *           checksum, and its pair ids are strictly increasing inside [first_line, last_line];
  *           rejects.jsonl has n_rejected lines
- *   score   a score file per member x shard, pair ids == the shard's, shard_checksum == the manifest's
+ *   score   a score file per member x shard, its member attribute, pair ids == the shard's, shard_checksum ==
+ *           the manifest's, member_fingerprint == the member's now
  *   vote    votes pair ids == the shards' ids concatenated; members == the job's committee
  *   clean   ledger.json balanced and consistent with the ingest manifest, the cleaned manifest, the
  *           votes file (votes_checksum) and the source checksum; cleaned shards match the cleaned
  *           manifest; cleaned.jsonl has kept + flipped lines, actions.jsonl one line per pair
+ *   records (outputs of `quorum run`): every link of the fingerprint chain (run_fresh.c) recomputed now
+ *           equals its record, and each completion file is unchanged; a FAIL names the link and the input
  * A stage whose outputs are absent fails (verify checks a finished pipeline). Rank 0 does the work.
  */
 #include "quorum/clean.h"
@@ -22,6 +25,7 @@
 #include "quorum/job.h"
 #include "quorum/score.h"
 #include "quorum/vote.h"
+#include "run_stages.h"
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -112,6 +116,10 @@ static int64_t *verify_shards(Verdicts *v, const char *dir, const CorpusManifest
         shard_free(&s);
         free(p);
     }
+    char *extra = shard_path(dir, m->n_shards); /* a shard the manifest does not list (input shrank) */
+    check(v, !file_exists(extra), extra, "%s (the manifest lists %lld shards)", file_exists(extra) ? "present" : "absent",
+          (long long)m->n_shards);
+    free(extra);
     if (bad || at != m->n_pairs) { free(ids); return NULL; }
     return ids;
 }
@@ -127,7 +135,8 @@ static void verify_rejects(Verdicts *v, const char *dir, const CorpusManifest *m
 
 /* ---- score ---- */
 
-static void verify_scores(Verdicts *v, const Job *job, const JobCorpus *c, const char *dir, const CorpusManifest *m) {
+static void verify_scores(Verdicts *v, const Job *job, const JobCorpus *c, const char *dir, const CorpusManifest *m,
+                          const uint64_t *member_fp) {
     float *ch = NULL, *rj = NULL;
     for (int64_t k = 0; k < m->n_shards; k++) {
         char *sp = shard_path(dir, k);
@@ -140,10 +149,12 @@ static void verify_scores(Verdicts *v, const Job *job, const JobCorpus *c, const
             if (have_shard) {
                 ch = xrealloc(ch, sizeof(float) * (size_t)(s.n + 1));
                 rj = xrealloc(rj, sizeof(float) * (size_t)(s.n + 1));
-                check(v, score_file_read(p, s.n, s.pair_id, ch, rj) == 0, p, "%lld pair ids == the shard's, rewards finite",
-                      (long long)s.n);
+                check(v, score_file_read(p, job->committee[mi].name, s.n, s.pair_id, ch, rj) == 0, p,
+                      "member attribute == \"%s\", %lld pair ids == the shard's, rewards finite",
+                      job->committee[mi].name, (long long)s.n);
             }
-            check(v, score_file_current(p, m->shard_checksum[k]), p, "shard_checksum attribute == the manifest's");
+            check(v, score_file_current(p, job->committee[mi].name, member_fp[mi], m->shard_checksum[k]), p,
+                  "shard_checksum == the manifest's, member_fingerprint == the member's now");
             free(p);
         }
         if (have_shard) shard_free(&s);
@@ -288,7 +299,35 @@ out:
     free(dir);
 }
 
-static void verify_corpus(Verdicts *v, const Job *job, const JobCorpus *c) {
+/* ---- stage records: each link of the fingerprint chain recomputed now against what its record holds ---- */
+
+static void verify_record(Verdicts *v, const Job *job, Stage s, const JobCorpus *c, const uint64_t *member_fp) {
+    char why[512] = "", *rp = record_path(job->out_dir, STAGE_NAMES[s], c ? c->name : NULL);
+    if (!file_exists(rp) && s == STAGE_DPO) { free(rp); return; } /* a job without a dpo run */
+    int ok = stage_current(s, job, c ? c : &job->corpora[0], member_fp, why, sizeof why);
+    check(v, ok, rp, "link %s%s%s: fingerprint of its inputs now == recorded, output unchanged%s%s", STAGE_NAMES[s],
+          c ? " of " : "", c ? c->name : "", ok ? "" : ": ", ok ? "" : why);
+    free(rp);
+}
+
+static void verify_records(Verdicts *v, const Job *job, const uint64_t *member_fp) {
+    char *dir = path_join(job->out_dir, "records");
+    int present = file_exists(dir);
+    free(dir);
+    if (!present) { /* outputs of the stage commands: no chain to check, say so without counting it */
+        printf("note: %s/records: absent (outputs not made by `quorum run`): the fingerprint chain is not checked\n",
+               job->out_dir);
+        return;
+    }
+    static const Stage per_corpus[] = {STAGE_INGEST, STAGE_SCORE, STAGE_VOTE, STAGE_CLEAN};
+    for (int i = 0; i < job->n_corpora; i++)
+        for (int k = 0; k < 4; k++)
+            if (per_corpus[k] != STAGE_SCORE) verify_record(v, job, per_corpus[k], &job->corpora[i], member_fp);
+    verify_record(v, job, STAGE_REPORT, NULL, member_fp);
+    verify_record(v, job, STAGE_DPO, NULL, member_fp);
+}
+
+static void verify_corpus(Verdicts *v, const Job *job, const JobCorpus *c, const uint64_t *member_fp) {
     char *dir = corpus_dir(job->out_dir, c->name);
     char *mp = path_join(dir, "manifest.json");
     CorpusManifest m;
@@ -297,7 +336,7 @@ static void verify_corpus(Verdicts *v, const Job *job, const JobCorpus *c) {
         verify_source(v, c, &m);
         int64_t *ids = verify_shards(v, dir, &m);
         verify_rejects(v, dir, &m);
-        verify_scores(v, job, c, dir, &m);
+        verify_scores(v, job, c, dir, &m, member_fp);
         verify_votes(v, job, c, &m, ids);
         verify_clean(v, job, c, &m);
         free(ids);
@@ -310,7 +349,8 @@ static void verify_corpus(Verdicts *v, const Job *job, const JobCorpus *c) {
 static void verify_usage(FILE *f) {
     fprintf(f, "usage: quorum verify --job J [--out-dir D]\n\n"
                "Checks a job's outputs (default: the job's out_dir) against its inputs: source checksums, shard\n"
-               "checksums and counts, rejects, score files, votes, cleaned ledger and manifest. One line per check,\n"
+               "checksums and counts, rejects, score files, votes, cleaned ledger and manifest, and the stage\n"
+               "records' fingerprint chain. One line per check,\n"
                "\"ok: <file>: <what>\" or \"FAIL: <file>: <what>\". Exit 0 when every check passes, 1 otherwise.\n");
 }
 
@@ -332,7 +372,12 @@ int cmd_verify(int argc, char **argv) {
     if (rc == 0 && out_dir) snprintf(job->out_dir, sizeof job->out_dir, "%s", out_dir);
     if (rc == 0 && quorum_rank() == 0) {
         Verdicts v = {0, 0};
-        for (int i = 0; i < job->n_corpora; i++) verify_corpus(&v, job, &job->corpora[i]);
+        uint64_t member_fp[JOB_MAX_MEMBERS] = {0};
+        for (int k = 0; k < job->n_members; k++)
+            check(&v, member_fingerprint(&job->committee[k], &member_fp[k]) == 0, job->committee[k].path,
+                  "member \"%s\" readable (config, tokenizer, weights)", job->committee[k].name);
+        for (int i = 0; i < job->n_corpora; i++) verify_corpus(&v, job, &job->corpora[i], member_fp);
+        verify_records(&v, job, member_fp);
         printf("verify: %d checks, %d failed\n", v.n_ok + v.n_fail, v.n_fail);
         rc = v.n_fail ? 1 : 0;
     }

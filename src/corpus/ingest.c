@@ -7,6 +7,7 @@
  * touched) -> remove the old manifest, then stale files -> staged shards renamed into place -> index.h5
  * (collective MPI-IO) -> rejects.jsonl -> manifest.json, last and atomic. */
 #define _GNU_SOURCE
+#include "ingest_check.h"
 #include "parse.h"
 #include "reader.h"
 #include "quorum/corpus.h"
@@ -300,8 +301,11 @@ static int write_corpus(const Job *job, const JobCorpus *c, const Local *L, uint
     int64_t pairs = 0, rejected = 0;
     for (int64_t k = 0; k < L->n_shards; k++)
         if (owns(L, k)) pairs += L->pairs.data[k];
-    int64_t mine[2] = {pairs, L->n_rejected}, tot[2] = {0, 0};
+    int64_t mine[2] = {pairs, L->n_rejected}, tot[2] = {0, 0}, hist[256] = {0};
     mpiCheck(MPI_Reduce(mine, tot, 2, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
+    for (int64_t k = 0; k < L->n_shards; k++)
+        for (int64_t i = shard_first(L, k); owns(L, k) && i < shard_end(L, k); i++) hist[(uint8_t)L->status.data[i]]++;
+    mpiCheck(MPI_Reduce(L->rank == 0 ? MPI_IN_PLACE : hist, hist, 256, MPI_INT64_T, MPI_SUM, 0, MPI_COMM_WORLD));
     mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (L->rank == 0 && rc == 0) {
         pairs = tot[0];
@@ -319,7 +323,8 @@ static int write_corpus(const Job *job, const JobCorpus *c, const Local *L, uint
         m.n_shards = L->n_shards;
         m.source_checksum = source_sum;
         m.source_bytes = source_bytes;
-        rc = corpus_manifest_write(&m, dir);
+        rc = ingest_check_rejects(job, c, hist, L->n_lines); /* no manifest: the folder stays incomplete */
+        if (rc == 0) rc = corpus_manifest_write(&m, dir);
     }
     mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
     corpus_manifest_free(&m);

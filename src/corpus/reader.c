@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define BLOCK (1 << 20)
 
@@ -76,6 +77,13 @@ static int skip_ws(RecordReader *r) {
 int reader_open(RecordReader *r, const char *path) {
     memset(r, 0, sizeof *r);
     r->checksum = FNV1A64_INIT;
+    /* A regular file only: ingest reads every input on every rank, and freshness reads it again; a FIFO
+     * or a device would give each reader different bytes. */
+    struct stat st;
+    if (stat(path, &st) != 0) return fail(r, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return fail(r, S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file (inputs are read more than once)"
+                                            : "not a regular file");
     r->g = gzopen(path, "rb");
     if (!r->g) return fail(r, strerror(errno ? errno : ENOMEM));
     gzbuffer(r->g, 1 << 17);

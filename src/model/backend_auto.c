@@ -27,12 +27,17 @@ const Backend *backend_auto(void) {
 #else
     qCheck(!force || !strcmp(force, "cpu"), "rebuild with -DQUORUM_CUDA=ON", "QUORUM_BACKEND=cuda but quorum was built without CUDA");
 #endif
+    if (chosen == &backend_cpu) {
+        int threads = backend_cpu_pin_threads();
 #ifdef QUORUM_HAVE_CUDA
-    if (chosen == &backend_cpu && !force) {
-        quorum_log("compute backend: cpu (built with CUDA, but no GPU is visible)");
-        return chosen;
-    }
+        if (!force) {
+            quorum_log("compute backend: cpu, %d BLAS thread(s) per rank (built with CUDA, but no GPU is visible)", threads);
+            return chosen;
+        }
 #endif
-    quorum_log("compute backend: %s", chosen->name);
+        quorum_log("compute backend: cpu, %d BLAS thread(s) per rank", threads);
+    } else {
+        quorum_log("compute backend: %s", chosen->name);
+    }
     return chosen;
 }

@@ -13,6 +13,18 @@ static int use_blas = 1;
 static int use_blas = 0;
 #endif
 
+#ifdef QUORUM_HAVE_CBLAS
+#pragma weak openblas_set_num_threads /* absent from other CBLAS libraries: then nothing to pin */
+#endif
+int backend_cpu_pin_threads(void) {
+    const char *env = getenv("QUORUM_BLAS_THREADS");
+    int n = env && atoi(env) > 0 ? atoi(env) : 1;
+#ifdef QUORUM_HAVE_CBLAS
+    if (openblas_set_num_threads) openblas_set_num_threads(n);
+#endif
+    return n;
+}
+
 int backend_cpu_use_blas(int on) {
     int prev = use_blas;
 #ifdef QUORUM_HAVE_CBLAS

@@ -11,6 +11,8 @@
  * (less the BOS) itself is cut, at its end. Every truncation is counted and reported once per call on
  * stderr. The 2n sequences are sorted
  * by length so each batch of batch_size carries little padding (right padding, lens per row).
+ * A pair whose two sequences are identical after truncation is a tie by construction: both sides get
+ * the chosen side's reward, bit for bit, and the count is reported.
  */
 #include "quorum/backend.h"
 #include "quorum/common.h"
@@ -132,6 +134,18 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
             (s % 2 ? rejected : chosen)[s / 2] = reward[b];
         }
     }
+    /* Chosen and rejected identical after truncation: a tie by construction (the two were scored in
+     * different batches, whose rounding may differ in the last bits, which would decide the vote). */
+    int64_t ties = 0;
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        const I32Vec *c = &seqs[2 * i], *r = &seqs[2 * i + 1];
+        if (c->len != r->len || memcmp(c->data, r->data, sizeof(int32_t) * c->len)) continue;
+        rejected[i] = chosen[i];
+        ties++;
+    }
+    if (ties)
+        quorum_warn("%s: %lld of %lld pairs are identical after truncation to max_length %d: scored as ties",
+                    m->cfg.name, (long long)ties, (long long)n, m->cfg.max_length);
     if (h->n_truncated > truncated_before)
         quorum_warn("%s: %lld of %lld sequences longer than max_length %d were truncated", m->cfg.name,
                     (long long)(h->n_truncated - truncated_before), (long long)n_seq, m->cfg.max_length);
@@ -152,6 +166,25 @@ static void hf_close(Member *m) {
     if (h->tok) tokenizer_free(h->tok);
     free(h);
     m->impl = NULL;
+}
+
+/* Load-time checks that would otherwise surface mid-shard as a vague batch error: every token id the
+ * tokenizer can produce has an embedding row, and (GPT-2: learned positions) max_length fits. */
+static int hf_check_fit(HfMember *h, const JobMember *cfg) {
+    const ModelConfig *c = model_config(h->model);
+    char where[1200];
+    snprintf(where, sizeof where, "%s/config.json", cfg->path);
+    int n_tok = tokenizer_vocab_size(h->tok);
+    if (n_tok > c->vocab_size)
+        return quorum_input_error(where, "vocab_size %d is smaller than the tokenizer's %d ids (tokenizer.json): "
+                                  "committee member %s has a tokenizer of another model", c->vocab_size, n_tok, cfg->name);
+    if (c->arch == ARCH_GPT2 && cfg->max_length > c->max_pos)
+        return quorum_input_error(where, "n_positions %d is less than committee member %s's max_length %d: set "
+                                  "\"max_length\" <= %d in the job", c->max_pos, cfg->name, cfg->max_length, c->max_pos);
+    if (cfg->max_length > c->max_pos)
+        quorum_warn("%s: max_length %d exceeds max_position_embeddings %d (%s): long sequences go past what the "
+                    "model was trained on", cfg->name, cfg->max_length, c->max_pos, where);
+    return 0;
 }
 
 int member_hf_open_template(Member *m, const JobMember *cfg) {
@@ -176,6 +209,10 @@ int member_hf_open(Member *m, const JobMember *cfg) {
         return -1;
     }
     model_set_grad_enabled(h->model, 0); /* scoring only: activations reused across layers */
+    if (hf_check_fit(h, cfg) != 0) {
+        hf_close(m);
+        return -1;
+    }
     if (model_config(h->model)->head != HEAD_REWARD) {
         char where[1100];
         snprintf(where, sizeof where, "%s/config.json: architectures", cfg->path);

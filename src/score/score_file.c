@@ -18,7 +18,7 @@ char *score_path(const char *out_dir, const char *corpus, const char *member, in
     return b.data;
 }
 
-static int write_datasets(hid_t f, const char *member, uint64_t shard_checksum, int64_t n,
+static int write_datasets(hid_t f, const char *member, uint64_t member_fp, uint64_t shard_checksum, int64_t n,
                           const int64_t *pair_id, const float *chosen, const float *rejected) {
     hsize_t d[1] = {(hsize_t)n};
     int rc = 0;
@@ -27,6 +27,7 @@ static int write_datasets(hid_t f, const char *member, uint64_t shard_checksum, 
     rc |= h5q_write_slab(f, "rejected", H5T_NATIVE_FLOAT, 1, d, 0, d[0], rejected, H5P_DEFAULT);
     rc |= h5q_attr_write_str(f, "member", member);
     rc |= h5q_attr_write_num(f, "shard_checksum", H5T_NATIVE_UINT64, &shard_checksum);
+    rc |= h5q_attr_write_num(f, "member_fingerprint", H5T_NATIVE_UINT64, &member_fp);
     return rc ? -1 : 0;
 }
 
@@ -40,7 +41,7 @@ static void remove_stale_temps(const char *path) {
     globfree(&g);
 }
 
-int score_file_write(const char *path, const char *member, uint64_t shard_checksum, int64_t n,
+int score_file_write(const char *path, const char *member, uint64_t member_fp, uint64_t shard_checksum, int64_t n,
                      const int64_t *pair_id, const float *chosen, const float *rejected) {
     h5q_quiet();
     char *dir = xstrdup(path);
@@ -60,7 +61,7 @@ int score_file_write(const char *path, const char *member, uint64_t shard_checks
     hid_t f = rc == 0 ? H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : -1;
     if (fapl >= 0) H5Pclose(fapl);
     if (f < 0) return quorum_input_error(path, "cannot create the score file in memory");
-    rc = write_datasets(f, member, shard_checksum, n, pair_id, chosen, rejected);
+    rc = write_datasets(f, member, member_fp, shard_checksum, n, pair_id, chosen, rejected);
     if (rc == 0 && H5Fflush(f, H5F_SCOPE_GLOBAL) < 0) rc = -1;
     ssize_t size = rc == 0 ? H5Fget_file_image(f, NULL, 0) : -1;
     char *image = size > 0 ? xmalloc((size_t)size) : NULL;
@@ -90,14 +91,26 @@ static int check_scores(const char *path, int64_t n, const int64_t *want, const 
     return 0;
 }
 
-int score_file_read(const char *path, int64_t n, const int64_t *pair_id, float *chosen, float *rejected) {
+/* The file's `member` attribute must name the member whose folder it is in. */
+static int check_member(hid_t f, const char *path, const char *member) {
+    char got[256] = "";
+    if (h5q_attr_read_str(f, path, "member", got, sizeof got) != 0) return -1;
+    if (strcmp(got, member))
+        return quorum_input_error(path, "attribute \"member\" is \"%s\", expected \"%s\" (a score file of another member?)",
+                                  got, member);
+    return 0;
+}
+
+int score_file_read(const char *path, const char *member, int64_t n, const int64_t *pair_id, float *chosen,
+                    float *rejected) {
     if (!file_exists(path)) return quorum_input_error(path, "missing score file (run `quorum score` first)");
     h5q_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return quorum_input_error(path, "not an HDF5 file (truncated or corrupt?)");
     hsize_t d[1] = {(hsize_t)n};
     int64_t *ids = xmalloc(sizeof(int64_t) * (size_t)n);
-    int rc = h5q_read_all(f, path, "pair_id", H5T_NATIVE_INT64, 1, d, ids);
+    int rc = check_member(f, path, member);
+    if (rc == 0) rc = h5q_read_all(f, path, "pair_id", H5T_NATIVE_INT64, 1, d, ids);
     if (rc == 0) rc = h5q_read_all(f, path, "chosen", H5T_NATIVE_FLOAT, 1, d, chosen);
     if (rc == 0) rc = h5q_read_all(f, path, "rejected", H5T_NATIVE_FLOAT, 1, d, rejected);
     if (rc == 0) rc = check_scores(path, n, pair_id, ids, chosen, rejected);
@@ -106,18 +119,26 @@ int score_file_read(const char *path, int64_t n, const int64_t *pair_id, float *
     return rc;
 }
 
-int score_file_current(const char *path, uint64_t shard_checksum) {
+/* A uint64 attribute, or 0 with *ok cleared when it is absent. */
+static uint64_t attr_u64(hid_t f, const char *name, int *ok) {
+    uint64_t got = 0;
+    if (!*ok || H5Aexists(f, name) <= 0) { *ok = 0; return 0; }
+    hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+    *ok = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &got) >= 0;
+    if (a >= 0) H5Aclose(a);
+    return got;
+}
+
+int score_file_current(const char *path, const char *member, uint64_t member_fp, uint64_t shard_checksum) {
     if (!file_exists(path)) return 0;
     h5q_quiet();
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) return 0;
-    uint64_t got = 0;
-    int ok = H5Aexists(f, "shard_checksum") > 0;
-    if (ok) {
-        hid_t a = H5Aopen(f, "shard_checksum", H5P_DEFAULT);
-        ok = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &got) >= 0;
-        if (a >= 0) H5Aclose(a);
-    }
+    char got[256] = "";
+    int ok = H5Aexists(f, "member") > 0 && h5q_attr_read_str(f, path, "member", got, sizeof got) == 0 &&
+             !strcmp(got, member);
+    ok = attr_u64(f, "shard_checksum", &ok) == shard_checksum && ok;
+    ok = attr_u64(f, "member_fingerprint", &ok) == member_fp && ok;
     H5Fclose(f);
-    return ok && got == shard_checksum;
+    return ok;
 }

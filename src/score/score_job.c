@@ -5,6 +5,7 @@
  * every rank scores at most one shard, and one allreduce(SUM) per round carries the stop flag, errors,
  * "work left" and progress. So a stop signal, an error or the end are seen by every rank at the same
  * round, and every rank returns the same value. */
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ typedef struct {
     int loaded[JOB_MAX_CORPORA];                /* manifest read (to free) */
     WorkItem *items;
     int64_t n_items, todo_pairs, skipped_files;
+    uint64_t member_fp[JOB_MAX_MEMBERS];        /* member_fingerprint(), computed by rank 0 */
     Member member;                              /* the open member, or member_idx < 0 */
     int member_idx;
     int64_t files_written;                      /* by this rank, for the test hook */
@@ -65,6 +67,31 @@ static int load_manifests(ScoreRun *run, const char *only) {
     return 0;
 }
 
+/* Every member is fingerprinted, so one run names every missing member. */
+int member_fingerprints(const Job *job, uint64_t *fp) {
+    int ok = 1;
+    if (quorum_rank() == 0)
+        for (int m = 0; m < job->n_members; m++) ok = member_fingerprint(&job->committee[m], &fp[m]) == 0 && ok;
+    mpiCheck(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    if (job->n_members > 0) mpiCheck(MPI_Bcast(fp, job->n_members, MPI_UINT64_T, 0, MPI_COMM_WORLD));
+    return ok ? 0 : -1;
+}
+
+/* Score files of shards the manifest no longer has (the input shrank): removed, so none is left behind. */
+static void remove_beyond(const ScoreRun *run) {
+    const Job *job = run->job;
+    for (int c = 0; c < job->n_corpora; c++) {
+        if (!run->use[c]) continue;
+        for (int m = 0; m < job->n_members; m++) {
+            char *p = score_path(job->out_dir, job->corpora[c].name, job->committee[m].name, 0);
+            char *slash = strrchr(p, '/');
+            *slash = 0;
+            dir_remove_shards_from(p, run->man[c].n_shards);
+            free(p);
+        }
+    }
+}
+
 /* This rank's work, member-major; shards with a current score file are skipped. */
 static void list_work(ScoreRun *run, int rank, int world) {
     const Job *job = run->job;
@@ -75,7 +102,8 @@ static void list_work(ScoreRun *run, int rank, int world) {
             for (int64_t k = 0; k < run->man[c].n_shards; k++) {
                 if (score_owner(m, k, job->n_members, world) != rank) continue;
                 char *p = score_path(job->out_dir, job->corpora[c].name, job->committee[m].name, k);
-                int current = score_file_current(p, run->man[c].shard_checksum[k]);
+                int current = score_file_current(p, job->committee[m].name, run->member_fp[m],
+                                                 run->man[c].shard_checksum[k]);
                 free(p);
                 if (current) { run->skipped_files++; continue; }
                 if (run->n_items == cap) {
@@ -148,6 +176,23 @@ static void test_hooks_after_write(ScoreRun *run, int rank, int world) {
     if (slow) usleep((useconds_t)(atoi(slow) * 1000));
 }
 
+/* Non-finite rewards stop the stage: one line naming the member, its model folder and the pair. */
+static int check_finite(const ScoreRun *run, const WorkItem *w, const Shard *s, const float *chosen,
+                        const float *rejected) {
+    const JobMember *m = &run->job->committee[w->member];
+    for (int64_t i = 0; i < s->n; i++) {
+        if (isfinite(chosen[i]) && isfinite(rejected[i])) continue;
+        char where[1600];
+        snprintf(where, sizeof where, "%s: member \"%s\": corpus \"%s\" pair %lld", m->path, m->name,
+                 run->job->corpora[w->corpus].name, (long long)s->pair_id[i]);
+        return quorum_input_error(where, "reward of the %s response is %g: the model computes non-finite values "
+                                  "(check its weights); nothing was written for this shard",
+                                  isfinite(chosen[i]) ? "rejected" : "chosen",
+                                  (double)(isfinite(chosen[i]) ? rejected[i] : chosen[i]));
+    }
+    return 0;
+}
+
 /* Scores one shard with one member and writes its score file. 0 or -1. */
 static int score_item(ScoreRun *run, const WorkItem *w) {
     const Job *job = run->job;
@@ -159,9 +204,11 @@ static int score_item(ScoreRun *run, const WorkItem *w) {
     for (int64_t i = 0; i < s.n; i++) shard_get_pair(&s, i, &pairs[i]);
     run->member.corpus = job->corpora[w->corpus].name;
     int rc = run->member.score(&run->member, pairs, s.n, chosen, rejected);
+    if (rc == 0) rc = check_finite(run, w, &s, chosen, rejected);
     if (rc == 0) {
         char *p = score_path(job->out_dir, job->corpora[w->corpus].name, job->committee[w->member].name, w->shard);
-        rc = score_file_write(p, job->committee[w->member].name, run->man[w->corpus].shard_checksum[w->shard],
+        rc = score_file_write(p, job->committee[w->member].name, run->member_fp[w->member],
+                              run->man[w->corpus].shard_checksum[w->shard],
                               s.n, s.pair_id, chosen, rejected);
         free(p);
     }
@@ -225,7 +272,9 @@ int score_job_corpus(const Job *job, const char *only_corpus) {
     if (!ok) quorum_input_error(job->path, "the job needs at least one corpus and one committee member");
     else ok = load_manifests(&run, only_corpus) == 0;
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
+    ok = member_fingerprints(job, run.member_fp) == 0 && ok;
     int rc = -1;
+    if (ok && rank == 0) remove_beyond(&run);
     if (ok) {
         list_work(&run, rank, world);
         rc = score_rounds(&run, rank, world);

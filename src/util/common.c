@@ -71,13 +71,17 @@ char *xstrdup(const char *s) {
     return d;
 }
 
+static int errors_muted;
+
+void quorum_mute_errors(int on) { errors_muted = on; }
+
 int quorum_input_error(const char *where, const char *fmt, ...) {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "quorum: error: %s: %s\n", where, msg);
+    if (!errors_muted) fprintf(stderr, "quorum: error: %s: %s\n", where, msg);
     return -1;
 }
 
@@ -173,44 +177,80 @@ static int ends_with(const char *s, const char *suf) {
     return n >= m && strcmp(s + n - m, suf) == 0;
 }
 
+/* Inflates a whole gzip file held in memory: every member in turn (concatenated gzip, as `gzip -dc` reads
+ * it). Anything that is not a complete member (a damaged or truncated one, or trailing bytes that are not
+ * a gzip header) is an error: never a silently shorter result. */
+static int gunzip_all(const unsigned char *in, size_t n, Buf *out, const char **err) {
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) { *err = "zlib init failed"; return -1; }
+    size_t pos = 0;
+    int rc = 0, members = 0;
+    while (pos < n && rc == 0) {
+        if (n - pos < 2 || in[pos] != 0x1f || in[pos + 1] != 0x8b) {
+            *err = members ? "bytes after a gzip member that are not a gzip member (damaged file?)"
+                           : "not a gzip file";
+            rc = -1;
+            break;
+        }
+        int zr = Z_OK;
+        while (zr == Z_OK) {
+            buf_reserve(out, 1 << 20);
+            size_t in_now = n - pos > (1u << 30) ? (1u << 30) : n - pos;
+            z.next_in = (unsigned char *)in + pos;
+            z.avail_in = (uInt)in_now;
+            z.next_out = (unsigned char *)out->data + out->len;
+            z.avail_out = (uInt)(out->cap - out->len - 1);
+            zr = inflate(&z, Z_NO_FLUSH);
+            pos += in_now - z.avail_in;
+            out->len = (size_t)((char *)z.next_out - out->data);
+            if (zr == Z_BUF_ERROR && z.avail_in == 0) break;
+        }
+        if (zr != Z_STREAM_END) {
+            *err = zr == Z_DATA_ERROR ? "corrupt gzip stream (damaged member)" : "truncated or corrupt gzip stream";
+            rc = -1;
+        }
+        members++;
+        inflateReset(&z);
+    }
+    inflateEnd(&z);
+    return rc;
+}
+
+/* Inputs must be regular files: a FIFO or a device cannot be read twice (ingest reads every input on
+ * every rank, freshness reads it again) and would give each reader different bytes. */
+static int regular_file(const char *path, const char **err) {
+    struct stat st;
+    if (stat(path, &st) != 0) { *err = strerror(errno); return 0; }
+    if (!S_ISREG(st.st_mode)) {
+        *err = S_ISFIFO(st.st_mode) ? "a FIFO, not a regular file (inputs are read more than once)"
+                                    : "not a regular file";
+        return 0;
+    }
+    return 1;
+}
+
 char *file_read_all(const char *path, size_t *len, const char **err) {
     Buf b = {0};
     *err = NULL;
+    if (!regular_file(path, err)) return NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) { *err = strerror(errno); return NULL; }
+    for (;;) {
+        buf_reserve(&b, 1 << 20);
+        size_t n = fread(b.data + b.len, 1, 1 << 20, f);
+        b.len += n;
+        if (n == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) { *err = "read error"; buf_free(&b); return NULL; }
     if (ends_with(path, ".gz")) {
-        gzFile g = gzopen(path, "rb");
-        if (!g) { *err = strerror(errno); return NULL; }
-        gzbuffer(g, 1 << 17);
-        for (;;) {
-            buf_reserve(&b, 1 << 20);
-            int n = gzread(g, b.data + b.len, 1 << 20);
-            if (n < 0) {
-                int e;
-                const char *m = gzerror(g, &e);
-                *err = (e == Z_ERRNO) ? strerror(errno) : m;
-                gzclose(g);
-                buf_free(&b);
-                return NULL;
-            }
-            if (n == 0) break;
-            b.len += (size_t)n;
-        }
-        /* gzread reports a truncated stream only through gzerror at EOF. */
-        int e = Z_OK;
-        gzerror(g, &e);
-        if (e != Z_OK && e != Z_STREAM_END) { *err = "truncated or corrupt gzip stream"; gzclose(g); buf_free(&b); return NULL; }
-        if (gzclose(g) != Z_OK) { *err = "truncated or corrupt gzip stream"; buf_free(&b); return NULL; }
-    } else {
-        FILE *f = fopen(path, "rb");
-        if (!f) { *err = strerror(errno); return NULL; }
-        for (;;) {
-            buf_reserve(&b, 1 << 20);
-            size_t n = fread(b.data + b.len, 1, 1 << 20, f);
-            b.len += n;
-            if (n == 0) break;
-        }
-        int bad = ferror(f);
-        fclose(f);
-        if (bad) { *err = "read error"; buf_free(&b); return NULL; }
+        Buf z = {0};
+        int rc = gunzip_all((const unsigned char *)b.data, b.len, &z, err);
+        buf_free(&b);
+        if (rc) { buf_free(&z); return NULL; }
+        b = z;
     }
     buf_reserve(&b, 0);
     b.data[b.len] = 0;
@@ -282,6 +322,20 @@ void dir_remove_flat(const char *dir) {
     }
     closedir(d);
     rmdir(dir);
+}
+
+void dir_remove_shards_from(const char *dir, int64_t n_shards) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        long long k = -1;
+        char tail[8] = "";
+        if (sscanf(e->d_name, "shard-%lld%7s", &k, tail) != 2 || strcmp(tail, ".h5") || k < n_shards) continue;
+        char *p = path_join(dir, e->d_name);
+        unlink(p);
+        free(p);
+    }
+    closedir(d);
 }
 
 char *path_join(const char *a, const char *b) {

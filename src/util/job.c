@@ -3,6 +3,7 @@
 #include "quorum/common.h"
 
 #include <cjson/cJSON.h>
+#include <mpi.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@ static const Field TOP_FIELDS[] = {
     {"out_dir", F_STR, S(Job, out_dir)},
     {"shard_size", F_INT, S(Job, shard_size)},
     {"seed", F_U64, S(Job, seed)},
+    {"reject_limit", F_FLOAT, S(Job, reject_limit)},
     {NULL},
 };
 static const Field CORPUS_FIELDS[] = {
@@ -125,6 +127,7 @@ void job_defaults(Job *job) {
     for (int i = 0; i < JOB_MAX_CORPORA; i++) corpus_defaults(&job->corpora[i]); /* programmatic jobs too */
     job->shard_size = 1024;
     job->seed = 1;
+    job->reject_limit = 1.0f;
     job->vote.margin = 0.0f;
     job->vote.high_frac = 0.5f;
     job->clean.method = CLEAN_SAC;
@@ -252,8 +255,11 @@ static int require(const Ctx *cx, const char *keypath, const char *value) {
     return key_error(cx, keypath, "required key is missing");
 }
 
+/* Names become folder and file names: [A-Za-z0-9_.-]+, and not ".", ".." or a hidden name (a leading '.'),
+ * so two names never share a folder and none escapes out_dir. */
+#define NAME_RULE "names use only [A-Za-z0-9_.-] and do not start with '.' (\".\", \"..\" would share or escape folders)"
 static int valid_name(const char *s) {
-    if (!s[0]) return 0;
+    if (!s[0] || s[0] == '.') return 0;
     for (; *s; s++)
         if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
               *s == '-' || *s == '.'))
@@ -363,7 +369,7 @@ int job_parse(Job *job, const char *json, const char *path) {
                     char k2[600];
                     snprintf(k2, sizeof k2, "%s.name", kp);
                     if (require(&cx, k2, c->name)) goto done;
-                    if (!valid_name(c->name)) { key_error(&cx, k2, "names use only [A-Za-z0-9_.-]"); goto done; }
+                    if (!valid_name(c->name)) { key_error(&cx, k2, NAME_RULE); goto done; }
                     snprintf(k2, sizeof k2, "%s.path", kp);
                     if (require(&cx, k2, c->path)) goto done;
                     if (!c->split[0]) strcpy(c->split, c->name);
@@ -377,7 +383,7 @@ int job_parse(Job *job, const char *json, const char *path) {
                     char k2[600];
                     snprintf(k2, sizeof k2, "%s.name", kp);
                     if (require(&cx, k2, m->name)) goto done;
-                    if (!valid_name(m->name)) { key_error(&cx, k2, "names use only [A-Za-z0-9_.-]"); goto done; }
+                    if (!valid_name(m->name)) { key_error(&cx, k2, NAME_RULE); goto done; }
                     snprintf(k2, sizeof k2, "%s.path", kp);
                     if (require(&cx, k2, m->path)) goto done;
                     if (m->max_length < 8 || m->batch_size < 1) { key_error(&cx, kp, "max_length >= 8 and batch_size >= 1 required"); goto done; }
@@ -410,7 +416,8 @@ int job_parse(Job *job, const char *json, const char *path) {
         }
     }
     if (job->shard_size < 1) { key_error(&cx, "shard_size", "must be >= 1"); goto done; }
-    if (!valid_name(job->name)) { key_error(&cx, "name", "names use only [A-Za-z0-9_.-]"); goto done; }
+    if (!(job->reject_limit > 0.0f && job->reject_limit <= 1.0f)) { key_error(&cx, "reject_limit", "must be in (0, 1]"); goto done; }
+    if (!valid_name(job->name)) { key_error(&cx, "name", NAME_RULE); goto done; }
     if (!job->out_dir[0]) snprintf(job->out_dir, sizeof job->out_dir, "out/%s", job->name);
     if (explicit_splits && job->n_corpora > 0 && check_clean_splits(&cx, job)) goto done;
     rc = 0;
@@ -419,7 +426,7 @@ done:
     return rc;
 }
 
-int job_load(Job *job, const char *path) {
+static int job_load_here(Job *job, const char *path) {
     size_t n;
     const char *err;
     char *text = file_read_all(path, &n, &err);
@@ -431,4 +438,18 @@ int job_load(Job *job, const char *path) {
     int rc = job_parse(job, text, path);
     free(text);
     return rc;
+}
+
+/* Every rank reads the job; the errors every rank hits are printed once, by rank 0, and the ranks agree on
+ * the outcome (so no rank goes on alone into a collective). With one process, simply job_load_here. */
+int job_load(Job *job, const char *path) {
+    if (quorum_world() == 1) return job_load_here(job, path);
+    quorum_mute_errors(quorum_rank() != 0);
+    int rc = job_load_here(job, path);
+    quorum_mute_errors(0);
+    int mine = rc != 0, any = 0;
+    MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    if (any && !mine && quorum_rank() == 0)
+        quorum_input_error(path, "another rank could not load this job file (not on a shared file system?)");
+    return any ? -1 : 0;
 }

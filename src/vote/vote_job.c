@@ -43,7 +43,8 @@ static void votes_alloc(Votes *v, const Job *job, const JobCorpus *c, int64_t n)
 }
 
 /* This rank's share: the score files of the (member, shard) it owns, into the zero-filled table. */
-static int fill_owned(Votes *v, const Job *job, const JobCorpus *c, const CorpusManifest *man, const char *cdir) {
+static int fill_owned(Votes *v, const Job *job, const JobCorpus *c, const CorpusManifest *man, const char *cdir,
+                      const uint64_t *member_fp) {
     int rank = quorum_rank(), world = quorum_world();
     int64_t off = 0;
     for (int64_t k = 0; k < man->n_shards; off += man->shard_pairs[k], k++) {
@@ -57,9 +58,10 @@ static int fill_owned(Votes *v, const Job *job, const JobCorpus *c, const Corpus
             }
             float *ch = v->chosen + m * v->n + off, *rj = v->rejected + m * v->n + off;
             char *p = score_path(job->out_dir, c->name, job->committee[m].name, k);
-            int rc = score_file_read(p, nk, ids, ch, rj);
-            if (rc == 0 && !score_file_current(p, man->shard_checksum[k]))
-                rc = quorum_input_error(p, "stale: its shard_checksum is not the manifest's (re-run `quorum score`)");
+            int rc = score_file_read(p, job->committee[m].name, nk, ids, ch, rj);
+            if (rc == 0 && !score_file_current(p, job->committee[m].name, member_fp[m], man->shard_checksum[k]))
+                rc = quorum_input_error(p, "stale: its shard_checksum or member_fingerprint is not the current "
+                                           "shard's or member's (re-run `quorum score`)");
             free(p);
             if (rc != 0) { free(ids); return -1; }
             for (int64_t i = 0; i < nk; i++) {
@@ -109,7 +111,7 @@ static int write_stats(const Job *job, const Votes *v, double t0) {
     return ok ? 0 : -1;
 }
 
-static int vote_corpus(const Job *job, const JobCorpus *c) {
+static int vote_corpus(const Job *job, const JobCorpus *c, const uint64_t *member_fp) {
     double t0 = now_seconds();
     char *cdir = corpus_dir(job->out_dir, c->name);
     CorpusManifest man;
@@ -121,7 +123,7 @@ static int vote_corpus(const Job *job, const JobCorpus *c) {
     for (int64_t k = 0; k < man.n_shards; k++) n += man.shard_pairs[k];
     Votes v;
     votes_alloc(&v, job, c, n);
-    ok = fill_owned(&v, job, c, &man, cdir) == 0;
+    ok = fill_owned(&v, job, c, &man, cdir, member_fp) == 0;
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     int rc = -1;
     if (ok) {
@@ -141,7 +143,9 @@ static int vote_corpus(const Job *job, const JobCorpus *c) {
 int vote_job(const Job *job) {
     if (job->n_members < 1 || job->n_corpora < 1)
         return quorum_input_error(job->path, "the job needs at least one corpus and one committee member");
+    uint64_t member_fp[JOB_MAX_MEMBERS];
+    if (member_fingerprints(job, member_fp) != 0) return -1;
     for (int c = 0; c < job->n_corpora; c++)
-        if (vote_corpus(job, &job->corpora[c]) != 0) return -1;
+        if (vote_corpus(job, &job->corpora[c], member_fp) != 0) return -1;
     return 0;
 }

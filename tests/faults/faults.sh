@@ -6,7 +6,7 @@
 # is a clean run of the same job into another folder (tests/run/lib.sh same_outputs: h5diff + JSON).
 # usage: faults.sh CASE QUORUM SHARED_DIR MPIEXEC NP_FLAG KILLSHIM
 #   CASE: verify | hdf5 | manifest | dup_ids | empty | diskfull | kill_ingest | kill_score | kill_vote |
-#         kill_clean | rerun
+#         kill_clean | rerun | trust_* (trust_cases.sh)
 set -uo pipefail
 CASE=$1 QUORUM=$2 SHARED=$3 MPIEXEC=$4 NPFLAG=$5 KILLSHIM=${6:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -199,11 +199,12 @@ j["shards"][0]["checksum"] = ("f" if c[0] != "f" else "e") + c[1:]
 json.dump(j, open(p, "w"), indent=1)
 PY
   verify_fails a.json "shard-00000.h5: checksum"
-  mpi2 run a.json >log3 2>&1; expect_clean_failure log3 $? "shard-00000.h5" "run over a manifest with an edited checksum"
-  q ingest --job a.json >log3b 2>&1 || { cat log3b; fail "re-ingest failed"; }
-  mpi2 run a.json >log3c 2>&1 || { cat log3c; fail "run after the re-ingest failed"; }
+  q score --job a.json >log3 2>&1; expect_clean_failure log3 $? "shard-00000.h5" "score over a manifest with an edited checksum"
+  mpi2 run a.json >log3c 2>&1 || { cat log3c; fail "run over the edited manifest failed"; }
+  grep -Eq '\] ingest +done' log3c || { cat log3c; fail "run must re-ingest: the manifest changed since its stage record"; }
   same_outputs a ref harmless || fail "outputs after the re-ingest differ from the reference"
-  pass "manifest shard checksum edited: verify and run fail naming the shard; ingest + run heal it"
+  verify_ok a.json
+  pass "manifest shard checksum edited: verify and score fail naming the shard; run re-ingests (record) and heals it"
 
   echo '{"name": "harmless", "n_lines": 3' >"$m"
   q score --job a.json >log4 2>&1; expect_clean_failure log4 $? "manifest.json" "score with a truncated manifest"
@@ -381,5 +382,6 @@ case_rerun() {
   pass "a lost corpus manifest makes the corpus incomplete; the re-run re-ingests and matches"
 }
 
+source "$HERE/trust_cases.sh"
 "case_$CASE"
 echo "${PASSED:-0} passed, 0 failed"

@@ -3,7 +3,8 @@
 #  1. produces every stage's outputs, with the same content as the stage-by-stage CLI
 #     (quorum ingest/score/vote/clean/report, 1 rank) run into another folder: the independent reference;
 #  2. a second run skips every stage and writes nothing;
-#  3. a lost score file or a newer job file redoes exactly the stages that depend on it;
+#  3. a lost score file redoes that file only; a touched job file nothing; a changed vote config redoes
+#     vote, clean and report (stage records), and --status says why;
 #  4. SIGUSR1 during a slowed score stage exits 99, and the rerun resumes to the same outputs;
 #  5. --corpus runs one corpus only; bad arguments fail with one line.
 # usage: test_run.sh QUORUM SHARED_DIR MPIEXEC NP_FLAG
@@ -48,18 +49,29 @@ mpi run a.json >log2 2>&1 || { cat log2; fail "second run exited $?"; }
 [ "$before" = "$(tree_times a)" ] || fail "second run rewrote files"
 pass "second run skips all stages and writes nothing"
 
-# ---- 3. partial invalidation
+# ---- 3. partial invalidation (stage records: a stage reruns when the fingerprint of its inputs changed)
 rm a/scores/harmless/hash/shard-00001.h5
 mpi run a.json >log3 2>&1 || { cat log3; fail "resume run exited $?"; }
 grep -q 'ingest skipped' log3 || { cat log3; fail "ingest should be skipped after losing a score file"; }
 grep -q '8 shard score files already current' log3 || { cat log3; fail "score should redo exactly one shard file"; }
-for s in score vote clean report; do grep -Eq "\] $s +done in" log3 || { cat log3; fail "$s should rerun"; }; done
+grep -Eq "\] score +done in" log3 || { cat log3; fail "score should rerun"; }
+for s in vote clean report; do grep -Eq "\] $s +skipped" log3 || { cat log3; fail "$s: its inputs' fingerprint is unchanged"; }; done
 same_outputs a b harmless || fail "outputs after a partial rerun differ"
 sleep 0.05; touch a.json
 mpi run a.json >log4 2>&1 || { cat log4; fail "run after touching the job exited $?"; }
+[ "$(grep -c 'skipped (outputs complete and current)' log4)" -eq 5 ] || { cat log4; fail "a touched, unchanged job file must redo nothing"; }
+sed -i 's/"high_frac": 0.5/"high_frac": 0.9/' a.json
+mpi run a.json --status >log4s 2>&1 || { cat log4s; fail "--status exited $?"; }
+grep -q 'vote   harmless: to run (input "config" changed)' log4s || { cat log4s; fail "--status does not say why vote reruns"; }
+grep -q 'clean  harmless: to run (after vote)' log4s || { cat log4s; fail "--status: clean should run after vote"; }
+grep -q 'score  harmless: current' log4s || { cat log4s; fail "--status: score should be current"; }
+mpi run a.json >log4 2>&1 || { cat log4; fail "run after changing vote.high_frac exited $?"; }
 for s in ingest score; do grep -Eq "\] $s +skipped" log4 || { cat log4; fail "$s should be skipped"; }; done
-for s in vote clean report; do grep -Eq "\] $s +done in" log4 || { cat log4; fail "$s should rerun after the job changed"; }; done
-pass "a lost score file / a newer job file redo exactly the dependent stages"
+for s in vote clean report; do grep -Eq "\] $s +done in" log4 || { cat log4; fail "$s should rerun after vote.high_frac changed"; }; done
+sed -i 's/"high_frac": 0.9/"high_frac": 0.5/' a.json
+mpi run a.json >log4 2>&1 || { cat log4; fail "run after restoring vote.high_frac exited $?"; }
+same_outputs a b harmless || fail "outputs after restoring the job differ"
+pass "a lost score file redoes one file; a touched job redoes nothing; a changed vote config redoes vote, clean, report"
 
 # ---- 4. preemption: SIGUSR1 mid-score -> exit 99; the rerun resumes and matches
 write_job c.json "$T/c" harmless=harmless-base:300

@@ -117,14 +117,18 @@ static void test_files(const char *dir) {
     char *p = score_path(dir, "harmless", "rm0", 7);
     char *want = path_join(dir, "scores/harmless/rm0/shard-00007.h5");
     CHECK(!strcmp(p, want));
-    CHECK(!score_file_current(p, 42));
-    CHECK(score_file_write(p, "rm0", 0xfeedbeefcafe1234ULL, N, ids, c, r) == 0);
-    CHECK(score_file_current(p, 0xfeedbeefcafe1234ULL));
-    CHECK(!score_file_current(p, 0xfeedbeefcafe1235ULL)); /* stale: the shard changed */
-    CHECK(score_file_read(p, N, ids, c2, r2) == 0);
+    const uint64_t mfp = 0x0123456789abcdefULL;
+    CHECK(!score_file_current(p, "rm0", mfp, 42));
+    CHECK(score_file_write(p, "rm0", mfp, 0xfeedbeefcafe1234ULL, N, ids, c, r) == 0);
+    CHECK(score_file_current(p, "rm0", mfp, 0xfeedbeefcafe1234ULL));
+    CHECK(!score_file_current(p, "rm0", mfp, 0xfeedbeefcafe1235ULL)); /* stale: the shard changed */
+    CHECK(!score_file_current(p, "rm0", mfp ^ 1, 0xfeedbeefcafe1234ULL)); /* stale: the member changed */
+    CHECK(!score_file_current(p, "rm1", mfp, 0xfeedbeefcafe1234ULL)); /* another member's file */
+    CHECK(score_file_read(p, "rm0", N, ids, c2, r2) == 0);
     CHECK(!memcmp(c, c2, sizeof c) && !memcmp(r, r2, sizeof r));
-    CHECK(score_file_read(p, N, bad, c2, r2) != 0);   /* pair ids of another shard */
-    CHECK(score_file_read(p, N - 1, ids, c2, r2) != 0); /* wrong n */
+    CHECK(score_file_read(p, "rm1", N, ids, c2, r2) != 0);   /* member attribute is rm0 */
+    CHECK(score_file_read(p, "rm0", N, bad, c2, r2) != 0);   /* pair ids of another shard */
+    CHECK(score_file_read(p, "rm0", N - 1, ids, c2, r2) != 0); /* wrong n */
     /* truncated file: refused, and not current */
     size_t len = 0;
     const char *err;
@@ -132,8 +136,8 @@ static void test_files(const char *dir) {
     REQUIRE(bytes);
     char *cut = path_join(dir, "scores/harmless/rm0/shard-00008.h5");
     CHECK(file_write_atomic(cut, bytes, len / 2) == 0);
-    CHECK(score_file_read(cut, N, ids, c2, r2) != 0);
-    CHECK(!score_file_current(cut, 0xfeedbeefcafe1234ULL));
+    CHECK(score_file_read(cut, "rm0", N, ids, c2, r2) != 0);
+    CHECK(!score_file_current(cut, "rm0", mfp, 0xfeedbeefcafe1234ULL));
     free(bytes);
     free(cut);
     free(p);
