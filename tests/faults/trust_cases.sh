@@ -94,7 +94,7 @@ case_trust_ingest_options() {
   run_ok a.json log1
   ran log1 ingest; fresh_equal a.json a harmless || fail "swapped fields: outputs differ from a fresh run"
   cmp -s a/cleaned/harmless/cleaned.jsonl ref/cleaned/harmless/cleaned.jsonl && fail "swapped fields: labels unchanged"
-  job_edit a.json "j['corpora'][0]['split'] = 'helpful'"
+  job_edit a.json "j['corpora'][0]['split'] = 'helpful'; j['clean']['splits'] = ['helpful']"
   run_ok a.json log2
   ran log2 ingest; fresh_equal a.json a harmless || fail "split changed: outputs differ from a fresh run"
   verify_ok a.json
@@ -176,7 +176,7 @@ case_trust_rejected() {
     job_at r.json "$T/r-$name"
     sed -i "s#$T/harmless.jsonl.gz#$T/$name.jsonl#" r.json
     run_ok r.json "log-$name"
-    grep -q "ingest: harmless: 49 pairs" "log-$name" || { cat "log-$name"; fail "$name: not read as 50 records"; }
+    grep -q "read as .*, 50 records" "log-$name" || { cat "log-$name"; fail "$name: not read as 50 records"; }
   done
   for f in u16:"UTF-16" cr:"CR-only"; do
     name=${f%%:*} hint=${f#*:}
