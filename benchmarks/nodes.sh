@@ -10,7 +10,7 @@
 #              scaling; per-stage wall times from the run log, per-rank CPU seconds from /usr/bin/time
 #   dpo        quorum dpo, same global batch at every node count: step time and the time rank 0 waits in
 #              the gradient allreduce (metrics.jsonl allreduce_s)
-# Writes benchmarks/out/nodes/{nodes.json, *.png, raw/}. All "nodes" share this machine's cores, so
+# Writes benchmarks/out/nodes/{results.json, *.png, raw/}. All "nodes" share this machine's cores, so
 # wall-time speedups are capped by the core count: benchmarks/nodes_collect.py reports CPU-normalised
 # efficiency (CPU seconds at 1 node / CPU seconds at N) and the communication share separately.
 # env: BUILD=build SHARED=../shared SHAPE_RATE=500mbit SHAPE_DELAY=200us (the delay needs sch_netem)
@@ -113,6 +113,6 @@ for link in open shaped; do
 done
 nodes_shape ""
 uptime >"$RAW/uptime.after"
-log "nodes.json and plots"
+log "results.json and plots"
 /usr/bin/python3 "$ROOT/benchmarks/nodes_collect.py" --out "$OUT"
-log "done: $OUT/nodes.json"
+log "done: $OUT/results.json"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns benchmarks/nodes.sh's raw logs (OUT/raw) into OUT/nodes.json, PNG plots (gnuplot) and the
+"""Turns benchmarks/nodes.sh's raw logs (OUT/raw) into OUT/results.json, PNG plots (gnuplot) and the
 markdown tables printed on stdout (pasted into RESULTS.md).
 
 Efficiency on emulated nodes: every node shares this machine's cores, so wall-time speedup is capped by
@@ -190,7 +190,7 @@ def main():
            "shaping": {"applied": desc, "beta_Bps": beta, "alpha_s": alpha},
            "score": score_rows(a.out, runs), "dpo": dpo_rows(a.out, runs),
            "allreduce": allreduce_rows(raw, beta, alpha)}
-    with open(os.path.join(a.out, "nodes.json"), "w") as f:
+    with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)
     make_plots(a.out, res["score"], res["dpo"], res["allreduce"])
     print(markdown(res))

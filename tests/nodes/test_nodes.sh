@@ -17,9 +17,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 source "$ROOT/tests/run/lib.sh"
 source "$HERE/nodes.sh"
 source "$ROOT/tests/slurm/cluster.sh"
-[ -f "$SHARED/data/hh-rlhf/harmless-base-test.jsonl.gz" ] || { echo "SKIP: no HH data under $SHARED"; exit 77; }
-command -v h5diff >/dev/null || { echo "SKIP: h5diff (hdf5-tools) is not installed"; exit 77; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+require_pipeline
 WAIT_S=${QUORUM_NODES_WAIT_S:-150}
 
 # not under /tmp: every node has a /tmp of its own, and all of them must see T
@@ -91,14 +89,7 @@ submit chain
 submit array --array --launcher srun
 all_ids=$(awk '{print $2}' ids-* | sort -u | paste -sd,)
 deadline=$((SECONDS + WAIT_S))
-until [ -z "$(cluster_cmd squeue -h -j "$all_ids" 2>/dev/null)" ]; do
-  [ $SECONDS -lt $deadline ] || die "jobs still queued/running after ${WAIT_S}s"
-  sleep 1
-done
-for id in ${all_ids//,/ }; do
-  states=$(cluster_cmd scontrol show job "$id" | grep -o 'JobState=[A-Z_]*' | sort -u | tr '\n' ' ')
-  [ "$states" = "JobState=COMPLETED " ] || die "job $id ended as: $states"
-done
+msg=$(cluster_wait_completed "$all_ids" "$deadline") || die "$msg"
 pass "all $(echo "$all_ids" | tr ',' '\n' | wc -l) jobs COMPLETED on the 2-node partition"
 sid=$(awk '$1 == "score" {print $2}' ids-chain)
 for n in node0 node1; do

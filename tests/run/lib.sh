@@ -1,6 +1,14 @@
 # tests/run/lib.sh - helpers shared by the run.* and slurm.* tests (source it; bash).
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# require_pipeline: what a test that runs the small HH pipeline across processes needs: ../shared's HH
+# data and h5diff (skip, 77, without them), and mpirun allowed as root.
+require_pipeline() {
+  [ -f "$SHARED/data/hh-rlhf/harmless-base-test.jsonl.gz" ] || { echo "SKIP: no HH data under $SHARED"; exit 77; }
+  command -v h5diff >/dev/null || { echo "SKIP: h5diff (hdf5-tools) is not installed"; exit 77; }
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+}
 pass() { echo "ok: $*"; PASSED=$((${PASSED:-0} + 1)); }
 
 # write_job FILE OUT_DIR CORPUS=SPLITFILE:MAX_PAIRS ...: a small job over HH splits with the three builtin

@@ -7,6 +7,9 @@
 #                       slurmctld on node0, one slurmd per node in the node's namespaces, one partition
 #                       over all of them. SLURM commands must then run on a node: cluster_cmd CMD...
 #   cluster_cmd CMD...  runs a SLURM client command where it reaches slurmctld
+#   cluster_wait_completed IDS DEADLINE  waits (until $SECONDS reaches DEADLINE) for the jobs (comma-
+#                       separated ids) to leave the queue; returns 0 when every one COMPLETED, else prints
+#                       what went wrong and returns 1
 #   cluster_stop        stops the daemons it started, by pid (safe to call twice; use it in a trap).
 #   cluster_logs        prints the daemon logs (for failure messages).
 #
@@ -156,4 +159,16 @@ CONF
   done
   echo "SKIP: the nodes never became idle:"; cluster_cmd sinfo -N -l 2>&1; cluster_logs
   return 77
+}
+
+cluster_wait_completed() {
+  local ids=$1 deadline=$2 id states
+  until [ -z "$(cluster_cmd squeue -h -j "$ids" 2>/dev/null)" ]; do
+    [ $SECONDS -lt "$deadline" ] || { echo "jobs still queued/running at the deadline"; return 1; }
+    sleep 1
+  done
+  for id in ${ids//,/ }; do
+    states=$(cluster_cmd scontrol show job "$id" | grep -o 'JobState=[A-Z_]*' | sort -u | tr '\n' ' ')
+    [ "$states" = "JobState=COMPLETED " ] || { echo "job $id ended as: $states"; return 1; }
+  done
 }

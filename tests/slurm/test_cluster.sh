@@ -13,9 +13,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 source "$HERE/../run/lib.sh"
 source "$HERE/cluster.sh"
-[ -f "$SHARED/data/hh-rlhf/harmless-base-test.jsonl.gz" ] || { echo "SKIP: no HH data under $SHARED"; exit 77; }
-command -v h5diff >/dev/null || { echo "SKIP: h5diff (hdf5-tools) is not installed"; exit 77; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+require_pipeline
 WAIT_S=${QUORUM_SLURM_WAIT_S:-150}
 
 T=$(mktemp -d /tmp/quorum-slurm.XXXXXX)
@@ -74,14 +72,7 @@ reason=$(squeue -h -j "$pid" -o %r 2>/dev/null)
 
 # ---- wait for everything (bounded)
 all_ids=$(awk '{print $2}' ids-* | sort -u | paste -sd,)
-until [ -z "$(squeue -h -j "$all_ids" 2>/dev/null)" ]; do
-  [ $SECONDS -lt $deadline ] || die "jobs still queued/running after ${WAIT_S}s"
-  sleep 1
-done
-for id in ${all_ids//,/ }; do
-  states=$(scontrol show job "$id" | grep -o 'JobState=[A-Z_]*' | sort -u | tr '\n' ' ')
-  [ "$states" = "JobState=COMPLETED " ] || die "job $id ended as: $states"
-done
+msg=$(cluster_wait_completed "$all_ids" "$deadline") || die "$msg"
 pass "all $(echo "$all_ids" | tr ',' '\n' | wc -l) submitted jobs COMPLETED"
 
 # ---- outputs identical to the direct run
