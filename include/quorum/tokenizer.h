@@ -67,13 +67,15 @@ const char *tokenizer_unicode_version(void); /* Unicode version of the generated
  *   CHAT_CHATML   Qwen3: <|im_start|>role\n text<|im_end|>\n ... ; the response follows an empty
  *                 <think>\n\n</think>\n\n block (Qwen3's enable_thinking=False generation prompt)
  *   CHAT_MISTRAL  <s>[INST] user [/INST]assistant</s> (Mistral-7B-Instruct v0.1/v0.2 template)
+ *   CHAT_GEMMA    <bos><start_of_turn>user\n trim(text)<end_of_turn>\n<start_of_turn>model\n ... (Gemma and
+ *                 Gemma-2 instruct: no system role, strict user/model alternation)
  *   CHAT_HH       no chat_template: the HH transcript "\n\nHuman: text\n\nAssistant: text", BOS first
  *                 only when tokenizer_config.json says add_bos_token
  * A template is recognised by its exact text (FNV-1a of chat_template): an unknown one is an error naming
  * the file, never a guess. Turn text and the response are as quorum/corpus.h stores turn text (HH:
  * without the "Human:"/"Assistant:" marker and the one space after it).
  */
-typedef enum { CHAT_HH = 0, CHAT_LLAMA3, CHAT_CHATML, CHAT_MISTRAL } ChatFamily;
+typedef enum { CHAT_HH = 0, CHAT_LLAMA3, CHAT_CHATML, CHAT_MISTRAL, CHAT_GEMMA } ChatFamily;
 typedef struct ChatTemplate ChatTemplate;
 
 ChatTemplate *chat_template_load(const char *dir, const Tokenizer *t); /* NULL after a one-line error */
@@ -91,7 +93,7 @@ int chat_render_text(const ChatTemplate *ct, const Turn *turns, int n_turns, con
 /* The turns a template can render, by quorum's documented rule (README "System turns and tool roles"),
  * applied by the committee before chat_render so a corpus role never kills a job:
  *   observation -> a user turn, function_call -> an assistant turn (every family);
- *   system, for the families without a system role (hh, mistral): folded into the next user turn as
+ *   system, for the families without a system role (hh, mistral, gemma): folded into the next user turn as
  *   "<system text>\n\n<user text>" (several system turns in a row are joined the same way).
  * out: room for n turns; folded texts live in *scratch (free it after use). Returns the number of turns
  * written; *n_folded = system turns folded (0 when none). chat_render_text itself stays exactly the

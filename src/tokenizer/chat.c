@@ -13,6 +13,7 @@ static const struct { uint64_t hash; ChatFamily fam; const char *what; } KNOWN[]
     {0x74891e390e614ae2ULL, CHAT_LLAMA3, "Llama-3 Instruct"},
     {0x2bfdb7aa9754484eULL, CHAT_CHATML, "Qwen3 ChatML"},
     {0x8c734b90b4f8d84dULL, CHAT_MISTRAL, "Mistral-7B-Instruct v0.1/v0.2"},
+    {0x70f3cded3fb90051ULL, CHAT_GEMMA, "Gemma / Gemma-2 instruct"},
 };
 
 struct ChatTemplate {
@@ -22,8 +23,8 @@ struct ChatTemplate {
 };
 
 const char *chat_family_name(ChatFamily f) {
-    static const char *names[] = {"hh", "llama3", "chatml", "mistral"};
-    return (unsigned)f < 4 ? names[f] : "?";
+    static const char *names[] = {"hh", "llama3", "chatml", "mistral", "gemma"};
+    return (unsigned)f < sizeof names / sizeof names[0] ? names[f] : "?";
 }
 ChatFamily chat_template_family(const ChatTemplate *ct) { return ct->fam; }
 
@@ -60,7 +61,7 @@ ChatTemplate *chat_template_load(const char *dir, const Tokenizer *t) {
                 if (KNOWN[k].hash == h) { ct->fam = KNOWN[k].fam; ok = 1; }
             if (!ok)
                 quorum_input_error(where, "unknown chat template (fnv1a64 %016llx); supported: Llama-3 Instruct, Qwen3 "
-                                   "ChatML, Mistral Instruct v0.1/v0.2, or none (HH transcript)", (unsigned long long)h);
+                                   "ChatML, Mistral Instruct v0.1/v0.2, Gemma / Gemma-2 instruct, or none (HH transcript)", (unsigned long long)h);
         }
     }
     if (ok) {
@@ -160,6 +161,25 @@ static int render_mistral(const ChatTemplate *ct, const Turn *turns, int n, cons
     return 0;
 }
 
+/* Gemma's template: no system role (a first system turn raises), strict user/model alternation, the
+ * assistant named "model", every text |trim'med. */
+static int render_gemma(const ChatTemplate *ct, const Turn *turns, int n, const char *resp, size_t rn, Buf *p, Buf *r) {
+    if (turns[0].role == ROLE_SYSTEM)
+        return quorum_input_error("chat:turn:role", "turn 0: the Gemma template has no system role");
+    buf_append_str(p, ct->bos_text);
+    for (int i = 0; i < n; i++) {
+        if ((turns[i].role == ROLE_USER) != (i % 2 == 0))
+            return quorum_input_error("chat:turn:role", "turn %d: the Gemma template needs user/assistant/user/... turns", i);
+        buf_appendf(p, "<start_of_turn>%s\n", turns[i].role == ROLE_ASSISTANT ? "model" : role_name(turns[i].role));
+        append_trimmed(p, turns[i].text, (size_t)turns[i].len);
+        buf_append_str(p, "<end_of_turn>\n");
+    }
+    buf_append_str(p, "<start_of_turn>model\n");
+    append_trimmed(r, resp, rn);
+    buf_append_str(r, "<end_of_turn>\n");
+    return 0;
+}
+
 static int render_hh(const ChatTemplate *ct, const Turn *turns, int n, const char *resp, size_t rn, Buf *p, Buf *r) {
     (void)ct;
     for (int i = 0; i < n; i++) {
@@ -179,12 +199,12 @@ int chat_render_text(const ChatTemplate *ct, const Turn *turns, int n_turns, con
     if (n_turns < 1 || turns[n_turns - 1].role != ROLE_USER)
         return quorum_input_error("chat:turns", "a dialogue to respond to must end with a user turn (%d turns)", n_turns);
     static int (*const render[])(const ChatTemplate *, const Turn *, int, const char *, size_t, Buf *, Buf *) = {
-        render_hh, render_llama3, render_chatml, render_mistral};
+        render_hh, render_llama3, render_chatml, render_mistral, render_gemma};
     return render[ct->fam](ct, turns, n_turns, response, response_len, prompt, resp);
 }
 
 int chat_fold_turns(const ChatTemplate *ct, const Turn *in, int n, Turn *out, Buf *scratch, int *n_folded) {
-    int fold = ct->fam == CHAT_HH || ct->fam == CHAT_MISTRAL, k = 0, pending = -1; /* first unfolded system turn */
+    int fold = ct->fam == CHAT_HH || ct->fam == CHAT_MISTRAL || ct->fam == CHAT_GEMMA, k = 0, pending = -1; /* first unfolded system turn */
     size_t need = 0;
     for (int i = 0; i < n; i++) need += (size_t)in[i].len + 2;
     buf_reserve(scratch, need + 1); /* no realloc below: views into scratch stay valid */

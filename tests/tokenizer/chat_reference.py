@@ -40,6 +40,19 @@ with open(os.path.join(fixtures, "mistral_instruct_tokenizer_config.json")) as f
     g.write(f.read())
 
 
+# Gemma instruct: the real Gemma / Gemma-2 template text in a fixture config, over the Mistral tokenizer.json
+# (its <s>/</s> stand in for <bos>/<eos>: the shared folder has no Gemma tokenizer). What is compared is the
+# rendering of the real template.
+gdir = os.path.join(out, "gemma_instruct")
+os.makedirs(gdir, exist_ok=True)
+glink = os.path.join(gdir, "tokenizer.json")
+if not os.path.lexists(glink):
+    os.symlink(os.path.abspath(os.path.join(shared, "tokenizers/mistral/tokenizer.json")), glink)
+with open(os.path.join(fixtures, "gemma_it_tokenizer_config.json")) as f, \
+        open(os.path.join(gdir, "tokenizer_config.json"), "w") as g:
+    g.write(f.read())
+
+
 class TemplateError(Exception):
     pass
 
@@ -108,6 +121,7 @@ for turns, resp in hand + [(t, r) for t, r, _, _ in hh]:
     cases.append(jinja_case(os.path.join(tok, "llama3"), "llama3", turns, resp))
     cases.append(jinja_case(os.path.join(tok, "qwen3"), "chatml", turns, resp))
     cases.append(jinja_case(mdir, "mistral", turns, resp))
+    cases.append(jinja_case(gdir, "gemma", turns, resp))
 for turns, resp, prompt, completion in hh:
     for name in ("gpt2", "mistral"):  # no chat_template in these folders: the HH transcript family
         cases.append({"dir": os.path.join(tok, name), "family": "hh", "turns": [{"role": r, "text": t} for r, t in turns],
@@ -120,7 +134,7 @@ def fold_by_hand(turns, family):
     out, pending = [], []
     for r, t in turns:
         r = {"observation": "user", "function_call": "assistant"}.get(r, r)
-        if r == "system" and family in ("hh", "mistral"):
+        if r == "system" and family in ("hh", "mistral", "gemma"):
             pending.append(t)
             continue
         if pending and r == "user":
@@ -147,7 +161,7 @@ fold_dialogues = [
 for turns in fold_dialogues:
     n_sys = sum(r == "system" for r, _ in turns)
     for d, fam in ((os.path.join(tok, "llama3"), "llama3"), (os.path.join(tok, "qwen3"), "chatml"), (mdir, "mistral"),
-                   (os.path.join(tok, "gpt2"), "hh")):
+                   (gdir, "gemma"), (os.path.join(tok, "gpt2"), "hh")):
         folded = fold_by_hand(turns, fam)
         if fam == "hh":
             c = {"dir": d, "family": "hh", "turns": [], "response": "Fine."}
@@ -156,7 +170,7 @@ for turns in fold_dialogues:
         else:
             c = jinja_case(d, fam, folded, "Fine.")
         c.update(turns=[{"role": r, "text": t} for r, t in turns], fold=True,
-                 n_folded=n_sys if fam in ("hh", "mistral") else 0)
+                 n_folded=n_sys if fam in ("hh", "mistral", "gemma") else 0)
         cases.append(c)
 json.dump(cases, open(os.path.join(out, "cases.json"), "w"), ensure_ascii=False, indent=1)
 print("chat reference: %d cases (%d HH dialogues), %d expected template errors"

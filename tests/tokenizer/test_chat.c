@@ -90,7 +90,7 @@ static void check_case(const cJSON *c, int idx) {
         CHECKF(ids.len == want.len && !memcmp(ids.data, want.data, ids.len * sizeof(int32_t)), "case %d (%s): ids differ", idx, fam);
         CHECKF(plen == want_plen, "case %d (%s): prompt_len %d, want %d", idx, fam, plen, want_plen);
         int32_t bos = tokenizer_bos(t);
-        size_t want_bos = (!strcmp(fam, "llama3") || !strcmp(fam, "mistral") || hh_bos) ? 1 : 0;
+        size_t want_bos = (!strcmp(fam, "llama3") || !strcmp(fam, "mistral") || !strcmp(fam, "gemma") || hh_bos) ? 1 : 0;
         if (bos >= 0) CHECKF(count_id(&ids, bos) == want_bos, "case %d (%s): BOS %zu times", idx, fam, count_id(&ids, bos));
         if (want_bos) CHECK(ids.data[1] == bos);
         i32vec_free(&want);
