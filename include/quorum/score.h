@@ -41,6 +41,8 @@
  *   QUORUM_TEST_DIE_AFTER_SHARDS=k  rank 1 (rank 0 in a 1-rank run) raises SIGKILL right after writing
  *                                   its k-th score file (crash-restart tests)
  *   QUORUM_TEST_SLOW_SHARD_MS=ms    every rank sleeps ms after each shard (so a test can signal mid-run)
+ *   QUORUM_TEST_HOLD_FILE=path      every rank waits after each shard while path exists (120 s at most): a
+ *                                   test holds a run busy for exactly as long as its checks take
  */
 #ifndef QUORUM_SCORE_H
 #define QUORUM_SCORE_H

@@ -174,6 +174,10 @@ static void test_hooks_after_write(ScoreRun *run, int rank, int world) {
         raise(SIGKILL);
     }
     if (slow) usleep((useconds_t)(atoi(slow) * 1000));
+    /* Holds the stage while the named file exists (at most 120 s): a test that needs this run still busy
+     * (a lock test) removes the file when it is done, instead of racing a timer. */
+    const char *hold = getenv("QUORUM_TEST_HOLD_FILE");
+    for (int i = 0; hold && i < 2400 && access(hold, F_OK) == 0; i++) usleep(50000);
 }
 
 /* Non-finite rewards stop the stage: one line naming the member, its model folder and the pair. */

@@ -27,15 +27,17 @@ tiny_rm() {
   q init-model --arch gpt2 --layers 1 --dim 16 --heads 2 --max-pos 128 --tokenizer "$tok" --head "${3:-score}" \
     --seed "$2" --out "$1" >/dev/null 2>&1 || fail "init-model $1 failed"
 }
-# slow_run_bg MS: the reference, then `quorum run a.json` (2 ranks, MS ms per shard) in the background
-# ($pid, log1), returning once its score stage started.
-slow_run_bg() {
+# held_run_bg: the reference, then `quorum run a.json` (2 ranks) in the background ($pid, log1), its score
+# stage held after each shard while hold-a exists (QUORUM_TEST_HOLD_FILE); returns once score started.
+# The caller removes hold-a when its checks are done: no timer to race on a slow machine.
+held_run_bg() {
   reference
   job_at a.json "$T/a"
-  QUORUM_TEST_SLOW_SHARD_MS=$1 timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_SLOW_SHARD_MS \
+  touch hold-a
+  QUORUM_TEST_HOLD_FILE=$PWD/hold-a timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_HOLD_FILE \
     "$QUORUM" run a.json >log1 2>&1 &
   pid=$!
-  for _ in $(seq 100); do grep -q 'score  started' log1 && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -q 'score  started' log1 && break; sleep 0.1; done
 }
 run_ok() { # JOB LOG: quorum run (2 ranks) must succeed
   mpi2 run "$1" >"$2" 2>&1 || { cat "$2"; fail "quorum run $1 exited $?"; }
@@ -254,19 +256,25 @@ case_trust_report() {
 
 # Two runs on one out_dir: the second stops at once, naming the holder; the first completes.
 case_trust_lock() {
-  slow_run_bg 300
+  # Each background run holds its score stage while hold-* exists (QUORUM_TEST_HOLD_FILE): the checks
+  # below run while it is certainly busy, however slow the machine.
+  held_run_bg
   q run a.json >log2 2>&1; expect_clean_failure log2 $? "another quorum run is using this output folder (pid" "second run"
   [ "$(grep -c 'quorum: error:' log2)" -eq 1 ] || { cat log2; fail "expected one error line"; }
+  rm -f hold-a
   wait "$pid" || { cat log1; fail "the first run failed"; }
   same_outputs a ref harmless || fail "outputs of the locked run differ from the reference"
   write_job d.json "$T/d" harmless=harmless-base:300 helpful=helpful-base:100
-  QUORUM_TEST_SLOW_SHARD_MS=300 timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_SLOW_SHARD_MS \
+  touch hold-d
+  QUORUM_TEST_HOLD_FILE=$PWD/hold-d timeout 120 "$MPIEXEC" "$NPFLAG" 2 --oversubscribe -x QUORUM_TEST_HOLD_FILE \
     "$QUORUM" run d.json --corpus harmless --to clean >log3 2>&1 &
   pid=$!
-  for _ in $(seq 100); do grep -q 'score  started' log3 && break; sleep 0.1; done
+  for _ in $(seq 300); do grep -q 'score  started' log3 && break; sleep 0.1; done
   q run d.json --corpus helpful --to clean >log4 2>&1 || { cat log4; fail "a run of another corpus was refused"; }
   q run d.json --corpus harmless >log5 2>&1; expect_clean_failure log5 $? ".quorum.lock.harmless: another quorum run is using this corpus" "same corpus"
   q run d.json >log6 2>&1; expect_clean_failure log6 $? ".quorum.lock: another quorum run is using this output folder" "whole job"
+  kill -0 "$pid" 2>/dev/null || { cat log3; fail "the held --corpus harmless run ended before the checks"; }
+  rm -f hold-d
   wait "$pid" || { cat log3; fail "the --corpus harmless run failed"; }
   q run d.json --from report >log7 2>&1 || { cat log7; fail "report after the per-corpus runs failed"; }
   fresh_equal d.json d harmless helpful || fail "per-corpus runs side by side differ from a fresh run"
@@ -352,10 +360,10 @@ PY
 # and mpirun exits 99; the rerun resumes to the reference. (SIGTERM to mpirun itself: Open MPI aborts the
 # job and returns 1 whatever the ranks return; README says so.)
 case_trust_sigterm() {
-  slow_run_bg 400
-  sleep 0.6
+  held_run_bg
   mp=$(pgrep -P "$pid" | head -1)   # timeout's child: mpirun
   for r in $(pgrep -P "$mp"); do kill -TERM "$r"; done
+  rm -f hold-a
   wait "$pid"; rc=$?
   [ "$rc" -eq 99 ] || { cat log1; fail "SIGTERM at the ranks: exit $rc, expected 99"; }
   grep -q 'score  preempted' log1 || { cat log1; fail "no preemption line"; }
