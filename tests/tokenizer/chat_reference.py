@@ -28,29 +28,25 @@ if not os.path.isdir(os.path.join(shared, "tokenizers")):
     sys.exit(77)
 os.makedirs(out, exist_ok=True)
 
-# Mistral Instruct: the shared mistral folder has no chat_template; pair its tokenizer.json with the
-# Mistral-7B-Instruct template config kept in fixtures/.
-mdir = os.path.join(out, "mistral_instruct")
-os.makedirs(mdir, exist_ok=True)
-link = os.path.join(mdir, "tokenizer.json")
-if not os.path.lexists(link):
-    os.symlink(os.path.abspath(os.path.join(shared, "tokenizers/mistral/tokenizer.json")), link)
-with open(os.path.join(fixtures, "mistral_instruct_tokenizer_config.json")) as f, \
-        open(os.path.join(mdir, "tokenizer_config.json"), "w") as g:
-    g.write(f.read())
+def template_dir(name, fixture):
+    """OUT/name: the shared Mistral tokenizer.json (linked) beside the tokenizer_config.json kept in fixtures/."""
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    link = os.path.join(d, "tokenizer.json")
+    if not os.path.lexists(link):
+        os.symlink(os.path.abspath(os.path.join(shared, "tokenizers/mistral/tokenizer.json")), link)
+    with open(os.path.join(fixtures, fixture)) as f, open(os.path.join(d, "tokenizer_config.json"), "w") as g:
+        g.write(f.read())
+    return d
 
 
-# Gemma instruct: the real Gemma / Gemma-2 template text in a fixture config, over the Mistral tokenizer.json
-# (its <s>/</s> stand in for <bos>/<eos>: the shared folder has no Gemma tokenizer). What is compared is the
-# rendering of the real template.
-gdir = os.path.join(out, "gemma_instruct")
-os.makedirs(gdir, exist_ok=True)
-glink = os.path.join(gdir, "tokenizer.json")
-if not os.path.lexists(glink):
-    os.symlink(os.path.abspath(os.path.join(shared, "tokenizers/mistral/tokenizer.json")), glink)
-with open(os.path.join(fixtures, "gemma_it_tokenizer_config.json")) as f, \
-        open(os.path.join(gdir, "tokenizer_config.json"), "w") as g:
-    g.write(f.read())
+# Mistral Instruct: the shared mistral folder has no chat_template; its tokenizer.json with the
+# Mistral-7B-Instruct template config.
+mdir = template_dir("mistral_instruct", "mistral_instruct_tokenizer_config.json")
+# Gemma instruct: the real Gemma / Gemma-2 template text over the Mistral tokenizer.json (its <s>/</s> stand
+# in for <bos>/<eos>: the shared folder has no Gemma tokenizer). What is compared is the rendering of the
+# real template.
+gdir = template_dir("gemma_instruct", "gemma_it_tokenizer_config.json")
 
 
 class TemplateError(Exception):
