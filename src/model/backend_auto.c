@@ -28,14 +28,11 @@ const Backend *backend_auto(void) {
     qCheck(!force || !strcmp(force, "cpu"), "rebuild with -DQUORUM_CUDA=ON", "QUORUM_BACKEND=cuda but quorum was built without CUDA");
 #endif
     if (chosen == &backend_cpu) {
-        int threads = backend_cpu_pin_threads();
+        const char *why = "";
 #ifdef QUORUM_HAVE_CUDA
-        if (!force) {
-            quorum_log("compute backend: cpu, %d BLAS thread(s) per rank (built with CUDA, but no GPU is visible)", threads);
-            return chosen;
-        }
+        if (!force) why = " (built with CUDA, but no GPU is visible)";
 #endif
-        quorum_log("compute backend: cpu, %d BLAS thread(s) per rank", threads);
+        quorum_log("compute backend: cpu, %d BLAS thread(s) per rank%s", backend_cpu_pin_threads(), why);
     } else {
         quorum_log("compute backend: %s", chosen->name);
     }

@@ -51,15 +51,13 @@ cluster_wait_pidfile() {
   return 1
 }
 
-cluster_cmd() {
-  if [ "${CLUSTER_NODES:-0}" -gt 0 ]; then node_exec 0 "$@"; else "$@"; fi
-}
-
-# cluster_daemon I CMD...: starts a daemon on node I (emulated) or here (one-node cluster).
+# cluster_daemon I CMD...: runs CMD on node I (emulated) or here (one-node cluster).
 cluster_daemon() {
   local i=$1; shift
   if [ "${CLUSTER_NODES:-0}" -gt 0 ]; then node_exec "$i" "$@"; else "$@"; fi
 }
+
+cluster_cmd() { cluster_daemon 0 "$@"; }
 
 cluster_start() {
   CLUSTER_DIR=$1 CLUSTER_NODES=${2:-0}
@@ -69,16 +67,12 @@ cluster_start() {
     command -v "$need" >/dev/null 2>&1 || { echo "SKIP: $need is not installed"; return 77; }
   done
   [ "$(id -u)" -eq 0 ] || { echo "SKIP: the SLURM test cluster needs root"; return 77; }
-  local d=$CLUSTER_DIR host cpus ctld nodes i
-  host=$(hostname -s); cpus=${CLUSTER_CPUS:-8}
+  local d=$CLUSTER_DIR cpus=${CLUSTER_CPUS:-8} host names addrs ctld hosts i
+  host=$(hostname -s)
+  names=$host addrs=127.0.0.1 ctld="$host(127.0.0.1)" hosts=$host
   if [ "$CLUSTER_NODES" -gt 0 ]; then
-    ctld="node0($NODES_NET.1)"
-    nodes="NodeName=node[0-$((CLUSTER_NODES - 1))] NodeAddr=$NODES_NET.[1-$CLUSTER_NODES] CPUs=$cpus RealMemory=1000 State=UNKNOWN"
-    nodes="$nodes"$'\n'"PartitionName=test Nodes=node[0-$((CLUSTER_NODES - 1))] Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO"
-  else
-    ctld="$host(127.0.0.1)"
-    nodes="NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=1000 State=UNKNOWN"
-    nodes="$nodes"$'\n'"PartitionName=test Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO"
+    names="node[0-$((CLUSTER_NODES - 1))]" addrs="$NODES_NET.[1-$CLUSTER_NODES]" ctld="node0($NODES_NET.1)"
+    hosts=$NODES_NAMES
   fi
   mkdir -p "$d/state" "$d/spool" "$d/log" "$d/munge"
   chmod 755 "$d/munge"
@@ -121,7 +115,8 @@ SchedulerParameters=sched_interval=1,sched_min_interval=100000
 SlurmdTimeout=30
 InactiveLimit=0
 KillWait=5
-$nodes
+NodeName=$names NodeAddr=$addrs CPUs=$cpus RealMemory=1000 State=UNKNOWN
+PartitionName=test Nodes=$names Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 CONF
   : >"$d/plugstack.conf"
   cat >"$d/cgroup.conf" <<CONF
@@ -142,10 +137,8 @@ CONF
   cluster_daemon 0 slurmctld -f "$d/slurm.conf" -i || { echo "SKIP: slurmctld cannot start"; cluster_logs; return 77; }
   p=$(cluster_wait_pidfile "$d/slurmctld.pid" 20) || { echo "SKIP: slurmctld did not start"; cluster_logs; return 77; }
   CLUSTER_PIDS="$CLUSTER_PIDS $p"
-  local names=$host
-  [ "$CLUSTER_NODES" -gt 0 ] && names=$NODES_NAMES
   i=0
-  for host in $names; do
+  for host in $hosts; do
     mkdir -p "$d/spool/$host"
     cluster_daemon "$i" slurmd -f "$d/slurm.conf" -N "$host" || { echo "SKIP: slurmd cannot start on $host"; cluster_logs; return 77; }
     p=$(cluster_wait_pidfile "$d/slurmd-$host.pid" 20) || { echo "SKIP: slurmd did not start on $host"; cluster_logs; return 77; }
