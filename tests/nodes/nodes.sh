@@ -22,6 +22,7 @@ NODES_NET=${NODES_NET:-10.213.0}
 NODES_TAG=${NODES_TAG:-q$$}
 NODES_N=0
 NODES_DIR=""
+NODES_LIB=$(realpath "${BASH_SOURCE[0]}")
 
 nodes_ns() { echo "${NODES_TAG}n$1"; }
 nodes_fabric() { echo "${NODES_TAG}f"; }
@@ -59,14 +60,15 @@ nodes_up() {
     { echo "127.0.0.1 localhost"
       for ((j = 0; j < n; j++)); do echo "$NODES_NET.$((j + 1)) node$j"; done; } >"/etc/netns/$ns/hosts"
   done
-  # the rsh agent: "agent HOST CMD..." as Open MPI calls ssh
+  # the rsh agent: "agent HOST CMD..." as Open MPI calls ssh (CMD is one shell command line): node_exec
   NODES_AGENT=$NODES_DIR/agent
   cat >"$NODES_AGENT" <<AGENT
 #!/bin/bash
+source "$NODES_LIB"
+NODES_TAG=$NODES_TAG NODES_DIR=$NODES_DIR
 host=\$1; shift
 case "\$host" in node[0-9]*) ;; *) echo "nodes agent: unknown host \$host" >&2; exit 255 ;; esac
-exec ip netns exec "${NODES_TAG}n\${host#node}" unshare --uts /bin/bash -c \
-  'hostname "\$0" && mount --bind "$NODES_DIR/tmp/\$0" /tmp && eval "\$1"' "\$host" "\$*"
+node_exec "\${host#node}" /bin/bash -c "\$*"
 AGENT
   chmod +x "$NODES_AGENT"
   export NODES_NAMES NODES_AGENT
