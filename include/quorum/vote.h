@@ -2,7 +2,10 @@
  * quorum/vote.h - committee votes and agreement buckets.
  *
  * Member m agrees with the human label of pair i when chosen[m][i] - rejected[m][i] > margin (ties
- * disagree). Each rank counts the votes of the members it hosts for the shards it scored; one
+ * disagree). Only reward members vote (JobMember.kind, quorum/job.h): agree counts them alone, and the
+ * buckets below take N = the number of reward members (the voters); with no voter every pair is AllAgree
+ * (no member disagrees). The other kinds' scores (IFD, implicit reward, judge rating) are stored beside
+ * the rewards for their own cleaning rules (quorum/clean.h). Each rank counts the votes of the members it hosts for the shards it scored; one
  * MPI_Allreduce(SUM) over MPI_COMM_WORLD merges them into agree[i] (0..N).
  *
  * Buckets (N members, h = ceil(high_frac * N), default high_frac 0.5):
@@ -19,7 +22,10 @@
  *     /bucket    uint8[n]       Bucket
  *     /chosen    float32[N][n]  per-member reward of the chosen response
  *     /rejected  float32[N][n]
- *     attrs members (string, names joined with ","), n_members, margin, high_frac, corpus, split
+ *     attrs members (string, names joined with ","), n_members, margin, high_frac, corpus, split,
+ *           kinds (string, member kinds joined with ",", e.g. "reward,reward,lm"): written only when a
+ *           member is not a reward member, so a reward-only committee's file is unchanged; absent = all
+ *           reward
  */
 #ifndef QUORUM_VOTE_H
 #define QUORUM_VOTE_H
@@ -34,6 +40,7 @@ typedef struct {
     char corpus[256], split[256];
     int n_members;
     char members[JOB_MAX_MEMBERS][256];
+    uint8_t kind[JOB_MAX_MEMBERS]; /* MemberKind of each member (MEMBER_REWARD when the file has no kinds) */
     float margin, high_frac;
     int64_t n;
     int64_t *pair_id;  /* [n] */
@@ -51,6 +58,9 @@ int votes_write(const Votes *v, const char *path); /* collective over MPI_COMM_W
 int votes_read(Votes *v, const char *path);        /* any rank, independent; validates shapes */
 void votes_free(Votes *v);
 char *votes_path(const char *out_dir, const char *corpus); /* caller frees */
+
+/* The number of reward members (the voters; see above). */
+int votes_n_voters(const Votes *v);
 
 /* Member vote: 1 when (chosen - rejected) > margin in float32 arithmetic (ties disagree). */
 int vote_agrees(float chosen, float rejected, float margin);

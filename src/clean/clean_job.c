@@ -332,15 +332,32 @@ static int clean_corpus(const Job *job, const JobClean *cfg, const JobCorpus *c,
     return rc;
 }
 
+/* 1 when the method's member kind is in the committee (reward methods always run). */
+static int method_runnable(const Job *job, CleanMethod m) {
+    MemberKind kind = clean_method_kind(m);
+    for (int k = 0; k < job->n_members; k++)
+        if (job->committee[k].kind == kind) return 1;
+    return kind == MEMBER_REWARD;
+}
+
 int clean_job_method(const Job *job, const char *method_override) {
     if (method_override && !strcmp(method_override, "all")) {
-        for (int m = CLEAN_NONE; m <= CLEAN_MARGIN_FLIP; m++)
+        for (int m = CLEAN_NONE; m < CLEAN_METHOD_COUNT; m++) {
+            if (!method_runnable(job, (CleanMethod)m)) {
+                quorum_log("clean: %s skipped: the committee has no %s member", clean_method_name((CleanMethod)m),
+                           member_kind_name(clean_method_kind((CleanMethod)m)));
+                continue;
+            }
             if (clean_job_method(job, clean_method_name((CleanMethod)m))) return -1;
+        }
         return 0;
     }
     JobClean cfg = job->clean;
     if (method_override && clean_method_parse(method_override, &cfg.method))
         return quorum_input_error("--method", "unknown cleaning method \"%s\"", method_override);
+    if (!method_runnable(job, cfg.method))
+        return quorum_input_error(job->path, "clean method %s needs a committee member of kind \"%s\"; the committee "
+                                  "has none", clean_method_name(cfg.method), member_kind_name(clean_method_kind(cfg.method)));
     for (int i = 0; i < job->n_corpora; i++)
         if (clean_corpus(job, &cfg, &job->corpora[i], method_override)) return -1;
     return 0;

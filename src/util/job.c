@@ -24,11 +24,14 @@ typedef struct {
 
 static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat", "sharegpt", "pairs", NULL};
 static const char *const CLEAN_NAMES[] = {"none", "sac", "vote_all_remove", "vote_all_flip", "vote_maj_remove",
-                                          "vote_maj_flip", "margin_remove", "margin_flip", NULL};
+                                          "vote_maj_flip", "margin_remove", "margin_flip", "ifd_r", "ifd_gap_r",
+                                          "ifd_gap_f", "rw_gap_r", "rw_gap_f", "llm_judge_r", "llm_judge_f", NULL};
+static const char *const KIND_NAMES[] = {"reward", "lm", "implicit", "judge", NULL};
 static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", NULL};
 
 const char *clean_method_name(CleanMethod m) { return CLEAN_NAMES[m]; }
 const char *dpo_loss_name(DpoLoss l) { return LOSS_NAMES[l]; }
+const char *member_kind_name(MemberKind k) { return (unsigned)k < MEMBER_KIND_COUNT ? KIND_NAMES[k] : "?"; }
 
 #define S(T, f) offsetof(T, f), sizeof(((T *)0)->f)
 static const Field TOP_FIELDS[] = {
@@ -66,6 +69,9 @@ static const Field MEMBER_FIELDS[] = {
     {"path", F_PATH, S(JobMember, path)},
     {"max_length", F_INT, S(JobMember, max_length)},
     {"batch_size", F_INT, S(JobMember, batch_size)},
+    {"kind", F_ENUM, S(JobMember, kind), KIND_NAMES},
+    {"ref", F_PATH, S(JobMember, ref)},
+    {"prompt_template", F_PATH, S(JobMember, prompt_template)},
     {NULL},
 };
 static const Field VOTE_FIELDS[] = {
@@ -387,6 +393,8 @@ int job_parse(Job *job, const char *json, const char *path) {
                     snprintf(k2, sizeof k2, "%s.path", kp);
                     if (require(&cx, k2, m->path)) goto done;
                     if (m->max_length < 8 || m->batch_size < 1) { key_error(&cx, kp, "max_length >= 8 and batch_size >= 1 required"); goto done; }
+                    snprintf(k2, sizeof k2, "%s.ref", kp);
+                    if (m->kind == MEMBER_IMPLICIT && !strstr(m->path, "builtin:") && require(&cx, k2, m->ref)) goto done;
                     for (int j = 0; j < i; j++)
                         if (!strcmp(job->committee[j].name, m->name)) { key_error(&cx, kp, "duplicate member name"); goto done; }
                 }

@@ -11,7 +11,12 @@
    ledger counts, cleaned.jsonl (flipped pairs really swapped; planted flips of pairs the whole
    committee agreed on are restored to the original text), and the cleaned folder as a corpus.
 
-usage: e2e_planted.py QUORUM MPIEXEC SHARED_DIR SCRATCH RANKS      (exit 77 when the data is missing)
+With a sixth argument "family" the committee holds builtin members of every kind (quorum/score.h: a
+builtin member of any kind writes its rule's value as that kind's score): 4 reward members (N even, so
+vote_maj's tie agree == N/2 occurs), 2 lm, 2 implicit and 1 judge member, and every method runs,
+ifd_r / ifd_gap_* / rw_gap_* / llm_judge_* included, each against the reference below.
+
+usage: e2e_planted.py QUORUM MPIEXEC SHARED_DIR SCRATCH RANKS [family]   (exit 77 when the data is missing)
 """
 import gzip
 import json
@@ -31,10 +36,16 @@ if not os.path.exists(SRC):
     print(f"skip: {SRC} not found (set QUORUM_SHARED_DIR)")
     sys.exit(77)
 
-MEMBERS = [("len", "builtin:len"), ("kw", "builtin:kw:you"), ("hash", "builtin:hash:7")]
-MARGIN, HIGH_FRAC, BAD_THRESHOLD, P = 0.0, 0.5, 40.0, 0.15
+FAMILY = len(sys.argv) > 6 and sys.argv[6] == "family"
+MEMBERS = [("len", "builtin:len", "reward"), ("kw", "builtin:kw:you", "reward"), ("hash", "builtin:hash:7", "reward")]
 METHODS = ["none", "sac", "vote_all_remove", "vote_all_flip", "vote_maj_remove", "vote_maj_flip",
            "margin_remove", "margin_flip"]
+if FAMILY:
+    MEMBERS += [("hash2", "builtin:hash:11", "reward"), ("ifd0", "builtin:kw:the", "lm"), ("ifd1", "builtin:hash:5", "lm"),
+                ("dpo0", "builtin:hash:3", "implicit"), ("dpo1", "builtin:neglen", "implicit"),
+                ("judge", "builtin:kw:I", "judge")]
+    METHODS += ["ifd_r", "ifd_gap_r", "ifd_gap_f", "rw_gap_r", "rw_gap_f", "llm_judge_r", "llm_judge_f"]
+MARGIN, HIGH_FRAC, BAD_THRESHOLD, P = 0.0, 0.5, 40.0, 0.15
 FAILS = []
 TIMES = []  # (step, seconds): printed at the end, for the log
 
@@ -103,6 +114,8 @@ def fnv1a64(data, h=0xcbf29ce484222325):
 def reward(rule, resp):
     if rule == "builtin:len":
         return np.float32(len(resp))
+    if rule == "builtin:neglen":
+        return np.float32(-len(resp))
     if rule.startswith("builtin:kw:"):
         return np.float32(resp.count(rule[len("builtin:kw:"):].encode()) - 0.5)
     if rule.startswith("builtin:hash:"):
@@ -126,23 +139,34 @@ def reference(path, n_lines):
             if sp is None:
                 continue
             p, c, r = sp
-            rc = [reward(rule, c) for _, rule in MEMBERS]
-            rr = [reward(rule, r) for _, rule in MEMBERS]
-            agree = sum(1 for a, b in zip(rc, rr) if np.float32(a - b) > np.float32(MARGIN))
-            n = len(MEMBERS)
+            score = {kind: [(reward(rule, c), reward(rule, r)) for _, rule, k in MEMBERS if k == kind]
+                     for kind in ("reward", "lm", "implicit", "judge")}
+            rw = score["reward"]
+            agree = sum(1 for a, b in rw if np.float32(a - b) > np.float32(MARGIN))
+            n = len(rw)
             h = math.ceil(HIGH_FRAC * n - 1e-4)
             bucket = "NoAgree" if agree == 0 else "AllAgree" if agree == n else "LowAgree" if agree < h else "HighAgree"
-            mm = 0.0
-            for a, b in zip(rc, rr):
-                mm += float(a) - float(b)
-            pairs[ln] = dict(prompt=p, chosen=c, rejected=r, agree=agree, bucket=bucket, margin=mm / n,
-                             mean_c=sum(float(a) for a in rc) / n, mean_r=sum(float(b) for b in rr) / n)
+
+            def mean(kind, wc, wr):
+                xs = score[kind]
+                return sum(wc * float(a) + wr * float(b) for a, b in xs) / len(xs) if xs else 0.0
+            pairs[ln] = dict(prompt=p, chosen=c, rejected=r, agree=agree, bucket=bucket, margin=mean("reward", 1, -1),
+                             mean_c=mean("reward", 1, 0), mean_r=mean("reward", 0, 1), ifd_c=mean("lm", 1, 0),
+                             ifd_gap=mean("lm", 1, -1), rw_gap=mean("implicit", 1, -1), judge=mean("judge", 1, -1))
     return pairs
 
 
+def lowest(pairs, ids, key, p):
+    """the floor(p * len(ids)) ids with the lowest key, ties by pair id (np.argsort order, made total)"""
+    p6 = round(float(np.float32(p)) * 1e6) / 1e6
+    k = min(len(ids), int(math.floor(p6 * len(ids) + 1e-9)))
+    return sorted(ids, key=lambda i: (pairs[i][key], i))[:k]
+
+
 def ref_actions(method, pairs, split="harmless", splits=("harmless",)):
-    n = len(MEMBERS)
+    n = sum(1 for m in MEMBERS if m[2] == "reward")
     act = {i: "keep" for i in pairs}
+    what = {"r": "remove", "f": "flip"}.get(method[-1])
     if method == "sac":
         for i, q in pairs.items():
             if q["bucket"] == "NoAgree":
@@ -158,10 +182,22 @@ def ref_actions(method, pairs, split="harmless", splits=("harmless",)):
             if n - q["agree"] > n / 2:
                 act[i] = method.split("_")[-1]
     elif method.startswith("margin_"):
-        p6 = round(float(np.float32(P)) * 1e6) / 1e6
-        k = min(len(pairs), int(math.floor(p6 * len(pairs) + 1e-9)))
-        for i in sorted(pairs, key=lambda i: (pairs[i]["margin"], i))[:k]:
+        for i in lowest(pairs, list(pairs), "margin", P):
             act[i] = method.split("_")[-1]
+    elif method == "ifd_r":  # PrefCleanBench: keep IFD(chosen) <= 1, then drop the lowest p of those
+        cand = [i for i in pairs if pairs[i]["ifd_c"] <= 1.0]
+        for i in pairs:
+            if pairs[i]["ifd_c"] > 1.0:
+                act[i] = "remove"
+        for i in lowest(pairs, cand, "ifd_c", P):
+            act[i] = "remove"
+    elif method.startswith(("ifd_gap_", "rw_gap_")):
+        for i in lowest(pairs, list(pairs), "ifd_gap" if method.startswith("ifd") else "rw_gap", P):
+            act[i] = what
+    elif method.startswith("llm_judge_"):  # rating(chosen) < rating(rejected); a tie keeps
+        for i in pairs:
+            if pairs[i]["judge"] < 0:
+                act[i] = what
     return act
 
 
@@ -252,7 +288,7 @@ def main():
         json.dump({"planted_lines": sorted(planted), "bad_lines": sorted(bad)}, f)
     job = {"name": "planted", "out_dir": "out", "shard_size": 300,
            "corpora": [{"name": "harmless", "path": "planted.jsonl.gz", "format": "hh", "split": "harmless"}],
-           "committee": [{"name": n, "path": p} for n, p in MEMBERS],
+           "committee": [{"name": n, "path": p, "kind": k} for n, p, k in MEMBERS],
            "vote": {"margin": MARGIN, "high_frac": HIGH_FRAC},
            "clean": {"method": "sac", "splits": ["harmless"], "bad_threshold": BAD_THRESHOLD, "p": P}}
     jf = os.path.join(work, "job.json")
