@@ -5,8 +5,19 @@ import gzip
 import json
 import os
 import re
+import sys
 
 BOS = 50256
+
+
+def shared_fixture(shared):
+    """(HH harmless-base test split, GPT-2 tokenizer folder) under the shared folder; exit 77 when absent."""
+    hh = os.path.join(shared, "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
+    tokdir = os.path.join(shared, "tokenizers", "gpt2")
+    if not os.path.exists(hh) or not os.path.exists(os.path.join(tokdir, "merges.txt")):
+        print("shared data not found: skipping")
+        sys.exit(77)
+    return hh, tokdir
 
 
 def bytes_to_unicode():

@@ -17,12 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import ref_model as R  # noqa: E402
 import h5py  # noqa: E402
-from hh_gpt2 import BOS, Gpt2Bpe, hh_comparable  # noqa: E402
+from hh_gpt2 import BOS, Gpt2Bpe, hh_comparable, shared_fixture  # noqa: E402
 
-hh = os.path.join(shared, "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
-tokdir = os.path.join(shared, "tokenizers", "gpt2")
-if not os.path.exists(hh) or not os.path.exists(os.path.join(tokdir, "merges.txt")):
-    print("shared data not found: skipping"); sys.exit(77)
+hh, tokdir = shared_fixture(shared)
 BPE = Gpt2Bpe(tokdir)
 
 L, L_JUDGE, BATCH, N_PAIRS = 96, 160, 6, 90
