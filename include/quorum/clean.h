@@ -58,6 +58,27 @@
  * unspecified order), so the set is deterministic. A rule whose member kind is absent from the
  * committee is refused with one line (`--method all` skips it with a log line).
  *
+ * Calibrated committees (none of the anchors has them). Reward models live on different scales, so a
+ * raw mean margin lets the widest member dominate. Before any rule, the reward members' scores are
+ * replaced (clean_calibrate), member by member, over the corpus's 2n scores x (all chosen, then all
+ * rejected):
+ *   normalize "none"    x
+ *             "zscore"  (x - mu) / sigma, mu and sigma (population) over the 2n values summed in that
+ *                       order in double; sigma == 0 gives 0
+ *             "rank"    (average 0-based rank of x among the 2n values, ties sharing it) / (2n - 1)
+ *   then times w_m * V / sum(w) (w_m = clean.weights[name], default 1; V = reward members), rounded to
+ *   float32, so the plain means M_i, C_i, R_i above are the weighted means of the normalized scores.
+ * Votes (agree, buckets) are the votes file's: a vote is a sign, which neither changes. With
+ * normalization, SAC's bad_threshold is in normalized units. The ledger's "calibration" section has,
+ * per reward member, its weight, label_agreement (fraction of pairs with calibrated s(c) - s(r) > 0) and
+ * loo_agreement (fraction of pairs where that vote equals the sign of the sum of the other reward
+ * members' calibrated margins, summed in committee order; null with one reward member): a member
+ * that agrees with the labels but not with the rest of the committee, or the reverse, is the one to drop.
+ *
+ * Consensus of methods (consensus_r / consensus_f): every method of clean.consensus (default sac,
+ * vote_maj_remove, margin_remove) decides on its own; a pair is removed / flipped when at least
+ * clean.consensus_k (default 2) of them act on it (flip or remove), else kept.
+ *
  * Flip swaps the chosen and rejected responses; the prompt and its turns stay.
  *
  * Output of clean_job, per corpus, in <out_dir>/cleaned/<corpus>/ (or <out_dir>/cleaned-<method>/
@@ -99,6 +120,11 @@ double votes_mean_rejected(const Votes *v, int64_t i);
 double votes_kind_mean(const Votes *v, int64_t i, MemberKind kind, double wc, double wr);
 /* The member kind a method reads (MEMBER_REWARD for none, sac, vote_*, margin_*). */
 MemberKind clean_method_kind(CleanMethod m);
+
+/* Calibrated committees (above): rewrites the reward members' chosen/rejected of v in place. */
+void clean_calibrate(const JobClean *cfg, Votes *v);
+/* Per member m: label[m], loo[m] as in the ledger's calibration section (NaN for non-reward members). */
+void clean_member_agreement(const Votes *v, double *label, double *loo);
 
 /* The ranking rules: keys[0..n) (value, pair id, index) are sorted by value then pair id, and the first
  * k get `act` in action[index]. */

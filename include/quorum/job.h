@@ -97,8 +97,11 @@ typedef enum {
     CLEAN_IFD_R, CLEAN_IFD_GAP_R, CLEAN_IFD_GAP_F,   /* lm members */
     CLEAN_RW_GAP_R, CLEAN_RW_GAP_F,                 /* implicit members */
     CLEAN_LLM_JUDGE_R, CLEAN_LLM_JUDGE_F,           /* judge members */
+    CLEAN_CONSENSUS_R, CLEAN_CONSENSUS_F,           /* k of a set of methods agree */
     CLEAN_METHOD_COUNT
 } CleanMethod;
+
+typedef enum { NORM_NONE = 0, NORM_ZSCORE, NORM_RANK } CleanNorm;
 
 typedef struct {
     CleanMethod method;              /* "sac" | "vote_all_remove" | ... | "margin_flip" | "ifd_r" | ... | "none" */
@@ -107,6 +110,14 @@ typedef struct {
     float bad_threshold;             /* SAC: a LowAgree pair is removed when both responses' mean committee
                                         rewards are below this (default 0.0) */
     float p;                         /* margin_*, ifd_*, rw_gap_*: the fraction p of pairs acted on (default 0.1) */
+    CleanNorm normalize;             /* reward members' scores before the committee means: "none" (default) |
+                                        "zscore" | "rank" (quorum/clean.h, "Calibrated committees") */
+    char weights[1024];              /* JSON object: reward member name -> weight > 0 in the committee means
+                                        (absent members 1; default "" = all 1) */
+    char consensus[JOB_MAX_SPLITS][32]; /* consensus_*: the methods that vote (default sac, vote_maj_remove,
+                                        margin_remove) */
+    int n_consensus;
+    int consensus_k;                 /* consensus_*: act where at least k of them act (default 2) */
 } JobClean;
 
 typedef enum { DPO_SIGMOID = 0, DPO_IPO, DPO_HINGE, DPO_ROBUST } DpoLoss;

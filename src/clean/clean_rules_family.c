@@ -40,8 +40,30 @@ static void gap_mark(const Votes *v, MemberKind kind, float p, CleanAction act, 
     free(keys);
 }
 
+/* consensus_*: the listed methods decide, each alone; act where at least consensus_k of them act. */
+static void consensus_mark(const JobClean *cfg, const Votes *v, CleanAction act, uint8_t *action) {
+    uint8_t *one = xmalloc((size_t)(v->n ? v->n : 1));
+    int32_t *votes = xcalloc((size_t)(v->n ? v->n : 1), sizeof *votes);
+    for (int k = 0; k < cfg->n_consensus; k++) {
+        JobClean c = *cfg;
+        if (clean_method_parse(cfg->consensus[k], &c.method) || c.method == CLEAN_CONSENSUS_R ||
+            c.method == CLEAN_CONSENSUS_F)
+            continue; /* job.c refuses these */
+        clean_decide(&c, v, one);
+        for (int64_t i = 0; i < v->n; i++) votes[i] += one[i] != ACTION_KEEP;
+    }
+    for (int64_t i = 0; i < v->n; i++)
+        if (votes[i] >= cfg->consensus_k) action[i] = (uint8_t)act;
+    free(one);
+    free(votes);
+}
+
 void clean_decide_family(const JobClean *cfg, const Votes *v, uint8_t *action) {
     CleanMethod m = cfg->method;
+    if (m == CLEAN_CONSENSUS_R || m == CLEAN_CONSENSUS_F) {
+        consensus_mark(cfg, v, m == CLEAN_CONSENSUS_F ? ACTION_FLIP : ACTION_REMOVE, action);
+        return;
+    }
     MemberKind kind = clean_method_kind(m);
     int present = 0;
     for (int k = 0; k < v->n_members; k++) present |= v->kind[k] == kind;
