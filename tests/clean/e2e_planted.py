@@ -395,6 +395,10 @@ def main():
         check(m["weight"] == WEIGHTS.get(m["name"], 1.0) and abs(m["label_agreement"] - lab) < 1e-12 and
               (m["loo_agreement"] is None if loo is None else abs(m["loo_agreement"] - loo) < 1e-12),
               f"ledger calibration of {m['name']}: {m}, want {lab}, {loo}")
+    check(f"### Calibrated committee on harmless (normalize {NORMALIZE})" in res.stdout and
+          all(f"| {m['name']} | {m['weight']:g} | {m['label_agreement']:.4f} |" in res.stdout for m in cal["members"]),
+          "report.md: the calibrated committee table")
+    check(all(f"| cleaned-{m} | {m} |" in res.stdout for m in METHODS), "report.md: one row per method in the comparison")
     print("  calibration: " + ", ".join(f"{m['name']} w {m['weight']} labels {m['label_agreement']:.3f} "
                                          f"rest {m['loo_agreement']}" for m in cal["members"]))
     for m, t in summary.items():
