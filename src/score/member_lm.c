@@ -91,8 +91,11 @@ static int seq_logps(Model *model, const TokPairs *d, int batch_size, double *lc
     return rc;
 }
 
-/* Tokens model_logprobs scores in sequence [a, b) of d with prompt length np: t in [np, len), t >= 1. */
-static int64_t scored_tokens(int64_t len, int np) { return len - (np > 1 ? np : 1) > 0 ? len - (np > 1 ? np : 1) : 0; }
+/* Tokens model_logprobs scores in a sequence of length len with prompt length np: t in [np, len), t >= 1. */
+static int64_t scored_tokens(int64_t len, int np) {
+    int64_t first = np > 1 ? np : 1;
+    return len > first ? len - first : 0;
+}
 
 /* ---- kind lm: IFD ---- */
 
