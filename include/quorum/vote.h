@@ -66,7 +66,8 @@ int votes_n_voters(const Votes *v);
 int vote_agrees(float chosen, float rejected, float margin);
 
 /* Statistics of one votes table, computed from the merged arrays in a fixed order, so every rank and
- * every rank count gets the same bits. Undefined values are NaN (written as JSON null): accuracy,
+ * every rank count gets the same bits. Per-member figures cover every member, each over its own scores
+ * (an lm member's "accuracy" is the fraction with IFD(chosen) > IFD(rejected)); kappa counts the voters. Undefined values are NaN (written as JSON null): accuracy,
  * margins and agreement with no pairs; kappa with N = 1, no pairs, or one category only (P_e = 1). */
 typedef struct {
     int64_t bucket_count[BUCKET_COUNT];

@@ -38,7 +38,8 @@ static int kind_fingerprint(const JobMember *cfg, uint64_t h, uint64_t *out) {
     }
     if (cfg->kind == MEMBER_JUDGE) {
         int ok = 1;
-        h = fp_hash_i64(h, cfg->prompt_template[0] ? (int64_t)fp_file(cfg->prompt_template, &ok) : 0);
+        h = cfg->prompt_template[0] ? fp_hash_i64(h, (int64_t)fp_file(cfg->prompt_template, &ok))
+                                    : fp_hash_str(h, MEMBER_JUDGE_DEFAULT_TEMPLATE);
         if (!ok) return quorum_input_error(cfg->prompt_template, "member \"%s\": unreadable judge prompt template", cfg->name);
     }
     *out = h;
