@@ -45,7 +45,7 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     tc->optim.total_steps = tc->steps;
     if (!rc && !reward) {
         char *p = path_join(tc->out, "ref_logps.h5");
-        rc = ref_logps_compute(&tm, &d, 4, p, tc->dpo.type == DPO_IPO);
+        rc = ref_logps_compute(&tm, &d, 4, p);
         free(p);
     }
     if (!rc) dump_pairs(&d, tc);
@@ -102,7 +102,10 @@ int dpo_job(const Job *job) {
     snprintf(o.out, sizeof o.out, "%.*s", (int)sizeof o.out - 1, out);
     free(out);
     train_cfg_defaults(&o.train);
-    o.train.dpo = (DpoLossCfg){j->loss, j->beta, j->label_smoothing};
+    o.train.dpo = (DpoLossCfg){.type = j->loss, .beta = j->beta, .label_smoothing = j->label_smoothing,
+                               .discopop_tau = j->discopop_tau};
+    char why[256];
+    if (dpo_loss_check(&o.train.dpo, why, sizeof why) != 0) return quorum_input_error(job->path, "key \"dpo\": %s", why);
     o.train.optim.lr = j->lr;
     o.train.optim.weight_decay = j->weight_decay;
     o.train.optim.grad_clip = j->grad_clip;
