@@ -5,6 +5,7 @@
      schedule, the dumped batch order, the same two micro-batches)
   2. 2 ranks and 4 ranks (ZeRO-1 on and off, grad_accum 1/2) give the 1-rank weights (fp32 tolerance)
   3. SIGKILL after step 5 (checkpoint at 3) then a re-run gives the uninterrupted weights bit for bit;
+     killed at 2 ranks and resumed at 3, the weights equal the 1-rank run's to fp32 tolerance;
      SIGUSR1 after step 4 exits 99 with a checkpoint at 4, and the re-run again gives the same weights.
 usage: run_trainer.py TEST_TRAINER OUTDIR MPIEXEC NPFLAG"""
 import json, math, os, shutil, subprocess, sys
@@ -132,6 +133,14 @@ for name, ranks, zero1 in (("kill1", 1, 0), ("kill2z", 2, 1)):
     check(np.array_equal(params(out), ref), f"{name}: resumed weights equal the uninterrupted run's")
     steps = [m["step"] for m in metrics(out)]
     check(steps == list(range(1, STEPS + 1)), f"{name}: metrics.jsonl steps after resume {steps}")
+# a different rank count on resume (2 ranks ZeRO-1 killed, 3 ranks ZeRO-1 resume): the checkpoint holds
+# whole moments and the global data order, so the result is the 1-rank run's to fp32 rounding
+out = run("kill2to3", 2, 1, 1, "sigmoid", env={"QUORUM_TEST_KILL_AFTER_STEP": "5"}, expect=None)
+check(not os.path.exists(os.path.join(out, "final_params.bin")), "kill2to3: the killed run did not finish")
+run("kill2to3", 3, 1, 1, "sigmoid")
+ok, d = close(params(out), base, 1e-4, 1e-5)
+check(ok, f"kill2to3: killed at 2 ranks, resumed at 3: weights vs the 1-rank run (max diff {d:.3g})")
+check([m["step"] for m in metrics(out)] == list(range(1, STEPS + 1)), "kill2to3: metrics.jsonl steps after resume")
 out = run("usr1", 2, 1, 0, "sigmoid", env={"QUORUM_TEST_SIGNAL_AFTER_STEP": "4"}, expect=99)
 st = json.load(open(os.path.join(out, "checkpoint", "state.json")))
 check(st["step"] == 4, f"usr1: checkpoint at step 4, got {st['step']}")
