@@ -37,18 +37,6 @@ def sh(cmd, env=None):
     return p
 
 
-def batch(pairs, idx):
-    seqs = [pairs[i]["chosen"] for i in idx] + [pairs[i]["rejected"] for i in idx]
-    pl = [pairs[i]["prompt_len"] for i in idx] * 2
-    T = max(len(s) for s in seqs)
-    ids = torch.zeros(len(seqs), T, dtype=torch.long)
-    mask = torch.zeros(len(seqs), T)
-    for j, s in enumerate(seqs):
-        ids[j, :len(s)] = torch.tensor(s)
-        mask[j, pl[j]:len(s)] = 1
-    return ids, torch.tensor([len(s) for s in seqs]), mask
-
-
 def torch_steps(cfg, W0, pairs, order, a):
     params = {k: torch.tensor(v, dtype=torch.float32, requires_grad=True) for k, v in W0.items()}
     decay = [p for p in params.values() if p.dim() > 1]
@@ -60,7 +48,7 @@ def torch_steps(cfg, W0, pairs, order, a):
     B = a.batch
     for step in range(a.steps):
         idx = order[step * B:(step + 1) * B]
-        ids, lens, mask = batch(pairs, idx)
+        ids, lens, mask = ref_model.dpo_batch(pairs, idx)
         t0 = time.perf_counter()
         o, _ = ref_model.forward(cfg, params, ids, lens, mask)
         z = (o[:B] - o[B:]) - (ref[idx, 0] - ref[idx, 1])

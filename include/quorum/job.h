@@ -108,6 +108,10 @@ typedef struct {
     float beta;                      /* default 0.1 */
     float label_smoothing;           /* robust/cdpo/exo_pair/aot epsilon, default 0 (others: must be 0) */
     float discopop_tau;              /* discopop temperature, default 0.05 (TRL's) */
+    int lora_r;                      /* LoRA rank, default 0 = full fine-tuning (quorum/train.h LoraCfg) */
+    float lora_alpha;                /* default 32 */
+    float lora_dropout;              /* must be 0 */
+    char lora_targets[256];          /* comma-separated module names; default all Llama projections */
     float lr;                        /* default 5e-6 */
     float weight_decay;              /* default 0 */
     float grad_clip;                 /* global norm, default 1.0; 0 disables */

@@ -168,6 +168,23 @@ void pair_truncate(int *np, int *prompt_start, int *nc, int *nr, int max_length,
 
 typedef enum { OBJ_DPO = 0, OBJ_BT = 1 } Objective;
 
+/* LoRA (Hu et al. 2021) on a DPO policy: each targeted weight W [out,in] trains as W0 + (alpha/r) B A,
+ * A [r,in] initialized as PEFT does (U(-1/sqrt(in), 1/sqrt(in))), B [out,r] zeros, so training starts at
+ * the base model, which is also the DPO reference (no second copy). Targets are module names matched
+ * against weight names "<...>.<target>.weight" (Llama family: q_proj k_proj v_proj o_proj gate_proj
+ * up_proj down_proj; GPT-2: c_attn c_proj c_fc). Only the adapters are trained, reduced, checkpointed
+ * and held in AdamW state. Exports: <out>/final = the merged full weights (an ordinary HF checkpoint),
+ * <out>/adapter = a PEFT folder (adapter_config.json + adapter_model.safetensors, tensors
+ * base_model.model.<module>.lora_A.weight / lora_B.weight, fan_in_fan_out for GPT-2's Conv1D).
+ * lora_dropout must be 0: adapters are merged into the weights for each step (exact gradients through
+ * the base model's backward), where dropout on the adapter's input has no place. */
+typedef struct {
+    int r;                /* rank; 0 = LoRA off (full fine-tuning) */
+    float alpha;          /* scale = alpha / r (default 32) */
+    float dropout;        /* must be 0 */
+    char targets[256];    /* comma-separated module names */
+} LoraCfg;
+
 typedef struct {
     Objective objective;
     DpoLossCfg dpo;             /* OBJ_DPO */
@@ -182,9 +199,20 @@ typedef struct {
     char out[1024];             /* metrics.jsonl, checkpoint/, final/ */
     size_t bucket_floats;       /* allreduce bucket size (default 1<<20) */
     int quiet;                  /* no per-step stdout lines */
+    LoraCfg lora;               /* OBJ_DPO: r > 0 trains adapters only */
 } TrainCfg;
 
 void train_cfg_defaults(TrainCfg *c);
+
+/* LoRA (src/train/lora.c). lora_check: 0, or -1 with the reason in why. lora_wrap: a TrainModel whose
+ * params are the adapters of `base` (a train_model_open policy, which must outlive it); 0 or -1 after one
+ * line. lora_merge_into_base writes W0 + s B A into the base's weights (before exporting it).
+ * lora_export_peft writes <out>/adapter (temp name, then renamed); base_dir is recorded in its config. */
+int lora_check(const LoraCfg *c, char *why, size_t n);
+int lora_wrap(TrainModel *out, TrainModel *base, const LoraCfg *c, uint64_t seed);
+void lora_merge_into_base(TrainModel *lora);
+int lora_export_peft(TrainModel *lora, const char *base_dir, const char *out);
+void lora_close(TrainModel *lora);
 
 /* Per-step log (what rank 0 writes to stdout and metrics.jsonl; tests read it back). */
 typedef struct {

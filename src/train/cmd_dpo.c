@@ -26,10 +26,15 @@ int cmd_dpo(int argc, char **argv) {
         {"beta", 'f', &o.train.dpo.beta, 0, "DPO beta (default 0.1)"},
         {"label-smoothing", 'f', &o.train.dpo.label_smoothing, 0, "robust / cdpo / exo_pair / aot epsilon (default 0)"},
         {"discopop-tau", 'f', &o.train.dpo.discopop_tau, 0, "discopop temperature (default 0.05)"},
+        {"lora-r", 'i', &o.train.lora.r, 0, "LoRA rank; 0 = full fine-tuning (default 0)"},
+        {"lora-alpha", 'f', &o.train.lora.alpha, 0, "LoRA alpha, scale alpha/r (default 32)"},
+        {"lora-dropout", 'f', &o.train.lora.dropout, 0, "LoRA dropout (only 0 is supported)"},
+        {"lora-targets", 's', o.train.lora.targets, sizeof o.train.lora.targets,
+         "LoRA modules, comma-separated (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"},
         {"max-length", 'i', &o.max_length, 0, "prompt + response tokens (default 512)"},
         {"max-prompt-length", 'i', &o.max_prompt_length, 0, "prompt tokens kept when too long (default 256)"},
     };
-    int n = 10;
+    int n = 14;
     n += train_opts(opts + n, &o.train, &s);
     opts[n] = (Opt){0};
     if (cli_wants_help(argc, argv)) {

@@ -93,7 +93,8 @@ int train_opts_finish(const char *cmd, TrainCfg *c, const TrainOptStrings *s) {
         return 2;
     }
     char why[256];
-    if (c->objective == OBJ_DPO && dpo_loss_check(&c->dpo, why, sizeof why) != 0) {
+    if (c->objective == OBJ_DPO &&
+        (dpo_loss_check(&c->dpo, why, sizeof why) != 0 || lora_check(&c->lora, why, sizeof why) != 0)) {
         fprintf(stderr, "quorum: error: %s: %s\n", cmd, why);
         return 2;
     }

@@ -26,6 +26,7 @@ void train_cfg_defaults(TrainCfg *c) {
     memset(c, 0, sizeof *c);
     c->objective = OBJ_DPO;
     c->dpo = (DpoLossCfg){.type = DPO_SIGMOID, .beta = 0.1f, .label_smoothing = 0.0f, .discopop_tau = 0.05f};
+    c->lora = (LoraCfg){.r = 0, .alpha = 32.0f, .targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"};
     optim_defaults(&c->optim);
     c->steps = 100;
     c->batch_size = 8;

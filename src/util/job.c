@@ -91,6 +91,10 @@ static const Field DPO_FIELDS[] = {
     {"beta", F_FLOAT, S(JobDpo, beta)},
     {"label_smoothing", F_FLOAT, S(JobDpo, label_smoothing)},
     {"discopop_tau", F_FLOAT, S(JobDpo, discopop_tau)},
+    {"lora_r", F_INT, S(JobDpo, lora_r)},
+    {"lora_alpha", F_FLOAT, S(JobDpo, lora_alpha)},
+    {"lora_dropout", F_FLOAT, S(JobDpo, lora_dropout)},
+    {"lora_targets", F_STR, S(JobDpo, lora_targets)},
     {"lr", F_FLOAT, S(JobDpo, lr)},
     {"weight_decay", F_FLOAT, S(JobDpo, weight_decay)},
     {"grad_clip", F_FLOAT, S(JobDpo, grad_clip)},
@@ -143,6 +147,7 @@ void job_defaults(Job *job) {
     d->loss = DPO_SIGMOID;
     d->beta = 0.1f;
     d->discopop_tau = 0.05f;
+    d->lora_alpha = 32.0f;
     d->lr = 5e-6f;
     d->grad_clip = 1.0f;
     strcpy(d->schedule, "constant");
