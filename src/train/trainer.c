@@ -25,7 +25,8 @@ static void stop_install(void) { signal(SIGUSR1, on_usr1); }
 void train_cfg_defaults(TrainCfg *c) {
     memset(c, 0, sizeof *c);
     c->objective = OBJ_DPO;
-    c->dpo = (DpoLossCfg){DPO_SIGMOID, 0.1f, 0.0f};
+    c->dpo = (DpoLossCfg){.type = DPO_SIGMOID, .beta = 0.1f, .label_smoothing = 0.0f, .discopop_tau = 0.05f};
+    c->lora = (LoraCfg){.r = 0, .alpha = 32.0f, .targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"};
     optim_defaults(&c->optim);
     c->steps = 100;
     c->batch_size = 8;
@@ -81,8 +82,7 @@ typedef struct {
     TrainModel *m;
     const TokPairs *d;
     int32_t *ids; uint8_t *mask; int *lens; size_t cap;
-    float *out, *dout, *inv_cnt, *rc, *rr; /* (2b,) / (b,) scratch */
-    int ipo_average;
+    float *out, *dout, *cnt, *rc, *rr; /* (2b,) / (b,) scratch; cnt = completion tokens per sequence */
     PairMetrics met;
     double tokens;
 } Micro;
@@ -92,26 +92,23 @@ static void micro_run(Micro *u, const int64_t *idx, int b) {
     int T = batch_build(u->d, idx, b, &u->ids, &u->mask, &u->lens, &u->cap);
     for (int j = 0; j < 2 * b; j++) {
         u->tokens += u->lens[j];
-        u->inv_cnt[j] = 1.0f;
-        if (u->ipo_average) { /* TRL: ipo uses the mean log-prob over completion tokens */
-            int cnt = 0;
-            for (int t = 0; t < T; t++) cnt += u->mask[(size_t)j * T + t];
-            u->inv_cnt[j] = 1.0f / (cnt ? cnt : 1);
-        }
+        int n = 0;
+        for (int t = 0; t < T; t++) n += u->mask[(size_t)j * T + t];
+        u->cnt[j] = (float)n;
     }
     u->m->forward(u->m, u->ids, u->lens, u->mask, 2 * b, T, u->out);
-    for (int j = 0; j < 2 * b; j++) u->out[j] *= u->inv_cnt[j];
     float scale = 1.0f / (float)c->batch_size; /* mean over the GLOBAL batch */
     if (c->objective == OBJ_DPO) {
         for (int i = 0; i < b; i++) {
             u->rc[i] = u->d->ref_chosen[idx[i]];
             u->rr[i] = u->d->ref_rejected[idx[i]];
         }
-        dpo_loss(&c->dpo, b, u->out, u->out + b, u->rc, u->rr, scale, u->dout, u->dout + b, NULL, NULL, &u->met);
+        DpoBatch x = {b, u->out, u->out + b, u->rc, u->rr, u->cnt, u->cnt + b};
+        DpoGrads g = {u->dout, u->dout + b, NULL, NULL};
+        dpo_loss(&c->dpo, &x, scale, &g, &u->met);
     } else {
         bt_loss(b, u->out, u->out + b, c->bt_margin, c->bt_center, scale, u->dout, u->dout + b, &u->met);
     }
-    for (int j = 0; j < 2 * b; j++) u->dout[j] *= u->inv_cnt[j];
     u->m->backward(u->m, u->dout);
 }
 
@@ -274,10 +271,10 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
     int my_lo = (int)((int64_t)B * rank / R), my_hi = (int)((int64_t)B * (rank + 1) / R);
     int64_t *gidx = xmalloc(B * sizeof(int64_t));
     int mb_max = (my_hi - my_lo + c->grad_accum - 1) / c->grad_accum;
-    Micro u = {.cfg = c, .m = m, .d = d, .ipo_average = c->objective == OBJ_DPO && c->dpo.type == DPO_IPO};
+    Micro u = {.cfg = c, .m = m, .d = d};
     u.out = xmalloc(2 * mb_max * sizeof(float));
     u.dout = xmalloc(2 * mb_max * sizeof(float));
-    u.inv_cnt = xmalloc(2 * mb_max * sizeof(float));
+    u.cnt = xmalloc(2 * mb_max * sizeof(float));
     u.rc = xmalloc(mb_max * sizeof(float));
     u.rr = xmalloc(mb_max * sizeof(float));
     rc = 0;
@@ -328,7 +325,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
     }
     if (mf) fclose(mf);
     free(gidx); free(u.ids); free(u.mask); free(u.lens);
-    free(u.out); free(u.dout); free(u.inv_cnt); free(u.rc); free(u.rr);
+    free(u.out); free(u.dout); free(u.cnt); free(u.rc); free(u.rr);
 done:
     free(os.m); free(os.v); free(os.counts); free(os.displs); free(o.perm);
     return rc;
