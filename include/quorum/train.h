@@ -117,8 +117,10 @@ void optim_defaults(OptimCfg *o); /* lr 5e-6, betas (0.9, 0.999), eps 1e-8, wd 0
 float lr_at(const OptimCfg *o, int step);
 
 /* In-place clip of g[0..n) to global norm max_norm given its already-computed norm (torch
- * clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when < 1). */
+ * clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when < 1). grad_clip_coef: that factor, 1
+ * when no clipping applies. */
 void grad_clip_apply(float *g, size_t n, double norm, float max_norm);
+float grad_clip_coef(double norm, float max_norm);
 
 /* One AdamW update of p[0..n) with grads g and moments m, v; t is the 1-based step (bias correction).
  * decay (n,) or NULL: weight decay applies where decay[i] is 1 (NULL: everywhere). */
@@ -127,9 +129,34 @@ void adamw_update(float *p, const float *g, float *m, float *v, const uint8_t *d
 
 /* ---------------------------------------------------------------- 3. trainer */
 
+/* The trainer's operations on parameter-sized fp32 buffers, one table per backend (src/train/train_ops.c):
+ * train_ops_cpu works on host memory; train_ops_cuda (QUORUM_HAVE_CUDA) on device memory, so a model on
+ * the CUDA backend trains without its params or grads leaving the GPU (except checkpoints and, ZeRO-1,
+ * the host-staged all-gather). Collectives are over MPI_COMM_WORLD. */
+typedef struct {
+    const char *name;
+    float *(*alloc_zeroed)(size_t n);                       /* AdamW moments */
+    void (*free)(float *x);
+    void (*to_host)(float *host_dst, const float *src, size_t n);
+    void (*to_device)(float *dst, const float *host_src, size_t n);
+    /* in-place SUM of g[0..n) over ranks (CPU: buckets of `bucket` floats, overlapped); returns the L2
+     * norm of the summed gradient, identical on every rank */
+    double (*grads_allreduce)(float *g, size_t n, size_t bucket);
+    /* AdamW step t (1-based) on [0,n): g scaled by grad_scale first (clipping), decay (host, (n,) or
+     * NULL = everywhere) selects weight decay, torch semantics */
+    void (*adamw)(float *p, float *g, float *m, float *v, const uint8_t *decay, size_t n, float lr,
+                  float grad_scale, const OptimCfg *o, int t);
+    /* ZeRO-1: rank r's updated slice [displs[r], +counts[r]) of p (n) to every rank, in place */
+    void (*params_allgather)(float *p, size_t n, const int *counts, const int *displs);
+} TrainOps;
+extern const TrainOps train_ops_cpu;
+#ifdef QUORUM_HAVE_CUDA
+extern const TrainOps train_ops_cuda;
+#endif
+
 typedef struct TrainModel TrainModel;
 struct TrainModel {
-    float *params, *grads; /* flat fp32, n_params each; grads accumulate across backward calls */
+    float *params, *grads; /* flat fp32, n_params each (memory of ops); grads accumulate across backward calls */
     size_t n_params;
     /* ids (B,T) right-padded, lens (B,), mask (B,T): out[b] = per-sequence value (log-prob sum over the
      * mask for a policy, reward for a reward model). Keeps what backward needs. */
@@ -141,6 +168,8 @@ struct TrainModel {
     /* (n_params,) 1 where weight decay applies, or NULL for everywhere. HF Trainer's rule (what TRL
      * uses): no decay for biases and norm weights, i.e. the 1-D tensors of these architectures. */
     const uint8_t *decay_mask;
+    /* where params and grads live and how the trainer updates them; NULL = train_ops_cpu */
+    const TrainOps *ops;
     void *impl;
 };
 

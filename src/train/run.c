@@ -46,7 +46,8 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     int reward = tc->objective == OBJ_BT, lora = !reward && tc->lora.r > 0;
     TrainModel tm, lm = {0}, *train = &tm;
     TokPairs d = {0};
-    int rc = train_model_open(&tm, model_dir, reward);
+    if (lora) quorum_log("lora: trains on the CPU backend (the adapter wrapper works on host memory)");
+    int rc = train_model_open(&tm, model_dir, reward, lora);
     if (!rc) rc = pairs_load(&d, pc);
     if (!rc && mkdir_p(tc->out)) rc = quorum_input_error(tc->out, "cannot create the output folder");
     tc->optim.total_steps = tc->steps;
@@ -58,9 +59,9 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     if (!rc && lora && (rc = lora_wrap(&lm, &tm, &tc->lora, tc->seed)) == 0) train = &lm;
     if (!rc) dump_pairs(&d, tc, lora ? &lm : NULL);
     if (!rc) {
-        quorum_log("%s: %zu trainable params, %lld pairs, %d steps x %d pairs over %d ranks%s",
+        quorum_log("%s: %zu trainable params, %lld pairs, %d steps x %d pairs over %d ranks%s, on the %s backend",
                    reward ? "rm-train" : "dpo", train->n_params, (long long)d.n, tc->steps, tc->batch_size,
-                   quorum_world(), tc->zero1 ? " (ZeRO-1)" : "");
+                   quorum_world(), tc->zero1 ? " (ZeRO-1)" : "", tm.ops->name);
         rc = train_run(tc, train, &d, NULL);
     }
     if (rc == 0) {
