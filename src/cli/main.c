@@ -61,7 +61,10 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    mpiCheck(MPI_Init(&argc, &argv));
+    /* MPI_THREAD_MULTIPLE: the score stage's dispatcher thread on rank 0 (quorum/score.h); with less, score
+     * falls back to the static schedule and says so. */
+    int provided = MPI_THREAD_SINGLE;
+    mpiCheck(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided));
     setvbuf(stderr, NULL, _IOLBF, 0);
     check_slurm_world();
     quorum_placement_init();
