@@ -21,7 +21,7 @@ static const Command COMMANDS[] = {
     {"ingest", cmd_ingest, "read preference corpora (.jsonl/.jsonl.gz) into sharded HDF5"},
     {"export", cmd_export, "write ingested or cleaned shards back out as JSONL"},
     {"tokenize", cmd_tokenize, "encode/decode text with a Hugging Face tokenizer.json"},
-    {"score", cmd_score, "score every pair with every committee member (one member per rank group)"},
+    {"score", cmd_score, "score every pair with every committee member (units handed out over the ranks)"},
     {"vote", cmd_vote, "merge member votes with MPI_Allreduce into agreement buckets"},
     {"clean", cmd_clean, "Source-Aware Cleaning and the vote/margin cleaning family, with a ledger"},
     {"report", cmd_report, "bucket, accuracy, agreement and margin report (JSON, Markdown, PNG)"},
