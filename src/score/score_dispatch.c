@@ -88,6 +88,9 @@ static void dispatch_free(Dispatch *d) {
 /* The progress line with units and per-member status: "name done/total [ranks holding it]". */
 static void dispatch_progress(Dispatch *d, int final) {
     ScoreRun *run = d->run;
+    const char *env = getenv("QUORUM_PROGRESS_SECS");
+    double every = env ? atof(env) : 10.0;
+    if (!final && now_seconds() - d->last < every) return; /* called every poll: cheap until it is time */
     Buf b = {0};
     buf_appendf(&b, "units %lld/%lld", (long long)d->done_units, (long long)run->n_units);
     for (int m = 0; m < run->job->n_members; m++) {
@@ -101,8 +104,7 @@ static void dispatch_progress(Dispatch *d, int final) {
     }
     double el = now_seconds() - d->t0;
     double eta = d->done_cost > 0 ? (d->total_cost - d->done_cost) * el / d->done_cost : -1;
-    const char *every = getenv("QUORUM_PROGRESS_SECS");
-    score_progress(d->done_pairs, run->todo_pairs, d->t0, &d->last, every ? atof(every) : 10.0, final, eta, b.data);
+    score_progress(d->done_pairs, run->todo_pairs, d->t0, &d->last, every, final, eta, b.data);
     buf_free(&b);
 }
 
