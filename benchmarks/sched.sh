@@ -25,7 +25,7 @@ cat > "$OUT/job.json" <<JOB
 JOB
 "$QUORUM" ingest --job "$OUT/job.json" 2>/dev/null
 echo "sched.sh: $(date -u +%FT%TZ) $(hostname) ranks=$RANKS slow(us/pair)=$SLOW"
-printf '%-8s %8s %8s %8s  %s\n' schedule wall_s work_s ideal_s "busy per rank"
+printf '%-8s %8s %8s %8s  %s\n' schedule wall_s work_s ideal_s "busy per rank [dynamic: idle = wait for units + tail]"
 for i in $(seq "$REPEAT"); do
   for mode in static dynamic; do
     rm -rf "$OUT/out/scores"
@@ -33,11 +33,21 @@ for i in $(seq "$REPEAT"); do
       -x QUORUM_SCORE_SCHEDULE -x QUORUM_TEST_SLOW_MEMBER_US "$QUORUM" score --job "$OUT/job.json" 2>&1 |
       grep "schedule, .* rank(s): wall")
     # "score: MODE schedule, R rank(s): wall W s, work X s (P% of wall x ranks); busy r0 A% r1 B%"
+    # dynamic: where each rank's idle time went, from the schedule log (given_s, seconds per unit): waiting
+    # for the next unit (request round trips) vs the tail (done before the last rank)
     echo "$line" | /usr/bin/python3 -c "
-import re, sys
+import json, re, sys
 t = sys.stdin.read()
 w, x = map(float, re.search(r'wall ([\d.]+) s, work ([\d.]+) s', t).groups())
 busy = ' '.join(re.findall(r'r\d+ [\d.]+%', t))
-print('%-8s %8.2f %8.2f %8.2f  %s' % ('$mode', w, x, x / $RANKS, busy))"
+idle = ''
+if '$mode' == 'dynamic':
+    units = [json.loads(l) for l in open('$OUT/out/scores/schedule.jsonl')]
+    for r in range($RANKS):
+        mine = sorted((u['given_s'], u['seconds']) for u in units if u['rank'] == r)
+        wait = sum(b[0] - (a[0] + a[1]) for a, b in zip(mine, mine[1:])) + (mine[0][0] if mine else 0)
+        tail = w - (mine[-1][0] + mine[-1][1]) if mine else w
+        idle += ' r%d wait %.2f s tail %.2f s;' % (r, wait, tail)
+print('%-8s %8.2f %8.2f %8.2f  %s %s' % ('$mode', w, x, x / $RANKS, busy, idle))"
   done
 done

@@ -26,7 +26,8 @@
  *   sum of every rank's seconds inside units (loads included) and busy is that rank's share of the wall.
  *   Schedule log: <out_dir>/scores/schedule.jsonl (schedule.<corpus>.jsonl for a --corpus run), written
  *   atomically by rank 0, one line per unit this run scored: {"corpus","member","shard","pairs","rank",
- *   "cost","predicted_s","seconds","load_s"}, predicted_s = cost x (this run's seconds per cost unit).
+ *   "cost","predicted_s","seconds","load_s","given_s"}, predicted_s = cost x (this run's seconds per cost
+ *   unit), given_s = when the unit was handed out (seconds after the start of the scoring loop).
  * Static schedule (QUORUM_SCORE_SCHEDULE=static, or an MPI without MPI_THREAD_MULTIPLE, said in one log
  * line): score_owner() below; rounds of one unit per rank, each ended by one allreduce carrying the stop
  * flag, errors and progress. Kept to compare against (benchmarks/sched.sh) and as the fallback.

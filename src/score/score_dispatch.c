@@ -36,6 +36,7 @@ typedef struct {
     double *cost;                   /* [n] predicted: shard text bytes x member parameters */
     int *rank_of;                   /* [n] rank the unit was given to, -1 */
     double *seconds, *load_s;       /* [n] measured, -1 until done */
+    double *given_s;                /* [n] when it was handed out, seconds after the start */
     int64_t member_total[JOB_MAX_MEMBERS], member_done[JOB_MAX_MEMBERS];
     int64_t done_units, done_pairs;
     double done_cost, total_cost;
@@ -51,6 +52,7 @@ static void dispatch_init(Dispatch *d, int world) {
     d->rank_of = xmalloc(sizeof(int) * (size_t)(n + 1));
     d->seconds = xmalloc(sizeof(double) * (size_t)(n + 1));
     d->load_s = xmalloc(sizeof(double) * (size_t)(n + 1));
+    d->given_s = xmalloc(sizeof(double) * (size_t)(n + 1));
     double *bytes[JOB_MAX_CORPORA] = {0}; /* per shard, read once whatever the member count */
     for (int64_t u = 0; u < n; u++) {
         const WorkItem *w = &run->units[u];
@@ -83,6 +85,7 @@ static void dispatch_free(Dispatch *d) {
     free(d->rank_of);
     free(d->seconds);
     free(d->load_s);
+    free(d->given_s);
 }
 
 /* The progress line with units and per-member status: "name done/total [ranks holding it]". */
@@ -123,7 +126,10 @@ static int64_t dispatch_handle(Dispatch *d, int rank, const int64_t *q) {
     d->err |= q[Q_ERR] != 0;
     d->stop |= q[Q_STOP] != 0 || quorum_stop_requested();
     int64_t next = d->err || d->stop ? -1 : sched_next(&d->sched, rank, (uint32_t)q[Q_HELD]);
-    if (next >= 0) d->rank_of[next] = rank;
+    if (next >= 0) {
+        d->rank_of[next] = rank;
+        d->given_s[next] = now_seconds() - d->t0;
+    }
     dispatch_progress(d, 0);
     return next;
 }
@@ -203,10 +209,10 @@ static void write_schedule_log(const Dispatch *d) {
         if (d->seconds[u] < 0) continue;
         const WorkItem *w = &run->units[u];
         buf_appendf(&b, "{\"corpus\":\"%s\",\"member\":\"%s\",\"shard\":%lld,\"pairs\":%lld,\"rank\":%d,"
-                    "\"cost\":%.6g,\"predicted_s\":%.6f,\"seconds\":%.6f,\"load_s\":%.6f}\n",
+                    "\"cost\":%.6g,\"predicted_s\":%.6f,\"seconds\":%.6f,\"load_s\":%.6f,\"given_s\":%.6f}\n",
                     job->corpora[w->corpus].name, job->committee[w->member].name, (long long)w->shard,
                     (long long)run->man[w->corpus].shard_pairs[w->shard], d->rank_of[u], d->cost[u],
-                    d->cost[u] * per_cost, d->seconds[u], d->load_s[u]);
+                    d->cost[u] * per_cost, d->seconds[u], d->load_s[u], d->given_s[u]);
     }
     char name[300];
     snprintf(name, sizeof name, "scores/schedule%s%s.jsonl", run->only_corpus ? "." : "",
