@@ -33,7 +33,7 @@
  * flag, errors and progress. Kept to compare against (benchmarks/sched.sh) and as the fallback.
  *
  * Memory budget: QUORUM_RANK_MEM_GB (per rank; unset or 0: one member open at a time). A member's size
- * is its fp32 weights, 4 B x parameters (every backend holds fp32); builtin members weigh 0. Before
+ * is its fp32 weights, 4 B x parameters (every backend holds fp32; a builtin member counts 1). Before
  * opening a member, a rank closes least recently used members until the open ones plus the new one fit
  * the budget, so several small members stay loaded together and the budget is never exceeded, except by
  * a member larger than the budget on its own: it is loaded alone, with a warning line.

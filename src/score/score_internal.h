@@ -39,6 +39,10 @@ typedef struct {
 /* score_job.c: scores unit u (loads its member first when needed; *load_s = seconds spent loading)
  * and writes its score file. 0 or -1 after one line. */
 int score_unit(ScoreRun *run, const WorkItem *w, double *load_s);
+/* Makes member m open (score.h "Memory budget"): least recently used members are closed until it fits
+ * run->budget_gb (all of them when there is no budget: one member at a time). *load_s = seconds spent
+ * opening, 0 when it was open. 0 or -1 after one line. */
+int score_member_acquire(ScoreRun *run, int m, double *load_s);
 /* Bitmask of the members open on this rank. */
 uint32_t score_open_mask(const ScoreRun *run);
 /* The template check (Member.check) over units[0..n), grouped by member. 0 or -1 after one line. */

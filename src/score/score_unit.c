@@ -50,10 +50,9 @@ int score_check_units(ScoreRun *run, const WorkItem *units, int64_t n) {
     return rc;
 }
 
-/* score.h "Memory budget": a member's weights as every backend holds them (fp32); builtin: none. */
-static double member_gb(const ScoreRun *run, int m) {
-    return strstr(run->job->committee[m].path, "builtin:") ? 0.0 : 4.0 * run->member_params[m] / 1e9;
-}
+/* score.h "Memory budget": a member's weights as every backend holds them (fp32; a builtin member counts
+ * 1 parameter: nothing). */
+static double member_gb(const ScoreRun *run, int m) { return 4.0 * run->member_params[m] / 1e9; }
 
 uint32_t score_open_mask(const ScoreRun *run) {
     uint32_t mask = 0;
@@ -61,9 +60,7 @@ uint32_t score_open_mask(const ScoreRun *run) {
     return mask;
 }
 
-/* Makes member m open: least recently used members are closed until it fits the budget (all of them
- * when there is no budget: one member at a time). *load_s = seconds spent opening. 0 or -1. */
-static int member_acquire(ScoreRun *run, int m, double *load_s) {
+int score_member_acquire(ScoreRun *run, int m, double *load_s) {
     *load_s = 0;
     run->last_use[m] = ++run->tick;
     if (run->open[m]) return 0;
@@ -117,7 +114,7 @@ static void test_slow_member(const char *name, int64_t pairs) {
 int score_unit(ScoreRun *run, const WorkItem *w, double *load_s) {
     const Job *job = run->job;
     double t0 = now_seconds();
-    if (member_acquire(run, w->member, load_s) != 0) return -1;
+    if (score_member_acquire(run, w->member, load_s) != 0) return -1;
     Member *mem = &run->member[w->member];
     Shard s;
     if (read_checked_shard(run, w, &s) != 0) return -1;

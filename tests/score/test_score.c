@@ -148,6 +148,37 @@ static void test_sched(void) {
     sched_free(&s);
 }
 
+/* score.h "Memory budget": 3 members of 0.4 GB each (4 B x 1e8 parameters, set by hand; builtin rules so
+ * they open without weights). Budget 1 GB: two stay open, the least recently used one is closed for a
+ * third. No budget: one open at a time. */
+static void test_budget(void) {
+    Job job;
+    memset(&job, 0, sizeof job);
+    job.n_members = 3;
+    for (int m = 0; m < 3; m++) job.committee[m] = member_cfg(m == 0 ? "builtin:len" : m == 1 ? "builtin:neglen" : "builtin:hash");
+    ScoreRun run;
+    memset(&run, 0, sizeof run);
+    run.job = &job;
+    for (int m = 0; m < 3; m++) run.member_params[m] = 1e8;
+    run.budget_gb = 1.0;
+    double load_s;
+    int seq[6] = {0, 1, 2, 1, 0, 0};
+    uint32_t want[6] = {1, 3, 6, 6, 3, 3}; /* open members after each acquire */
+    for (int i = 0; i < 6; i++) {
+        CHECK(score_member_acquire(&run, seq[i], &load_s) == 0);
+        CHECK(score_open_mask(&run) == want[i]);
+        if (score_open_mask(&run) != want[i]) fprintf(stderr, "  budget step %d: open %u, expected %u\n", i,
+                                                      score_open_mask(&run), want[i]);
+    }
+    run.budget_gb = 0; /* one at a time */
+    CHECK(score_member_acquire(&run, 2, &load_s) == 0 && score_open_mask(&run) == 4);
+    CHECK(score_member_acquire(&run, 2, &load_s) == 0 && load_s == 0 && score_open_mask(&run) == 4);
+    run.budget_gb = 0.5; /* room for one: the other is closed first */
+    CHECK(score_member_acquire(&run, 1, &load_s) == 0 && score_open_mask(&run) == 2);
+    for (int m = 0; m < 3; m++)
+        if (run.open[m]) member_close(&run.member[m]);
+}
+
 static uint64_t rng = 88172645463325252ULL;
 static double urand(void) {
     rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
@@ -201,6 +232,7 @@ int main(int argc, char **argv) {
     test_builtins();
     test_owner();
     test_sched();
+    test_budget();
     test_files(argv[1]);
     MPI_Finalize();
     TEST_MAIN_END();
