@@ -2,11 +2,8 @@
  * of units still to score (the same on every rank), then one of the two schedules: dynamic (default,
  * score_dispatch.c) or static (score_owner, rounds ended by one allreduce each, kept for comparison
  * and for an MPI without MPI_THREAD_MULTIPLE). Either returns the same value on every rank. */
-#include <math.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <mpi.h>
 
 #include "quorum/common.h"
@@ -71,9 +68,9 @@ static void remove_beyond(const ScoreRun *run) {
     }
 }
 
-/* Every unit still to score, member-major (a rank that moves through members in order loads each once),
- * the same list on every rank: rank r checks units u with u % R == r for a current score file, and one
- * allreduce merges the verdicts. */
+/* Every unit still to score, member-major (the static schedule and the template check's chunks go through
+ * members in order: each member opened once per rank), the same list on every rank: rank r checks units u
+ * with u % R == r for a current score file, and one allreduce merges the verdicts. */
 static void list_units(ScoreRun *run, int rank, int world) {
     const Job *job = run->job;
     int64_t n = 0;

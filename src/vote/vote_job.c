@@ -1,6 +1,6 @@
 /* vote_job.c - per corpus: each rank reads back the score files of the (member, shard) pairs
- * vote_reader() gives it (whichever rank scored them: the score schedule is dynamic), counts agreements, and MPI_Allreduce(SUM) merges agree counts, rewards and
- * pair ids (every entry has exactly one owner, the others contribute zeros, so the sums are exact and
+ * vote_reader() gives it (whichever rank scored them: the score schedule is dynamic), counts agreements,
+ * and MPI_Allreduce(SUM) merges agree counts, rewards and pair ids (every entry has exactly one owner, the others contribute zeros, so the sums are exact and
  * independent of the rank count). Then buckets, the votes file (collective) and the stats JSON. */
 #include <mpi.h>
 #include <stdlib.h>
@@ -42,8 +42,8 @@ static void votes_alloc(Votes *v, const Job *job, const JobCorpus *c, int64_t n)
     v->rejected = xcalloc(nn * nm, sizeof(float));
 }
 
-/* The rank that reads the score file of (member m, shard k): files spread evenly over the ranks, shard-major,
- * a function of (m, k, N, R) only. */
+/* The rank that reads the score file of (member m, shard k): files spread evenly over the ranks,
+ * shard-major, a function of (m, k, N, R) only. */
 static int vote_reader(int m, int64_t k, int n_members, int world) {
     return (int)(((int64_t)k * n_members + m) % world);
 }
