@@ -1,7 +1,8 @@
 /* vote_job.c - per corpus: each rank reads back the score files of the (member, shard) pairs
  * vote_reader() gives it (whichever rank scored them: the score schedule is dynamic), counts agreements,
  * and MPI_Allreduce(SUM) merges agree counts, rewards and pair ids (every entry has exactly one reader,
- * the others contribute zeros, so the sums are exact and independent of the rank count). Then buckets, the votes file (collective) and the stats JSON. */
+ * the others contribute zeros, so the sums are exact and independent of the rank count). Then buckets, the
+ * votes file (collective) and the stats JSON. */
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
