@@ -7,6 +7,9 @@ that R = 1..5 all occur with N > R, N = R and N < R: (1,3) (2,5) (3,3) (4,2) (5,
   - every (corpus, member, shard) unit is written exactly once (QUORUM_TEST_UNIT_LOG: one line per score
     file a rank wrote), one current score file per unit, and the schedule log lists the same units;
   - the votes file and the stats JSON are byte-identical to the 1-rank run's.
+One Hugging Face member (a 1-layer GPT-2 score model from `quorum init-model`) with 2 builtin members on 1
+and 2 ranks: votes byte-identical, and the schedule log's predicted cost of every unit equals the cost model
+of score.h recomputed here from the shard datasets (h5py) and the safetensors header (json).
 Then a kill + resume with a different rank count: 4 members on 3 ranks, rank 1 SIGKILLed after 2 score
 files (QUORUM_TEST_DIE_AFTER_SHARDS, 150 ms per shard so the kill lands mid-stage), resumed on 2 ranks:
 the resumed run writes exactly the units whose files were missing, once each, leaves every finished file
@@ -17,7 +20,11 @@ import glob
 import json
 import os
 import shutil
+import struct
+import subprocess
 import sys
+
+import h5py
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference as ref  # noqa: E402
@@ -29,11 +36,11 @@ CELLS = [(1, 3), (2, 5), (3, 3), (4, 2), (5, 4)]  # (N, R) besides R = 1
 check = hh.check
 
 
-def write_job(out, data_dir, n_members):
+def write_job(out, data_dir, n_members, committee=None):
     job = {"name": os.path.basename(out), "out_dir": out, "shard_size": SHARD_SIZE,
            "corpora": [{"name": n, "path": os.path.join(data_dir, f), "format": "hh", "split": n, "max_pairs": k}
                        for n, f, k in CORPORA],
-           "committee": [{"name": n, "path": p} for n, p in hh.MEMBERS[:n_members]]}
+           "committee": committee or [{"name": n, "path": p} for n, p in hh.MEMBERS[:n_members]]}
     os.makedirs(out, exist_ok=True)
     with open(out + ".json", "w") as f:
         json.dump(job, f)
@@ -111,6 +118,61 @@ def mode_grid(work, data_dir, shards, pairs):
     return base
 
 
+def safetensors_params(path):
+    """Element count of every tensor, from the file's JSON header (safetensors format: u64 length + JSON)."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    total = 0
+    for name, t in header.items():
+        if name != "__metadata__":
+            k = 1
+            for d in t["shape"]:
+                k *= d
+            total += k
+    return total
+
+
+def shard_cost_bytes(work, corpus, k):
+    with h5py.File(os.path.join(work, "base", "corpora", corpus, "shard-%05d.h5" % k), "r") as f:
+        return 1 + 2 * f["prompt"].shape[0] + f["chosen"].shape[0] + f["rejected"].shape[0]
+
+
+def mode_hf(work, data_dir, shards):
+    tok = os.path.join(os.environ.get("QUORUM_SHARED_DIR", ""), "tokenizers", "gpt2")
+    if not os.path.exists(os.path.join(tok, "tokenizer.json")):
+        print(f"hf: skipped, no GPT-2 tokenizer under {tok}")
+        return
+    rm = os.path.join(work, "rm")
+    p = subprocess.run([os.environ["QUORUM_BIN"], "init-model", "--arch", "gpt2", "--layers", "1", "--dim", "16",
+                        "--heads", "2", "--max-pos", "128", "--tokenizer", tok, "--head", "score", "--seed", "3",
+                        "--out", rm], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if not check(p.returncode == 0, "hf: init-model failed\n" + p.stdout):
+        return
+    committee = [{"name": "rm", "path": rm, "max_length": 96, "batch_size": 3}] + \
+                [{"name": n, "path": q} for n, q in hh.MEMBERS[:2]]
+    params = {"rm": safetensors_params(os.path.join(rm, "model.safetensors")), "len": 1, "h7": 1}
+    got = {}
+    for R in (1, 2):
+        out = os.path.join(work, f"hfR{R}")
+        hh.link_corpora(work, out)
+        job = write_job(out, data_dir, 3, committee)
+        rc, text = hh.quorum(R, job, binary="SCORE_VOTE_ONCE", env={"QUORUM_TEST_UNIT_LOG": out + ".units"})
+        check(rc == 0, f"hf R={R}: score + vote rc {rc}\n{text}")
+        units = unit_log(out + ".units")
+        check(len(units) == 3 * sum(shards.values()) and all(v == 1 for v in units.values()),
+              f"hf R={R}: units written {sum(units.values())}, expected each of {3 * sum(shards.values())} once")
+        got[R] = votes_bytes(out)
+        with open(os.path.join(out, "scores", "schedule.jsonl")) as f:
+            for d in map(json.loads, f):
+                want = shard_cost_bytes(work, d["corpus"], d["shard"]) * params[d["member"]]
+                check(abs(d["cost"] - want) <= 1e-5 * want, f"hf R={R}: {d['member']} {d['corpus']} shard {d['shard']}: "
+                                                            f"cost {d['cost']}, expected {want}")
+    check(got[1] == got[2], "hf: votes with an HF member differ between 1 and 2 ranks")
+    print(f"hf: GPT-2 member ({params['rm']} parameters) + 2 builtin: votes equal at 1 and 2 ranks, costs as predicted",
+          flush=True)
+
+
 def mode_resume(work, data_dir, shards, base):
     N, R1, R2 = 4, 3, 2
     out = os.path.join(work, "resume")
@@ -153,6 +215,7 @@ def main():
     shards = shard_counts(work)
     pairs = {c: [p for p in ref.hh_pairs(os.path.join(data_dir, f)) if p[0] <= k] for c, f, k in CORPORA}
     base = mode_grid(work, data_dir, shards, pairs)
+    mode_hf(work, data_dir, shards)
     mode_resume(work, data_dir, shards, base)
     print(f"sched: {'ok' if not hh.fails else str(hh.fails) + ' failures'}")
     return 1 if hh.fails else 0
