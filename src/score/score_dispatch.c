@@ -5,7 +5,7 @@
  * each with the next unit of the queue (score_sched.c), or -1: no more work, or stop. Every rank, rank 0
  * included (through the same handler, under the lock), loops: ask -> score the unit -> ask again, each
  * request reporting the unit it just finished (seconds, load seconds), errors, its stop flag and the
- * members it holds. Why a thread and not MPI_Fetch_and_op counters: Open MPI 4.1 over TCP has no
+ * members it holds. Busy seconds per rank are gathered once at the end (score_summary). Why a thread and not MPI_Fetch_and_op counters: Open MPI 4.1 over TCP has no
  * asynchronous progress, so a passive-target RMA on rank 0 could wait for as long as rank 0 scores a
  * shard; the dispatcher thread answers within a millisecond.
  *
@@ -23,8 +23,8 @@
 
 enum { TAG_REQ = 1, TAG_REPLY = 2 };
 /* A request: the unit just finished (-1 none), error, stop flag, held members, its seconds and load
- * seconds (microseconds), the rank's busy time so far (microseconds). */
-enum { Q_UNIT, Q_ERR, Q_STOP, Q_HELD, Q_SEC_US, Q_LOAD_US, Q_BUSY_US, Q_LEN };
+ * seconds (microseconds). */
+enum { Q_UNIT, Q_ERR, Q_STOP, Q_HELD, Q_SEC_US, Q_LOAD_US, Q_LEN };
 
 typedef struct {
     ScoreRun *run;
@@ -178,11 +178,10 @@ static int64_t ask(Dispatch *d, int rank, const int64_t *q) {
 /* Every rank: ask, score, report, until the answer is -1. */
 static void work_loop(Dispatch *d, int rank, int world) {
     ScoreRun *run = d->run;
-    int64_t q[Q_LEN] = {-1, 0, 0, 0, 0, 0, 0};
+    int64_t q[Q_LEN] = {-1, 0, 0, 0, 0, 0};
     for (;;) {
         q[Q_STOP] = quorum_stop_requested();
         q[Q_HELD] = score_open_mask(run);
-        q[Q_BUSY_US] = (int64_t)(run->busy_s * 1e6);
         int64_t u = ask(d, rank, q);
         if (u < 0) return;
         double t = now_seconds(), load_s = 0;
