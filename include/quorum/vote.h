@@ -5,7 +5,8 @@
  * disagree). Only reward members vote (JobMember.kind, quorum/job.h): agree counts them alone, and the
  * buckets below take N = the number of reward members (the voters); with no voter every pair is AllAgree
  * (no member disagrees). The other kinds' scores (IFD, implicit reward, judge rating) are stored beside
- * the rewards for their own cleaning rules (quorum/clean.h). Each rank counts the votes of the members it hosts for the shards it scored; one
+ * the rewards for their own cleaning rules (quorum/clean.h). Each rank reads the score files of the
+ * (member m, shard k) with (k*N + m) % R == rank, whichever rank scored them, and counts their votes; one
  * MPI_Allreduce(SUM) over MPI_COMM_WORLD merges them into agree[i] (0..N).
  *
  * Buckets (N members, h = ceil(high_frac * N), default high_frac 0.5):
