@@ -11,7 +11,8 @@
  * so a one-sided request to rank 0 could wait as long as rank 0 spends scoring a shard.
  *   Cost model: cost(unit) = text bytes of the shard (2 x prompt + chosen + rejected, from the shard's
  *     dataset sizes: the manifest holds no token counts) x the member's parameter count (HF: the sum of
- *     the safetensors tensors' element counts; builtin: 1). Only the order depends on it.
+ *     the safetensors tensors' element counts, an implicit member's reference included; builtin: 1).
+ *     Only the order depends on it.
  *   Choice for a rank that asks, holding members H (see "Memory budget"):
  *     1. a member of H with units left: the one with the most cost left (no model load);
  *     2. else a member no other rank holds: the most cost left (it must be loaded somewhere anyway);
