@@ -271,6 +271,9 @@ static int load_lm(const Member *m, const char *dir, Model **out) {
     if (c->head != HEAD_LM)
         return quorum_input_error(where, "committee member %s (kind %s) needs a *ForCausalLM model, found %s",
                                   m->cfg.name, member_kind_name(m->cfg.kind), c->architecture);
+    if (c->arch == ARCH_GPT2 && m->cfg.max_length > c->max_pos)
+        return quorum_input_error(where, "n_positions %d is less than committee member %s's max_length %d: set "
+                                  "\"max_length\" <= %d in the job", c->max_pos, m->cfg.name, m->cfg.max_length, c->max_pos);
     if (tokenizer_vocab_size(h->tok) > c->vocab_size)
         return quorum_input_error(where, "vocab_size %d is smaller than the tokenizer's %d ids (member %s)",
                                   c->vocab_size, tokenizer_vocab_size(h->tok), m->cfg.name);

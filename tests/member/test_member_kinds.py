@@ -135,6 +135,19 @@ def main():
             ch, rj = v["chosen"][()], v["rejected"][()]
             want_agree = (ch[0] - rj[0] > 0).astype(int)
             if (v["agree"][()] != want_agree).any(): failed.append("agree does not count the reward member alone")
+        # bad members: one line naming the file and what is accepted, exit 1, nothing scored
+        bad = [({"name": "l", "path": "lm", "kind": "lm", "max_length": 300}, "n_positions 256 is less than"),
+               ({"name": "d", "path": "lm", "kind": "implicit", "ref": "nope"}, "nope: member \"d\": no readable config.json"),
+               ({"name": "j", "path": "lm", "kind": "judge", "max_length": 64, "prompt_template": "lm/config.json"},
+                "{response} placeholder")]
+        for member, want in bad:
+            job["committee"], job["out_dir"] = [member], os.path.join(work, "bad-" + member["name"])
+            json.dump(job, open(jpath, "w"))
+            r = subprocess.run([quorum, "ingest", "--job", jpath], env=env, capture_output=True, text=True)
+            r = subprocess.run([quorum, "score", "--job", jpath], env=env, capture_output=True, text=True)
+            errs = [x for x in r.stderr.splitlines() if "error:" in x]
+            if r.returncode != 1 or len(errs) != 1 or want not in errs[0]:
+                failed.append(f"bad member {member}: exit {r.returncode}, errors {errs}")
         if min(counts["ifd"], counts["judge"]) < 12: failed.append(f"too few comparable responses: {counts}")
         if counts["truncated"] == 0: failed.append("the fixture did not exercise truncation")
         for f in failed[:20]: print("FAIL:", f)
