@@ -126,16 +126,6 @@ void clean_calibrate(const JobClean *cfg, Votes *v);
 /* Per member m: label[m], loo[m] as in the ledger's calibration section (NaN for non-reward members). */
 void clean_member_agreement(const Votes *v, double *label, double *loo);
 
-/* The ranking rules: keys[0..n) (value, pair id, index) are sorted by value then pair id, and the first
- * k get `act` in action[index]. */
-typedef struct {
-    double value;
-    int64_t id, index;
-} RankKey;
-void clean_mark_lowest(RankKey *keys, int64_t n, int64_t k, CleanAction act, uint8_t *action);
-/* The rules over lm, implicit and judge members (clean_rules_family.c); clean_decide calls it. */
-void clean_decide_family(const JobClean *cfg, const Votes *v, uint8_t *action);
-
 /* How many pairs margin_* acts on: floor(p * n), clamped to [0, n], with p read as its 6-decimal value
  * (the job stores a float32: 0.7 must mean 0.7, not 0.69999999). */
 int64_t clean_margin_count(float p, int64_t n);

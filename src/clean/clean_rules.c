@@ -1,5 +1,6 @@
 /* clean_rules.c - the cleaning rules as pure functions over a Votes struct, and the ledger counts.
  * No I/O here: everything the rules need is in the votes file (see quorum/clean.h). */
+#include "clean_internal.h"
 #include "quorum/clean.h"
 #include "quorum/common.h"
 

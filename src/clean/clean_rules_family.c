@@ -1,6 +1,7 @@
 /* clean_rules_family.c - the PrefCleanBench rules over the non-reward member kinds (quorum/clean.h):
  * ifd_r and ifd_gap_* (lm members), rw_gap_* (implicit members), llm_judge_* (judge members). Pure
  * functions of the votes file, like clean_rules.c. */
+#include "clean_internal.h"
 #include "quorum/clean.h"
 #include "quorum/common.h"
 
