@@ -76,25 +76,23 @@ static int actions_are(const JobClean *c, const Votes *v, const uint8_t *want) {
 int main(void) {
     Votes v;
     fixture(&v);
-    JobClean c = cfg_of(CLEAN_IFD_R, 0.5f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){K, R, R, R, K, R}));
-    c = cfg_of(CLEAN_IFD_GAP_R, 0.5f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){R, R, K, R, K, K}));
-    c = cfg_of(CLEAN_IFD_GAP_F, 0.5f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){F, F, K, F, K, K}));
-    c = cfg_of(CLEAN_RW_GAP_R, 0.5f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){K, R, K, R, K, R}));
-    c = cfg_of(CLEAN_RW_GAP_F, 0.5f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){K, F, K, F, K, F}));
-    c = cfg_of(CLEAN_LLM_JUDGE_R, 0.5f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){K, R, K, K, R, K}));
-    c = cfg_of(CLEAN_LLM_JUDGE_F, 0.5f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){K, F, K, K, F, K}));
-    /* p = 0: the ranking rules act on nothing (ifd_r still drops IFD_c > 1) */
-    c = cfg_of(CLEAN_RW_GAP_R, 0.0f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){K, K, K, K, K, K}));
-    c = cfg_of(CLEAN_IFD_R, 0.0f);
-    CHECK(actions_are(&c, &v, (const uint8_t[NP]){K, K, R, K, K, R}));
+    static const struct {
+        CleanMethod m;
+        float p;
+        uint8_t want[NP];
+    } CASES[] = {
+        {CLEAN_IFD_R, 0.5f, {K, R, R, R, K, R}},       {CLEAN_IFD_GAP_R, 0.5f, {R, R, K, R, K, K}},
+        {CLEAN_IFD_GAP_F, 0.5f, {F, F, K, F, K, K}},   {CLEAN_RW_GAP_R, 0.5f, {K, R, K, R, K, R}},
+        {CLEAN_RW_GAP_F, 0.5f, {K, F, K, F, K, F}},    {CLEAN_LLM_JUDGE_R, 0.5f, {K, R, K, K, R, K}},
+        {CLEAN_LLM_JUDGE_F, 0.5f, {K, F, K, K, F, K}},
+        /* p = 0: the ranking rules act on nothing (ifd_r still drops IFD_c > 1) */
+        {CLEAN_RW_GAP_R, 0.0f, {K, K, K, K, K, K}},    {CLEAN_IFD_R, 0.0f, {K, K, R, K, K, R}},
+    };
+    JobClean c;
+    for (size_t k = 0; k < sizeof CASES / sizeof CASES[0]; k++) {
+        c = cfg_of(CASES[k].m, CASES[k].p);
+        CHECKF(actions_are(&c, &v, CASES[k].want), "case %zu", k);
+    }
     /* consensus of llm_judge_r {1, 4} and rw_gap_r {1, 3, 5}: k = 2 -> {1}; k = 1 -> the union */
     c = cfg_of(CLEAN_CONSENSUS_F, 0.5f);
     strcpy(c.consensus[0], "llm_judge_r");
