@@ -63,11 +63,24 @@ typedef struct {
     int64_t max_pairs;     /* 0 = all lines; else only the first max_pairs lines are read */
 } JobCorpus;
 
+/* What a committee member computes per response (quorum/score.h has the exact definitions). Only
+ * reward members vote; the other kinds feed their own cleaning rules (quorum/clean.h). */
+typedef enum {
+    MEMBER_REWARD = 0,     /* "reward": a *ForSequenceClassification reward model (or a builtin rule) */
+    MEMBER_LM,             /* "lm": a causal LM; score = IFD = PPL(response | prompt) / PPL(response) */
+    MEMBER_IMPLICIT,       /* "implicit": policy + reference causal LMs; score = log pi(y|x) - log pi_ref(y|x) */
+    MEMBER_JUDGE,          /* "judge": an instruct causal LM; score = expected rating 1..10 after a judging prompt */
+    MEMBER_KIND_COUNT
+} MemberKind;
+
 typedef struct {
     char name[256];        /* REQUIRED; unique in the committee */
     char path[JOB_STR];    /* REQUIRED; HF folder: config.json + model.safetensors + tokenizer.json */
     int max_length;        /* tokens; longer pairs are truncated from the left of the prompt (default 1024) */
     int batch_size;        /* sequences per forward (default 8) */
+    MemberKind kind;       /* "reward" (default) | "lm" | "implicit" | "judge" */
+    char ref[JOB_STR];     /* implicit: the reference causal LM folder (REQUIRED for implicit) */
+    char prompt_template[JOB_STR]; /* judge: the judging prompt file ("" = the default in quorum/score.h) */
 } JobMember;
 
 typedef struct {
@@ -81,15 +94,30 @@ typedef enum {
     CLEAN_VOTE_ALL_REMOVE, CLEAN_VOTE_ALL_FLIP,
     CLEAN_VOTE_MAJ_REMOVE, CLEAN_VOTE_MAJ_FLIP,
     CLEAN_MARGIN_REMOVE, CLEAN_MARGIN_FLIP,
+    CLEAN_IFD_R, CLEAN_IFD_GAP_R, CLEAN_IFD_GAP_F,   /* lm members */
+    CLEAN_RW_GAP_R, CLEAN_RW_GAP_F,                 /* implicit members */
+    CLEAN_LLM_JUDGE_R, CLEAN_LLM_JUDGE_F,           /* judge members */
+    CLEAN_CONSENSUS_R, CLEAN_CONSENSUS_F,           /* k of a set of methods agree */
+    CLEAN_METHOD_COUNT
 } CleanMethod;
 
+typedef enum { NORM_NONE = 0, NORM_ZSCORE, NORM_RANK } CleanNorm;
+
 typedef struct {
-    CleanMethod method;              /* "sac" | "vote_all_remove" | ... | "margin_flip" | "none" */
+    CleanMethod method;              /* "sac" | "vote_all_remove" | ... | "margin_flip" | "ifd_r" | ... | "none" */
     char splits[JOB_MAX_SPLITS][256];/* SAC removes LowAgree pairs only in these splits (default: harmless) */
     int n_splits;
     float bad_threshold;             /* SAC: a LowAgree pair is removed when both responses' mean committee
                                         rewards are below this (default 0.0) */
-    float p;                         /* margin_*: fraction of pairs with the lowest mean margin (default 0.1) */
+    float p;                         /* margin_*, ifd_*, rw_gap_*: the fraction p of pairs acted on (default 0.1) */
+    CleanNorm normalize;             /* reward members' scores before the committee means: "none" (default) |
+                                        "zscore" | "rank" (quorum/clean.h, "Calibrated committees") */
+    char weights[1024];              /* JSON object: reward member name -> weight > 0 in the committee means
+                                        (absent members 1; default "" = all 1) */
+    char consensus[JOB_MAX_SPLITS][32]; /* consensus_*: the methods that vote (default sac, vote_maj_remove,
+                                        margin_remove) */
+    int n_consensus;
+    int consensus_k;                 /* consensus_*: act where at least k of them act (default 2) */
 } JobClean;
 
 /* TRL's DPOTrainer loss_type values (definitions: quorum/train.h), then two pre-2026 TRL forms under
@@ -153,6 +181,7 @@ int job_load(Job *job, const char *path);
 int job_parse(Job *job, const char *json, const char *path);
 
 const char *clean_method_name(CleanMethod m);
+const char *member_kind_name(MemberKind k); /* "reward", "lm", "implicit", "judge" */
 const char *dpo_loss_name(DpoLoss l);
 
 #endif /* QUORUM_JOB_H */

@@ -11,7 +11,8 @@
  * so a one-sided request to rank 0 could wait as long as rank 0 spends scoring a shard.
  *   Cost model: cost(unit) = text bytes of the shard (2 x prompt + chosen + rejected, from the shard's
  *     dataset sizes: the manifest holds no token counts) x the member's parameter count (HF: the sum of
- *     the safetensors tensors' element counts; builtin: 1). Only the order depends on it.
+ *     the safetensors tensors' element counts, an implicit member's reference included; builtin: 1).
+ *     Only the order depends on it.
  *   Choice for a rank that asks, holding members H (see "Memory budget"):
  *     1. a member of H with units left: the one with the most cost left (no model load);
  *     2. else a member no other rank holds: the most cost left (it must be loaded somewhere anyway);
@@ -69,6 +70,38 @@
  * non-overlapping, case-sensitive byte matches left to right (Python's bytes.count).
  * "<jobdir>/builtin:..." (what job-relative path resolution makes of it) is accepted too.
  *
+ * Member kinds (JobMember.kind). A score file always holds one float per response (/chosen, /rejected);
+ * what it means depends on the kind (a builtin member of any kind writes its rule's value, so the
+ * cleaning rules of every kind can be tested exactly):
+ *   reward    the reward model's reward (above). Only reward members vote (quorum/vote.h).
+ *   lm        a causal LM folder (*ForCausalLM + tokenizer [+ chat template]); the score is the
+ *             Instruction-Following Difficulty of the response (Li et al. 2024, "From Quantity to
+ *             Quality", as PrefCleanBench's ifd rules use it):
+ *               IFD(y | x) = PPL(y | x) / PPL(y) = exp(mean_t log p(y_t | y_<t) - mean_t log p(y_t | x, y_<t))
+ *             conditional: the pair rendered with the member's chat template (prompt ++ response ids,
+ *             TRL classic truncation at max_length with max_prompt_length = max_length / 2, the DPO
+ *             trainer's rule), the mean over every response token; unconditional: the same (truncated)
+ *             response ids alone, after the tokenizer's BOS when it has one (else the first token has no
+ *             context and is not scored). A response with no scored token gets MEMBER_IFD_EMPTY (10,
+ *             PrefCleanBench's value for an empty chosen response).
+ *   implicit  a DPO policy folder (path) and its reference (ref), causal LMs sharing the policy's
+ *             tokenizer: score = log pi(y|x) - log pi_ref(y|x), the sums of response-token log-probs of
+ *             the rendered, truncated pair as in lm (the DPO implicit reward without beta;
+ *             PrefCleanBench's rw_gap averages its gap over 8 DPO models). `quorum dpo` makes such
+ *             policies: its output folder's final/ is the policy, its --policy the reference.
+ *   judge     an instruct causal LM folder and a prompt template (prompt_template, a text file with a
+ *             {response} and optionally a {prompt} placeholder; default MEMBER_JUDGE_DEFAULT_TEMPLATE).
+ *             The template, with {prompt} = the dialogue as "Human: t1\n\nAssistant: t2\n\nHuman: t3"
+ *             (roles System, Human, Assistant, Observation, Function call) and {response} = the
+ *             response text, is one user turn rendered with the judge's chat template; answer k
+ *             ("1".."10") is rendered as the assistant response. With lp_k = log P(answer k | judging
+ *             prompt) (the sum over the answer's tokens, end-of-turn included where the template has one),
+ *             score = sum_k k * exp(lp_k) / sum_j exp(lp_j): the expected rating, no sampling. A prompt
+ *             longer than max_length loses its start (TRL rule with max_prompt_length = max_length - 8:
+ *             the default template ends with the instruction).
+ * Every log-prob is the engine's DPO path: TokPairs + batch_build (quorum/train.h) and model_logprobs
+ * (quorum/model.h), batch_size sequences per forward.
+ *
  * Preemption: score_job polls quorum_stop_requested() (quorum/signal.h) after every shard; on
  * SIGUSR1/SIGTERM every rank finishes its shard in flight, writes it, and score_job returns
  * QUORUM_EXIT_REQUEUE (99) on every rank (0 when every unit was written anyway).
@@ -115,6 +148,11 @@ int member_open(Member *m, const JobMember *cfg);
  * NULL). Close with member_close. 0 or -1 after a one-line error. */
 int member_open_check(Member *m, const JobMember *cfg);
 void member_close(Member *m);
+
+/* Causal-LM members (src/score/member_lm.c): kinds lm, implicit and judge (see above). */
+int member_lm_open(Member *m, const JobMember *cfg);
+#define MEMBER_IFD_EMPTY 10.0
+extern const char *const MEMBER_JUDGE_DEFAULT_TEMPLATE;
 
 /* HF reward model member: src/score/member_hf.c (tokenizer + chat template + *ForSequenceClassification). */
 int member_hf_open(Member *m, const JobMember *cfg);

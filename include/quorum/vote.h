@@ -2,9 +2,12 @@
  * quorum/vote.h - committee votes and agreement buckets.
  *
  * Member m agrees with the human label of pair i when chosen[m][i] - rejected[m][i] > margin (ties
- * disagree). Each rank reads the score files of the (member m, shard k) with (k*N + m) % R == rank,
- * whichever rank scored them, and counts their votes; one MPI_Allreduce(SUM) over MPI_COMM_WORLD merges
- * them into agree[i] (0..N).
+ * disagree). Only reward members vote (JobMember.kind, quorum/job.h): agree counts them alone, and the
+ * buckets below take N = the number of reward members (the voters); with no voter every pair is AllAgree
+ * (no member disagrees). The other kinds' scores (IFD, implicit reward, judge rating) are stored beside
+ * the rewards for their own cleaning rules (quorum/clean.h). Each rank reads the score files of the
+ * (member m, shard k) with (k*N + m) % R == rank, whichever rank scored them, and counts their votes; one
+ * MPI_Allreduce(SUM) over MPI_COMM_WORLD merges them into agree[i] (0..N).
  *
  * Buckets (N members, h = ceil(high_frac * N), default high_frac 0.5):
  *   NoAgree   agree == 0
@@ -20,7 +23,10 @@
  *     /bucket    uint8[n]       Bucket
  *     /chosen    float32[N][n]  per-member reward of the chosen response
  *     /rejected  float32[N][n]
- *     attrs members (string, names joined with ","), n_members, margin, high_frac, corpus, split
+ *     attrs members (string, names joined with ","), n_members, margin, high_frac, corpus, split,
+ *           kinds (string, member kinds joined with ",", e.g. "reward,reward,lm"): written only when a
+ *           member is not a reward member, so a reward-only committee's file is unchanged; absent = all
+ *           reward
  */
 #ifndef QUORUM_VOTE_H
 #define QUORUM_VOTE_H
@@ -35,6 +41,7 @@ typedef struct {
     char corpus[256], split[256];
     int n_members;
     char members[JOB_MAX_MEMBERS][256];
+    uint8_t kind[JOB_MAX_MEMBERS]; /* MemberKind of each member (MEMBER_REWARD when the file has no kinds) */
     float margin, high_frac;
     int64_t n;
     int64_t *pair_id;  /* [n] */
@@ -53,11 +60,15 @@ int votes_read(Votes *v, const char *path);        /* any rank, independent; val
 void votes_free(Votes *v);
 char *votes_path(const char *out_dir, const char *corpus); /* caller frees */
 
+/* The number of reward members (the voters; see above). */
+int votes_n_voters(const Votes *v);
+
 /* Member vote: 1 when (chosen - rejected) > margin in float32 arithmetic (ties disagree). */
 int vote_agrees(float chosen, float rejected, float margin);
 
 /* Statistics of one votes table, computed from the merged arrays in a fixed order, so every rank and
- * every rank count gets the same bits. Undefined values are NaN (written as JSON null): accuracy,
+ * every rank count gets the same bits. Per-member figures cover every member, each over its own scores
+ * (an lm member's "accuracy" is the fraction with IFD(chosen) > IFD(rejected)); kappa counts the voters. Undefined values are NaN (written as JSON null): accuracy,
  * margins and agreement with no pairs; kappa with N = 1, no pairs, or one category only (P_e = 1). */
 typedef struct {
     int64_t bucket_count[BUCKET_COUNT];

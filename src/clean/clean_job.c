@@ -68,6 +68,7 @@ static int clean_input_load(CleanInput *in, const Job *job, const JobClean *cfg,
     in->shard_at[0] = 0;
     for (int64_t k = 0; k < in->man.n_shards; k++) in->shard_at[k + 1] = in->shard_at[k] + in->man.shard_pairs[k];
     in->action = xmalloc((size_t)(in->v.n ? in->v.n : 1));
+    clean_calibrate(cfg, &in->v); /* the committee means of every rule and of cleaned.jsonl are calibrated */
     clean_decide(cfg, &in->v, in->action);
     return 0;
 }
@@ -219,6 +220,30 @@ static int write_manifest(const CleanInput *in, const uint64_t *cks, const int64
 /* A float32 job value as the decimal the user wrote (0.15f -> 0.15, not 0.15000000596). */
 static double round6(float x) { return round((double)x * 1e6) / 1e6; }
 
+static cJSON *num_or_null(double x) { return isnan(x) ? cJSON_CreateNull() : cJSON_CreateNumber(x); }
+
+/* The ledger's "calibration": the normalization, and per reward member its weight and agreements. */
+static cJSON *calibration_json(const CleanInput *in, const JobClean *cfg) {
+    static const char *const NORM[] = {"none", "zscore", "rank"};
+    double label[JOB_MAX_MEMBERS], loo[JOB_MAX_MEMBERS];
+    clean_member_agreement(&in->v, label, loo);
+    cJSON *c = cJSON_CreateObject(), *w = cfg->weights[0] ? cJSON_Parse(cfg->weights) : NULL;
+    cJSON_AddStringToObject(c, "normalize", NORM[cfg->normalize]);
+    cJSON *members = cJSON_AddArrayToObject(c, "members");
+    for (int m = 0; m < in->v.n_members; m++) {
+        if (in->v.kind[m] != MEMBER_REWARD) continue;
+        const cJSON *wm = cJSON_GetObjectItemCaseSensitive(w, in->v.members[m]);
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", in->v.members[m]);
+        cJSON_AddNumberToObject(o, "weight", cJSON_IsNumber(wm) ? wm->valuedouble : 1.0);
+        cJSON_AddItemToObject(o, "label_agreement", num_or_null(label[m]));
+        cJSON_AddItemToObject(o, "loo_agreement", num_or_null(loo[m]));
+        cJSON_AddItemToArray(members, o);
+    }
+    cJSON_Delete(w);
+    return c;
+}
+
 static cJSON *ledger_json(const CleanInput *in, const JobClean *cfg, const Ledger *l) {
     char hex[17];
     cJSON *j = cJSON_CreateObject();
@@ -236,6 +261,7 @@ static cJSON *ledger_json(const CleanInput *in, const JobClean *cfg, const Ledge
     for (int m = 0; m < in->v.n_members; m++) cJSON_AddItemToArray(members, cJSON_CreateString(in->v.members[m]));
     cJSON_AddNumberToObject(committee, "margin", round6(in->v.margin));
     cJSON_AddNumberToObject(committee, "high_frac", round6(in->v.high_frac));
+    cJSON_AddItemToObject(j, "calibration", calibration_json(in, cfg));
     cJSON_AddNumberToObject(j, "lines", (double)l->lines);
     cJSON_AddNumberToObject(j, "pairs", (double)in->v.n);
     static const char *const ACT_KEYS[ACTION_COUNT] = {"kept", "flipped", "removed"};
@@ -332,15 +358,40 @@ static int clean_corpus(const Job *job, const JobClean *cfg, const JobCorpus *c,
     return rc;
 }
 
+/* 1 when the method's member kind is in the committee (reward methods always run); consensus_* when
+ * every method it combines is. */
+static int method_runnable(const Job *job, CleanMethod m) {
+    if (m == CLEAN_CONSENSUS_R || m == CLEAN_CONSENSUS_F) {
+        for (int k = 0; k < job->clean.n_consensus; k++) {
+            CleanMethod c;
+            if (clean_method_parse(job->clean.consensus[k], &c) || !method_runnable(job, c)) return 0;
+        }
+        return 1;
+    }
+    MemberKind kind = clean_method_kind(m);
+    for (int k = 0; k < job->n_members; k++)
+        if (job->committee[k].kind == kind) return 1;
+    return kind == MEMBER_REWARD;
+}
+
 int clean_job_method(const Job *job, const char *method_override) {
     if (method_override && !strcmp(method_override, "all")) {
-        for (int m = CLEAN_NONE; m <= CLEAN_MARGIN_FLIP; m++)
+        for (int m = CLEAN_NONE; m < CLEAN_METHOD_COUNT; m++) {
+            if (!method_runnable(job, (CleanMethod)m)) {
+                quorum_log("clean: %s skipped: the committee has no %s member", clean_method_name((CleanMethod)m),
+                           member_kind_name(clean_method_kind((CleanMethod)m)));
+                continue;
+            }
             if (clean_job_method(job, clean_method_name((CleanMethod)m))) return -1;
+        }
         return 0;
     }
     JobClean cfg = job->clean;
     if (method_override && clean_method_parse(method_override, &cfg.method))
         return quorum_input_error("--method", "unknown cleaning method \"%s\"", method_override);
+    if (!method_runnable(job, cfg.method))
+        return quorum_input_error(job->path, "clean method %s needs a committee member of kind \"%s\"; the committee "
+                                  "has none", clean_method_name(cfg.method), member_kind_name(clean_method_kind(cfg.method)));
     for (int i = 0; i < job->n_corpora; i++)
         if (clean_corpus(job, &cfg, &job->corpora[i], method_override)) return -1;
     return 0;

@@ -210,6 +210,25 @@ static void md_ledger(Buf *md, const CorpusReport *r) {
                 jnum(t, "rejected"), cJSON_IsTrue(jget(l, "balanced")) ? "balanced" : "**NOT balanced**");
 }
 
+/* The job ledger's calibration section (quorum/clean.h, "Calibrated committees"): which member to drop. */
+static void md_calibration(Buf *md, const CorpusReport *r) {
+    const cJSON *cal = jget(r->ledger, "calibration"), *ms = jget(cal, "members"), *it;
+    if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) == 0) return;
+    const cJSON *norm = jget(cal, "normalize");
+    buf_appendf(md, "### Calibrated committee on %s (normalize %s)\n\n| member | weight | agrees with labels | "
+                    "agrees with the rest |\n|---|---:|---:|---:|\n",
+                r->c->name, cJSON_IsString(norm) ? norm->valuestring : "?");
+    cJSON_ArrayForEach(it, ms) {
+        const cJSON *name = jget(it, "name");
+        double loo = jnum(it, "loo_agreement");
+        buf_appendf(md, "| %s | %g | %.4f |", cJSON_IsString(name) ? name->valuestring : "?", jnum(it, "weight"),
+                    jnum(it, "label_agreement"));
+        if (isnan(loo)) buf_append_str(md, " n/a |\n");
+        else buf_appendf(md, " %.4f |\n", loo);
+    }
+    buf_append_str(md, "\n");
+}
+
 /* One row per cleaning run found: the job's own (cleaned/) and every `--method` run (cleaned-<m>/). */
 static void md_methods(Buf *md, const CorpusReport *r) {
     if (cJSON_GetArraySize(r->others) == 0) return;
@@ -238,7 +257,7 @@ static void report_markdown(Buf *md, const Job *job, const CorpusReport *rs, int
         if (rs[i].stats) md_committee(md, &rs[i]);
     buf_append_str(md, "## Cleaning ledgers\n\n");
     for (int i = 0; i < n; i++)
-        if (rs[i].ledger) md_ledger(md, &rs[i]);
+        if (rs[i].ledger) md_ledger(md, &rs[i]), md_calibration(md, &rs[i]);
     for (int i = 0; i < n; i++) md_methods(md, &rs[i]);
     if (n_png) buf_append_str(md, "## Plots\n\n");
     for (int i = 0; i < n_png; i++) buf_appendf(md, "![%s](%s)\n\n", pngs[i], pngs[i]);

@@ -1,5 +1,6 @@
 /* clean_rules.c - the cleaning rules as pure functions over a Votes struct, and the ledger counts.
  * No I/O here: everything the rules need is in the votes file (see quorum/clean.h). */
+#include "clean_internal.h"
 #include "quorum/clean.h"
 #include "quorum/common.h"
 
@@ -12,7 +13,7 @@ static const char *const ACTION_NAMES[ACTION_COUNT] = {"keep", "flip", "remove"}
 const char *clean_action_name(CleanAction a) { return (unsigned)a < ACTION_COUNT ? ACTION_NAMES[a] : "?"; }
 
 int clean_method_parse(const char *name, CleanMethod *out) {
-    for (int m = CLEAN_NONE; m <= CLEAN_MARGIN_FLIP; m++)
+    for (int m = CLEAN_NONE; m < CLEAN_METHOD_COUNT; m++)
         if (!strcmp(name, clean_method_name((CleanMethod)m))) {
             *out = (CleanMethod)m;
             return 0;
@@ -20,18 +21,19 @@ int clean_method_parse(const char *name, CleanMethod *out) {
     return -1;
 }
 
-/* Mean over members of one per-member quantity; sign picks chosen (+1,0), rejected (0,+1) or the
- * margin (+1,-1). Members are summed in order so every rank gets the same bits. */
-static double member_mean(const Votes *v, int64_t i, double wc, double wr) {
-    if (v->n_members <= 0) return 0.0;
+double votes_kind_mean(const Votes *v, int64_t i, MemberKind kind, double wc, double wr) {
     double sum = 0.0;
-    for (int m = 0; m < v->n_members; m++)
+    int count = 0;
+    for (int m = 0; m < v->n_members; m++) {
+        if (v->kind[m] != kind) continue;
         sum += wc * (double)v->chosen[(int64_t)m * v->n + i] + wr * (double)v->rejected[(int64_t)m * v->n + i];
-    return sum / v->n_members;
+        count++;
+    }
+    return count ? sum / count : 0.0;
 }
-double votes_mean_margin(const Votes *v, int64_t i) { return member_mean(v, i, 1.0, -1.0); }
-double votes_mean_chosen(const Votes *v, int64_t i) { return member_mean(v, i, 1.0, 0.0); }
-double votes_mean_rejected(const Votes *v, int64_t i) { return member_mean(v, i, 0.0, 1.0); }
+double votes_mean_margin(const Votes *v, int64_t i) { return votes_kind_mean(v, i, MEMBER_REWARD, 1.0, -1.0); }
+double votes_mean_chosen(const Votes *v, int64_t i) { return votes_kind_mean(v, i, MEMBER_REWARD, 1.0, 0.0); }
+double votes_mean_rejected(const Votes *v, int64_t i) { return votes_kind_mean(v, i, MEMBER_REWARD, 0.0, 1.0); }
 
 int64_t clean_margin_count(float p, int64_t n) {
     /* p is a float32 from the job file: 0.7f * 10 = 6.99999988, so take p as its 6-decimal value
@@ -60,30 +62,27 @@ static CleanAction sac_action(const JobClean *cfg, const Votes *v, int64_t i, in
     }
 }
 
-/* margin_* ranking: ascending mean margin, then ascending pair id. */
-typedef struct {
-    double margin;
-    int64_t id, index;
-} MarginKey;
-
-static int margin_key_cmp(const void *a, const void *b) {
-    const MarginKey *x = a, *y = b;
-    if (x->margin != y->margin) return x->margin < y->margin ? -1 : 1;
+static int rank_key_cmp(const void *a, const void *b) {
+    const RankKey *x = a, *y = b;
+    if (x->value != y->value) return x->value < y->value ? -1 : 1;
     return (x->id > y->id) - (x->id < y->id);
 }
 
+void clean_mark_lowest(RankKey *keys, int64_t n, int64_t k, CleanAction act, uint8_t *action) {
+    if (k <= 0) return;
+    qsort(keys, (size_t)n, sizeof *keys, rank_key_cmp);
+    for (int64_t j = 0; j < k && j < n; j++) action[keys[j].index] = (uint8_t)act;
+}
+
 static void margin_mark(const Votes *v, float p, CleanAction act, uint8_t *action) {
-    int64_t k = clean_margin_count(p, v->n);
-    if (k == 0) return;
-    MarginKey *keys = xmalloc((size_t)v->n * sizeof *keys);
-    for (int64_t i = 0; i < v->n; i++) keys[i] = (MarginKey){votes_mean_margin(v, i), v->pair_id[i], i};
-    qsort(keys, (size_t)v->n, sizeof *keys, margin_key_cmp);
-    for (int64_t j = 0; j < k; j++) action[keys[j].index] = (uint8_t)act;
+    RankKey *keys = xmalloc((size_t)(v->n ? v->n : 1) * sizeof *keys);
+    for (int64_t i = 0; i < v->n; i++) keys[i] = (RankKey){votes_mean_margin(v, i), v->pair_id[i], i};
+    clean_mark_lowest(keys, v->n, clean_margin_count(p, v->n), act, action);
     free(keys);
 }
 
 void clean_decide(const JobClean *cfg, const Votes *v, uint8_t *action) {
-    int n_members = v->n_members, low_split = split_listed(cfg, v->split);
+    int n_members = votes_n_voters(v), low_split = split_listed(cfg, v->split);
     for (int64_t i = 0; i < v->n; i++) action[i] = ACTION_KEEP;
     switch (cfg->method) {
     case CLEAN_NONE: return;
@@ -93,7 +92,7 @@ void clean_decide(const JobClean *cfg, const Votes *v, uint8_t *action) {
     case CLEAN_VOTE_ALL_REMOVE:
     case CLEAN_VOTE_ALL_FLIP: {
         uint8_t act = cfg->method == CLEAN_VOTE_ALL_FLIP ? ACTION_FLIP : ACTION_REMOVE;
-        for (int64_t i = 0; i < v->n; i++)
+        for (int64_t i = 0; i < v->n && n_members > 0; i++)
             if (v->agree[i] == 0) action[i] = act;
         return;
     }
@@ -106,6 +105,7 @@ void clean_decide(const JobClean *cfg, const Votes *v, uint8_t *action) {
     }
     case CLEAN_MARGIN_REMOVE: margin_mark(v, cfg->p, ACTION_REMOVE, action); return;
     case CLEAN_MARGIN_FLIP: margin_mark(v, cfg->p, ACTION_FLIP, action); return;
+    default: clean_decide_family(cfg, v, action); return; /* clean_rules_family.c */
     }
 }
 

@@ -12,7 +12,10 @@ static void clean_usage(FILE *f) {
             "usage: quorum clean --job JOB.json [--method METHOD]\n"
             "  Cleans every corpus of the job from its ingested shards and votes file.\n"
             "  METHOD: none | sac | vote_all_remove | vote_all_flip | vote_maj_remove | vote_maj_flip |\n"
-            "          margin_remove | margin_flip | all (every method, one folder each)\n"
+            "          margin_remove | margin_flip | ifd_r | ifd_gap_r | ifd_gap_f | rw_gap_r | rw_gap_f |\n"
+            "          llm_judge_r | llm_judge_f | consensus_r | consensus_f |\n"
+            "          all (every method the committee's member kinds allow,\n"
+            "          one folder each)\n"
             "          (default: the job's clean.method)\n"
             "  Output: <out_dir>/cleaned/<corpus>/, or <out_dir>/cleaned-<METHOD>/<corpus>/ with --method:\n"
             "          shard-*.h5 + manifest.json (a corpus), cleaned.jsonl, actions.jsonl, ledger.json\n");

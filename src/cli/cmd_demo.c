@@ -5,12 +5,15 @@
  *                and recorded, plus clean held-out pairs                         (rank 0)
  *   2. tokenizer a small byte-level BPE learned from the training texts           (rank 0)
  *   3. ingest    the two noisy splits and the held-out pairs                      (all ranks)
- *   4. committee K tiny GPT-2 reward models, each trained (rm-train) on its own disjoint slice
+ *   4. committee K tiny GPT-2 reward models, each trained (rm-train) on its own disjoint slice, and a
+ *                tiny GPT-2 policy trained with DPO on the noisy corpus, which joins the committee as an
+ *                lm member (IFD), an implicit member (against its initial weights) and a judge member
+ *                (quorum/score.h): the PrefCleanBench ifd / rw_gap / llm_judge rules get their members
  *   5. pipeline  score -> vote -> clean (SAC, the job's method) -> report; then every other method
- *   6. DPO       one tiny GPT-2 policy trained on the noisy corpus and one on the SAC-cleaned corpus,
- *                same seed, same steps
- *   7. measure   flip-detection precision/recall of every method against the planted flips, and each
- *                policy's preference accuracy on held-out ground-truth pairs
+ *   6. DPO       the same initial policy trained on the SAC-cleaned corpus and on the oracle corpus, same
+ *                seed, same steps as the noisy one
+ *   7. measure   flip-detection precision/recall of every method against the planted flips (the winner
+ *                by F1 is named), and each policy's preference accuracy on held-out ground-truth pairs
  * Everything is written under --out; the summary goes to <out>/demo.md, demo.json and demo.png and is
  * printed. Every number is produced by the run.
  */
@@ -40,9 +43,11 @@ typedef struct {
 } DemoOptions;
 
 static const char *const SPLITS[2] = {"harmless", "helpful"};
-static const CleanMethod METHODS[] = {CLEAN_SAC, CLEAN_VOTE_ALL_FLIP, CLEAN_VOTE_ALL_REMOVE, CLEAN_VOTE_MAJ_FLIP,
-                                      CLEAN_VOTE_MAJ_REMOVE, CLEAN_MARGIN_FLIP, CLEAN_MARGIN_REMOVE};
-#define N_METHODS ((int)(sizeof METHODS / sizeof METHODS[0]))
+/* Every method but none, in clean.h order: METHODS(m) = m + 1. */
+#define N_METHODS (CLEAN_METHOD_COUNT - 1)
+#define METHODS(m) ((CleanMethod)((m) + 1))
+/* The judge member's prompt (short: the demo's policy has 256 positions). */
+static const char *const JUDGE_TEMPLATE = "{prompt}\n\nReply: {response}\n\nRate the reply from 1 to 10:";
 
 typedef struct {
     int64_t tp, fp, fn, flipped, removed;
@@ -171,6 +176,22 @@ static int write_job(const DemoOptions *o, const char *job_path, const char *run
         cJSON_AddNumberToObject(m, "batch_size", 16);
         cJSON_AddItemToArray(ms, m);
     }
+    /* the DPO policy trained on the noisy corpus, as the three causal-LM member kinds */
+    static const char *const LM_KIND[3][2] = {{"ifd", "lm"}, {"dpo", "implicit"}, {"judge", "judge"}};
+    for (int k = 0; k < 3; k++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "name", LM_KIND[k][0]);
+        cJSON_AddStringToObject(m, "kind", LM_KIND[k][1]);
+        char *p = pathf("%s/dpo-noisy/final", o->out);
+        cJSON_AddStringToObject(m, "path", p);
+        free(p);
+        p = k == 1 ? pathf("%s/policy-init", models_dir) : k == 2 ? pathf("%s/judge.txt", models_dir) : NULL;
+        if (p) cJSON_AddStringToObject(m, k == 1 ? "ref" : "prompt_template", p);
+        free(p);
+        cJSON_AddNumberToObject(m, "max_length", 256);
+        cJSON_AddNumberToObject(m, "batch_size", 16);
+        cJSON_AddItemToArray(ms, m);
+    }
     cJSON *cl = cJSON_AddObjectToObject(j, "clean");
     cJSON_AddStringToObject(cl, "method", "sac");
     cJSON *sp = cJSON_AddArrayToObject(cl, "splits");
@@ -207,6 +228,7 @@ static int detect(const Job *job, CleanMethod method, const char *data_dir, Dete
         free(fp);
         if (!truth) { votes_free(&v); return -1; }
         uint8_t *action = xmalloc((size_t)(v.n ? v.n : 1));
+        clean_calibrate(&cfg, &v); /* as clean_job decides */
         clean_decide(&cfg, &v, action);
         for (int64_t i = 0; i < v.n; i++) {
             int64_t lo = 0, hi = n_truth; /* truth is sorted: binary search for the pair id */
@@ -277,14 +299,28 @@ static void write_summary(const DemoOptions *o, const Detect *det, const PrefEva
     for (int m = 0; m < N_METHODS; m++) {
         const Detect *d = &det[m];
         double p = ratio(d->tp, d->tp + d->fp), r = ratio(d->tp, d->tp + d->fn);
-        buf_appendf(&md, "| %s | %lld | %lld | %.3f | %.3f |\n", clean_method_name(METHODS[m]), (long long)d->flipped,
+        buf_appendf(&md, "| %s | %lld | %lld | %.3f | %.3f |\n", clean_method_name(METHODS(m)), (long long)d->flipped,
                     (long long)d->removed, p, r);
-        cJSON *e = cJSON_AddObjectToObject(jd, clean_method_name(METHODS[m]));
+        cJSON *e = cJSON_AddObjectToObject(jd, clean_method_name(METHODS(m)));
         cJSON_AddNumberToObject(e, "flipped", (double)d->flipped);
         cJSON_AddNumberToObject(e, "removed", (double)d->removed);
         cJSON_AddNumberToObject(e, "precision", p);
         cJSON_AddNumberToObject(e, "recall", r);
     }
+    int best = 0;
+    double best_f1 = -1;
+    for (int m = 0; m < N_METHODS; m++) {
+        double f1 = ratio(2 * det[m].tp, 2 * det[m].tp + det[m].fp + det[m].fn);
+        if (f1 > best_f1) best_f1 = f1, best = m;
+    }
+    buf_appendf(&md, "\nBest flip detection by F1 = 2TP / (2TP + FP + FN): **%s** (F1 %.3f, precision %.3f, recall %.3f). "
+                     "The lm, implicit and judge members are one tiny GPT-2 policy trained here with DPO on the noisy "
+                     "corpus (the implicit member against its initial weights); a 2-layer model trained on this corpus "
+                     "is no instruction follower, so the ifd_* and llm_judge_* rows show these mechanisms on tiny "
+                     "models, not what real LLMs give.\n",
+                clean_method_name(METHODS(best)), best_f1, ratio(det[best].tp, det[best].tp + det[best].fp),
+                ratio(det[best].tp, det[best].tp + det[best].fn));
+    cJSON_AddStringToObject(js, "best_method", clean_method_name(METHODS(best)));
     buf_append_str(&md, "\n## DPO on noisy vs cleaned data (held-out ground-truth pairs)\n\n"
                         "Preference accuracy = ranking accuracy: the fraction of held-out pairs whose chosen response the "
                         "trained policy itself makes more likely than the rejected one (Chen et al. 2024, \"Preference "
@@ -322,7 +358,7 @@ static void write_summary(const DemoOptions *o, const Detect *det, const PrefEva
     p = pathf("%s/demo.dat", o->out);
     Buf dat = {0};
     for (int m = 0; m < N_METHODS; m++)
-        buf_appendf(&dat, "%s %.4f %.4f\n", clean_method_name(METHODS[m]), ratio(det[m].tp, det[m].tp + det[m].fp),
+        buf_appendf(&dat, "%s %.4f %.4f\n", clean_method_name(METHODS(m)), ratio(det[m].tp, det[m].tp + det[m].fp),
                     ratio(det[m].tp, det[m].tp + det[m].fn));
     buf_append_str(&dat, "\n\n");
     for (int k = 0; k < 3; k++) buf_appendf(&dat, "%s %.4f %.4f\n", POLICY[k], ev[k].logp_accuracy, ev[k].accuracy);
@@ -476,16 +512,14 @@ int cmd_demo(int argc, char **argv) {
         free(init);
         quorum_log("demo: [%5.1fs] reward model %d/%d trained", elapsed(t0), k + 1, o.members);
     }
-    /* 5. the pipeline, then every other cleaning method */
-    if (!rc) rc = score_job(&job) || vote_job(&job) || clean_job(&job) || clean_job_method(&job, "all") || report_job(&job);
-    if (rc) { free(noisy); goto done; }
-    quorum_log("demo: [%5.1fs] scored, voted, cleaned (all methods), report in %s/report", elapsed(t0), run);
-    Detect det[N_METHODS];
-    for (int m = 0; m < N_METHODS && !rc; m++) rc = detect(&job, METHODS[m], data, &det[m]);
-
-    /* 6-7. DPO on noisy, SAC-cleaned and oracle data, from the same initial policy; held-out evaluation */
-    char *policy = pathf("%s/policy-init", models);
-    rc = rc || on_rank0(quorum_rank() == 0 ? init_model(&o, tok, "lm", o.seed * 1000 + 7, policy) : 0);
+    /* 4b-7. DPO from one initial policy on the noisy corpus (before the pipeline: the policy is a member),
+     * then the pipeline with every cleaning method, then DPO on the SAC-cleaned and the oracle corpus;
+     * held-out evaluation of each */
+    char *policy = pathf("%s/policy-init", models), *judge = pathf("%s/judge.txt", models);
+    rc = rc || on_rank0(quorum_rank() == 0 ? init_model(&o, tok, "lm", o.seed * 1000 + 7, policy) ||
+                                                 file_write_atomic(judge, JUDGE_TEMPLATE, strlen(JUDGE_TEMPLATE))
+                                           : 0);
+    free(judge);
     char *sets[3] = {noisy, pathf("%s/cleaned/harmless,%s/cleaned/helpful", run, run),
                      pathf("%s/corpora/oracle-harmless,%s/corpora/oracle-helpful", held, held)};
     char *heldout = pathf("%s/corpora/heldout-harmless,%s/corpora/heldout-helpful", held, held);
@@ -493,7 +527,15 @@ int cmd_demo(int argc, char **argv) {
     PrefEval ev[3];
     double loss[3] = {0, 0, 0};
     memset(ev, 0, sizeof ev);
+    Detect det[N_METHODS];
     for (int k = 0; k < 3 && !rc; k++) {
+        if (k == 1) { /* 5. the pipeline, then every other cleaning method */
+            rc = score_job(&job) || vote_job(&job) || clean_job(&job) || clean_job_method(&job, "all") ||
+                 report_job(&job);
+            quorum_log("demo: [%5.1fs] scored, voted, cleaned (all methods), report in %s/report", elapsed(t0), run);
+            for (int m = 0; m < N_METHODS && !rc; m++) rc = detect(&job, METHODS(m), data, &det[m]);
+            if (rc) break;
+        }
         DpoOptions d;
         memset(&d, 0, sizeof d);
         snprintf(d.policy, sizeof d.policy, "%s", policy);

@@ -104,13 +104,15 @@ int member_open(Member *m, const JobMember *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     const char *rule = builtin_rule(cfg->path);
-    return rule ? builtin_open(m, cfg, rule) : member_hf_open(m, cfg);
+    if (rule) return builtin_open(m, cfg, rule);
+    return cfg->kind == MEMBER_REWARD ? member_hf_open(m, cfg) : member_lm_open(m, cfg);
 }
 
 int member_open_check(Member *m, const JobMember *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    return builtin_rule(cfg->path) ? 0 : member_hf_open_template(m, cfg);
+    /* lm and implicit members render the pair as a reward member does; a judge renders its own prompt */
+    return builtin_rule(cfg->path) || cfg->kind == MEMBER_JUDGE ? 0 : member_hf_open_template(m, cfg);
 }
 
 void member_close(Member *m) {

@@ -5,6 +5,7 @@
  * QUORUM_DEEP_FINGERPRINT=1), the safetensors index; then max_length, batch_size (HF members: the
  * last bits of a reward depend on its batch) and the truncation rule. */
 #include <glob.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,9 +24,32 @@ static uint64_t hash_optional(uint64_t h, const char *dir, const char *name) {
     return fp_hash_i64(fp_hash_str(h, name), ok ? (int64_t)v : -1);
 }
 
+/* Non-reward kinds: the kind, the reference folder (implicit) and the judge template's bytes join the
+ * identity (reward members keep the fingerprint they always had). */
+static int kind_fingerprint(const JobMember *cfg, uint64_t h, uint64_t *out) {
+    h = fp_hash_str(fp_hash_str(h, "kind"), member_kind_name(cfg->kind));
+    if (cfg->kind == MEMBER_IMPLICIT && cfg->ref[0]) {
+        JobMember ref = *cfg;
+        uint64_t r;
+        ref.kind = MEMBER_REWARD;
+        snprintf(ref.path, sizeof ref.path, "%s", cfg->ref);
+        if (member_fingerprint(&ref, &r) != 0) return -1;
+        h = fp_hash_i64(h, (int64_t)r);
+    }
+    if (cfg->kind == MEMBER_JUDGE) {
+        int ok = 1;
+        h = cfg->prompt_template[0] ? fp_hash_i64(h, (int64_t)fp_file(cfg->prompt_template, &ok))
+                                    : fp_hash_str(h, MEMBER_JUDGE_DEFAULT_TEMPLATE);
+        if (!ok) return quorum_input_error(cfg->prompt_template, "member \"%s\": unreadable judge prompt template", cfg->name);
+    }
+    *out = h;
+    return 0;
+}
+
 int member_fingerprint(const JobMember *cfg, uint64_t *out) {
     const char *rule = strstr(cfg->path, "builtin:");
     uint64_t h = fp_hash_str(FNV1A64_INIT, MEMBER_RULE_VERSION);
+    if (cfg->kind != MEMBER_REWARD && kind_fingerprint(cfg, h, &h) != 0) return -1;
     h = fp_hash_i64(h, cfg->max_length);
     if (rule && !strchr(rule, '/')) { *out = fp_hash_str(h, rule); return 0; }
     /* A reward's last bits depend on its batch (BLAS kernels differ with the row count): batch_size is

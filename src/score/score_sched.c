@@ -88,14 +88,20 @@ int64_t sched_next(Sched *s, int rank, uint32_t held) {
     return u;
 }
 
-double member_params(const JobMember *cfg) {
-    if (strstr(cfg->path, "builtin:")) return 1.0;
+static double folder_params(const char *dir) {
     SafeTensors st;
-    if (safetensors_open(&st, cfg->path) != 0) return -1.0;
+    if (safetensors_open(&st, dir) != 0) return -1.0;
     double p = 0;
     for (int i = 0; i < st.n; i++) p += (double)st.t[i].numel;
     safetensors_close(&st);
     return p > 0 ? p : 1.0;
+}
+
+/* An implicit member holds two models (policy + reference): both count, for memory and cost. */
+double member_params(const JobMember *cfg) {
+    if (strstr(cfg->path, "builtin:")) return 1.0;
+    double p = folder_params(cfg->path), r = cfg->kind == MEMBER_IMPLICIT ? folder_params(cfg->ref) : 0.0;
+    return p < 0 || r < 0 ? -1.0 : p + r;
 }
 
 /* Element count of a 1-D dataset, or -1 (no message: the scoring of the shard reports a broken file). */

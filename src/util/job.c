@@ -24,7 +24,11 @@ typedef struct {
 
 static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat", "sharegpt", "pairs", NULL};
 static const char *const CLEAN_NAMES[] = {"none", "sac", "vote_all_remove", "vote_all_flip", "vote_maj_remove",
-                                          "vote_maj_flip", "margin_remove", "margin_flip", NULL};
+                                          "vote_maj_flip", "margin_remove", "margin_flip", "ifd_r", "ifd_gap_r",
+                                          "ifd_gap_f", "rw_gap_r", "rw_gap_f", "llm_judge_r", "llm_judge_f",
+                                          "consensus_r", "consensus_f", NULL};
+static const char *const NORM_NAMES[] = {"none", "zscore", "rank", NULL};
+static const char *const KIND_NAMES[] = {"reward", "lm", "implicit", "judge", NULL};
 /* Order = DpoLoss (quorum/job.h); TRL's loss_type names, then quorum's names for TRL's pre-2026 forms. */
 static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair",
                                          "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop",
@@ -32,6 +36,7 @@ static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", "e
 
 const char *clean_method_name(CleanMethod m) { return CLEAN_NAMES[m]; }
 const char *dpo_loss_name(DpoLoss l) { return l >= 0 && l < DPO_N_LOSSES ? LOSS_NAMES[l] : "?"; }
+const char *member_kind_name(MemberKind k) { return (unsigned)k < MEMBER_KIND_COUNT ? KIND_NAMES[k] : "?"; }
 
 #define S(T, f) offsetof(T, f), sizeof(((T *)0)->f)
 static const Field TOP_FIELDS[] = {
@@ -69,6 +74,9 @@ static const Field MEMBER_FIELDS[] = {
     {"path", F_PATH, S(JobMember, path)},
     {"max_length", F_INT, S(JobMember, max_length)},
     {"batch_size", F_INT, S(JobMember, batch_size)},
+    {"kind", F_ENUM, S(JobMember, kind), KIND_NAMES},
+    {"ref", F_PATH, S(JobMember, ref)},
+    {"prompt_template", F_PATH, S(JobMember, prompt_template)},
     {NULL},
 };
 static const Field VOTE_FIELDS[] = {
@@ -82,6 +90,11 @@ static const Field CLEAN_FIELDS[] = {
      offsetof(JobClean, n_splits), JOB_MAX_SPLITS},
     {"bad_threshold", F_FLOAT, S(JobClean, bad_threshold)},
     {"p", F_FLOAT, S(JobClean, p)},
+    {"normalize", F_ENUM, S(JobClean, normalize), NORM_NAMES},
+    {"weights", F_JSON, S(JobClean, weights)},
+    {"consensus", F_STRLIST, offsetof(JobClean, consensus), sizeof(((JobClean *)0)->consensus[0]), NULL,
+     offsetof(JobClean, n_consensus), JOB_MAX_SPLITS},
+    {"consensus_k", F_INT, S(JobClean, consensus_k)},
     {NULL},
 };
 static const Field DPO_FIELDS[] = {
@@ -141,6 +154,10 @@ void job_defaults(Job *job) {
     job->clean.method = CLEAN_SAC;
     strcpy(job->clean.splits[0], "harmless");
     job->clean.n_splits = 1;
+    static const char *const CONSENSUS[] = {"sac", "vote_maj_remove", "margin_remove"};
+    for (int i = 0; i < 3; i++) strcpy(job->clean.consensus[i], CONSENSUS[i]);
+    job->clean.n_consensus = 3;
+    job->clean.consensus_k = 2;
     job->clean.bad_threshold = 0.0f;
     job->clean.p = 0.1f;
     JobDpo *d = &job->dpo;
@@ -321,6 +338,39 @@ static int check_layout(const Ctx *cx, const char *kp, const JobCorpus *c) {
     return 0;
 }
 
+/* clean.weights names reward members with weights > 0; clean.consensus names methods other than
+ * consensus_*, and 1 <= consensus_k <= their count. */
+static int check_clean_family(const Ctx *cx, const Job *job) {
+    const JobClean *c = &job->clean;
+    char kp[512];
+    if (c->weights[0]) {
+        cJSON *w = cJSON_Parse(c->weights);
+        int bad = !cJSON_IsObject(w);
+        if (bad) key_error(cx, "clean.weights", "expected an object: member name -> weight");
+        for (cJSON *e = w ? w->child : NULL; e && !bad; e = e->next) {
+            snprintf(kp, sizeof kp, "clean.weights.%s", e->string);
+            int m = 0;
+            while (m < job->n_members && strcmp(job->committee[m].name, e->string)) m++;
+            if (m == job->n_members || job->committee[m].kind != MEMBER_REWARD)
+                bad = key_error(cx, kp, "not a reward member of the committee");
+            else if (!cJSON_IsNumber(e) || !(e->valuedouble > 0) || !isfinite(e->valuedouble))
+                bad = key_error(cx, kp, "the weight must be a number > 0");
+        }
+        cJSON_Delete(w);
+        if (bad) return -1;
+    }
+    for (int i = 0; i < c->n_consensus; i++) {
+        snprintf(kp, sizeof kp, "clean.consensus[%d]", i);
+        int m = 0;
+        while (CLEAN_NAMES[m] && strcmp(CLEAN_NAMES[m], c->consensus[i])) m++;
+        if (!CLEAN_NAMES[m] || m == CLEAN_CONSENSUS_R || m == CLEAN_CONSENSUS_F)
+            return key_error(cx, kp, "expected a cleaning method other than consensus_r / consensus_f");
+    }
+    if (c->consensus_k < 1 || c->consensus_k > c->n_consensus)
+        return key_error(cx, "clean.consensus_k", "must be in 1..the number of clean.consensus methods");
+    return 0;
+}
+
 /* clean.splits, when the job names them, must be splits of its corpora. */
 static int check_clean_splits(const Ctx *cx, const Job *job) {
     for (int s = 0; s < job->clean.n_splits; s++) {
@@ -397,6 +447,8 @@ int job_parse(Job *job, const char *json, const char *path) {
                     snprintf(k2, sizeof k2, "%s.path", kp);
                     if (require(&cx, k2, m->path)) goto done;
                     if (m->max_length < 8 || m->batch_size < 1) { key_error(&cx, kp, "max_length >= 8 and batch_size >= 1 required"); goto done; }
+                    snprintf(k2, sizeof k2, "%s.ref", kp);
+                    if (m->kind == MEMBER_IMPLICIT && !strstr(m->path, "builtin:") && require(&cx, k2, m->ref)) goto done;
                     for (int j = 0; j < i; j++)
                         if (!strcmp(job->committee[j].name, m->name)) { key_error(&cx, kp, "duplicate member name"); goto done; }
                 }
@@ -430,6 +482,7 @@ int job_parse(Job *job, const char *json, const char *path) {
     if (!valid_name(job->name)) { key_error(&cx, "name", NAME_RULE); goto done; }
     if (!job->out_dir[0]) snprintf(job->out_dir, sizeof job->out_dir, "out/%s", job->name);
     if (explicit_splits && job->n_corpora > 0 && check_clean_splits(&cx, job)) goto done;
+    if (check_clean_family(&cx, job)) goto done;
     rc = 0;
 done:
     cJSON_Delete(root);

@@ -31,7 +31,10 @@ static void votes_alloc(Votes *v, const Job *job, const JobCorpus *c, int64_t n)
     snprintf(v->corpus, sizeof v->corpus, "%s", c->name);
     snprintf(v->split, sizeof v->split, "%s", c->split);
     v->n_members = job->n_members;
-    for (int m = 0; m < job->n_members; m++) snprintf(v->members[m], sizeof v->members[m], "%s", job->committee[m].name);
+    for (int m = 0; m < job->n_members; m++) {
+        snprintf(v->members[m], sizeof v->members[m], "%s", job->committee[m].name);
+        v->kind[m] = (uint8_t)job->committee[m].kind;
+    }
     v->margin = job->vote.margin;
     v->high_frac = job->vote.high_frac;
     v->n = n;
@@ -74,7 +77,7 @@ static int fill_owned(Votes *v, const Job *job, const JobCorpus *c, const Corpus
             for (int64_t i = 0; i < nk; i++) {
                 ch[i] += 0.0f; /* -0 -> +0: a sum with other ranks' zeros must not change any bits */
                 rj[i] += 0.0f;
-                v->agree[off + i] += vote_agrees(ch[i], rj[i], v->margin);
+                if (v->kind[m] == MEMBER_REWARD) v->agree[off + i] += vote_agrees(ch[i], rj[i], v->margin);
             }
             if (m == 0) memcpy(v->pair_id + off, ids, sizeof(int64_t) * (size_t)nk);
         }
@@ -135,7 +138,9 @@ static int vote_corpus(const Job *job, const JobCorpus *c, const uint64_t *membe
     int rc = -1;
     if (ok) {
         merge_all(&v);
-        for (int64_t i = 0; i < n; i++) v.bucket[i] = (uint8_t)bucket_of(v.agree[i], v.n_members, v.high_frac);
+        int voters = votes_n_voters(&v);
+        for (int64_t i = 0; i < n; i++)
+            v.bucket[i] = (uint8_t)(voters ? bucket_of(v.agree[i], voters, v.high_frac) : BUCKET_ALL);
         char *vp = votes_path(job->out_dir, c->name);
         rc = votes_write(&v, vp);
         free(vp);

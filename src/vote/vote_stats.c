@@ -51,7 +51,7 @@ void vote_stats(const Votes *v, VoteStats *st) {
             st->agreement[a][b] = n ? (double)same / n : NAN;
         }
     }
-    st->fleiss_kappa = fleiss_kappa_binary(v->agree, n, nm);
+    st->fleiss_kappa = fleiss_kappa_binary(v->agree, n, votes_n_voters(v)); /* agree counts reward members */
 }
 
 char *vote_stats_path(const char *out_dir, const char *corpus) {

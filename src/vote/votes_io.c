@@ -54,6 +54,46 @@ static void members_join(const Votes *v, Buf *out) {
     }
 }
 
+int votes_n_voters(const Votes *v) {
+    int n = 0;
+    for (int m = 0; m < v->n_members; m++) n += v->kind[m] == MEMBER_REWARD;
+    return n;
+}
+
+/* "kinds" only when some member is not a reward member (quorum/vote.h). */
+static int write_kinds(hid_t f, const Votes *v) {
+    if (votes_n_voters(v) == v->n_members) return 0;
+    Buf b = {0};
+    for (int m = 0; m < v->n_members; m++) buf_appendf(&b, "%s%s", m ? "," : "", member_kind_name((MemberKind)v->kind[m]));
+    int rc = h5q_attr_write_str(f, "kinds", b.data);
+    buf_free(&b);
+    return rc;
+}
+
+static int read_kinds(hid_t f, Votes *v, const char *path) {
+    if (H5Aexists(f, "kinds") <= 0) return 0; /* all reward */
+    char joined[JOB_MAX_MEMBERS * 16];
+    if (h5q_attr_read_str(f, path, "kinds", joined, sizeof joined) != 0) return -1;
+    int m = 0;
+    for (char *save = NULL, *t = strtok_r(joined, ",", &save); t; t = strtok_r(NULL, ",", &save), m++) {
+        int k = 0;
+        while (k < MEMBER_KIND_COUNT && strcmp(member_kind_name((MemberKind)k), t)) k++;
+        if (k == MEMBER_KIND_COUNT || m >= v->n_members) {
+            char where[4200];
+            snprintf(where, sizeof where, "%s:/kinds", path);
+            return quorum_input_error(where, "\"%s\" is not a member kind (reward, lm, implicit, judge) or there are "
+                                      "more kinds than the %d members", t, v->n_members);
+        }
+        v->kind[m] = (uint8_t)k;
+    }
+    if (m != v->n_members) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s:/kinds", path);
+        return quorum_input_error(where, "names %d kinds but n_members is %d", m, v->n_members);
+    }
+    return 0;
+}
+
 static int write_attrs(hid_t f, const Votes *v) {
     Buf names = {0};
     members_join(v, &names);
@@ -65,6 +105,7 @@ static int write_attrs(hid_t f, const Votes *v) {
     rc |= h5q_attr_write_num(f, "high_frac", H5T_NATIVE_FLOAT, &v->high_frac);
     rc |= h5q_attr_write_str(f, "corpus", v->corpus);
     rc |= h5q_attr_write_str(f, "split", v->split);
+    rc |= write_kinds(f, v);
     buf_free(&names);
     return rc ? -1 : 0;
 }
@@ -175,7 +216,8 @@ static int read_attrs(hid_t f, Votes *v, const char *path) {
     if (h5q_attr_read_str(f, path, "corpus", v->corpus, sizeof v->corpus) != 0) return -1;
     if (h5q_attr_read_str(f, path, "split", v->split, sizeof v->split) != 0) return -1;
     if (h5q_attr_read_str(f, path, "members", joined, sizeof joined) != 0) return -1;
-    return members_split(v, joined, path);
+    if (members_split(v, joined, path) != 0) return -1;
+    return read_kinds(f, v, path);
 }
 
 /* agree in 0..N and bucket a valid Bucket, pair by pair: a corrupt file is refused, not used. */

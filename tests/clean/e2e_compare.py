@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
 """The clean.e2e_np{1,2,3,4} runs must have produced identical cleaning outputs: ledgers (bucket x
 action counts), actions.jsonl, cleaned.jsonl and the cleaned shards' checksums in manifest.json.
-usage: e2e_compare.py SCRATCH            (exit 77 when a run is missing, e.g. no shared data)"""
+usage: e2e_compare.py SCRATCH [RANK COUNTS, default 1,2,3,4]   (exit 77 when a run is missing, e.g. no shared data)"""
 import json
 import os
 import sys
 
 scratch = sys.argv[1]
-runs = [os.path.join(scratch, f"np{r}", "out") for r in (1, 2, 3, 4)]
+counts = [int(r) for r in (sys.argv[2] if len(sys.argv) > 2 else "1,2,3,4").split(",")]
+runs = [os.path.join(scratch, f"np{r}", "out") for r in counts]
 if not all(os.path.exists(os.path.join(r, "cleaned", "harmless", "ledger.json")) for r in runs):
     print("skip: not every clean.e2e_np* run left its output")
     sys.exit(77)
@@ -28,5 +29,5 @@ for folder in folders:
         if not same:
             fails += 1
             print(f"FAIL: {d} differs from {base}")
-print(f"{len(folders)} methods x 4 rank counts compared: {'FAILED' if fails else 'identical'}")
+print(f"{len(folders)} methods x {len(runs)} rank counts compared: {'FAILED' if fails else 'identical'}")
 sys.exit(1 if fails else 0)

@@ -11,7 +11,12 @@
    ledger counts, cleaned.jsonl (flipped pairs really swapped; planted flips of pairs the whole
    committee agreed on are restored to the original text), and the cleaned folder as a corpus.
 
-usage: e2e_planted.py QUORUM MPIEXEC SHARED_DIR SCRATCH RANKS      (exit 77 when the data is missing)
+With a sixth argument "family" the committee holds builtin members of every kind (quorum/score.h: a
+builtin member of any kind writes its rule's value as that kind's score): 4 reward members (N even, so
+vote_maj's tie agree == N/2 occurs), 2 lm, 2 implicit and 1 judge member, and every method runs,
+ifd_r / ifd_gap_* / rw_gap_* / llm_judge_* included, each against the reference below.
+
+usage: e2e_planted.py QUORUM MPIEXEC SHARED_DIR SCRATCH RANKS [family]   (exit 77 when the data is missing)
 """
 import gzip
 import json
@@ -31,10 +36,23 @@ if not os.path.exists(SRC):
     print(f"skip: {SRC} not found (set QUORUM_SHARED_DIR)")
     sys.exit(77)
 
-MEMBERS = [("len", "builtin:len"), ("kw", "builtin:kw:you"), ("hash", "builtin:hash:7")]
-MARGIN, HIGH_FRAC, BAD_THRESHOLD, P = 0.0, 0.5, 40.0, 0.15
+MODE = sys.argv[6] if len(sys.argv) > 6 else ""
+FAMILY = MODE == "family"
+MEMBERS = [("len", "builtin:len", "reward"), ("kw", "builtin:kw:you", "reward"), ("hash", "builtin:hash:7", "reward")]
 METHODS = ["none", "sac", "vote_all_remove", "vote_all_flip", "vote_maj_remove", "vote_maj_flip",
            "margin_remove", "margin_flip"]
+# modes "zscore" and "rank": a calibrated committee of 4 reward members with weights, and the consensus rules
+NORMALIZE, WEIGHTS = (MODE, {"len": 3.0, "hash": 0.5}) if MODE in ("zscore", "rank") else ("none", {})
+CONSENSUS, CONSENSUS_K = ["sac", "vote_maj_remove", "margin_remove"], 2
+if NORMALIZE != "none":
+    MEMBERS += [("hash2", "builtin:hash:11", "reward")]
+    METHODS += ["consensus_r", "consensus_f"]
+if FAMILY:
+    MEMBERS += [("hash2", "builtin:hash:11", "reward"), ("ifd0", "builtin:kw:the", "lm"), ("ifd1", "builtin:hash:5", "lm"),
+                ("dpo0", "builtin:hash:3", "implicit"), ("dpo1", "builtin:neglen", "implicit"),
+                ("judge", "builtin:kw:I", "judge")]
+    METHODS += ["ifd_r", "ifd_gap_r", "ifd_gap_f", "rw_gap_r", "rw_gap_f", "llm_judge_r", "llm_judge_f"]
+MARGIN, HIGH_FRAC, BAD_THRESHOLD, P = 0.0, 0.5, 40.0, 0.15
 FAILS = []
 TIMES = []  # (step, seconds): printed at the end, for the log
 
@@ -103,6 +121,8 @@ def fnv1a64(data, h=0xcbf29ce484222325):
 def reward(rule, resp):
     if rule == "builtin:len":
         return np.float32(len(resp))
+    if rule == "builtin:neglen":
+        return np.float32(-len(resp))
     if rule.startswith("builtin:kw:"):
         return np.float32(resp.count(rule[len("builtin:kw:"):].encode()) - 0.5)
     if rule.startswith("builtin:hash:"):
@@ -126,23 +146,88 @@ def reference(path, n_lines):
             if sp is None:
                 continue
             p, c, r = sp
-            rc = [reward(rule, c) for _, rule in MEMBERS]
-            rr = [reward(rule, r) for _, rule in MEMBERS]
-            agree = sum(1 for a, b in zip(rc, rr) if np.float32(a - b) > np.float32(MARGIN))
-            n = len(MEMBERS)
+            score = {kind: [(reward(rule, c), reward(rule, r)) for _, rule, k in MEMBERS if k == kind]
+                     for kind in ("reward", "lm", "implicit", "judge")}
+            rw = score["reward"]
+            agree = sum(1 for a, b in rw if np.float32(a - b) > np.float32(MARGIN))  # votes: raw scores
+            n = len(rw)
             h = math.ceil(HIGH_FRAC * n - 1e-4)
             bucket = "NoAgree" if agree == 0 else "AllAgree" if agree == n else "LowAgree" if agree < h else "HighAgree"
-            mm = 0.0
-            for a, b in zip(rc, rr):
-                mm += float(a) - float(b)
-            pairs[ln] = dict(prompt=p, chosen=c, rejected=r, agree=agree, bucket=bucket, margin=mm / n,
-                             mean_c=sum(float(a) for a in rc) / n, mean_r=sum(float(b) for b in rr) / n)
+            raw = sum(float(a) - float(b) for a, b in rw) / n
+            pairs[ln] = dict(prompt=p, chosen=c, rejected=r, agree=agree, bucket=bucket, score=score, raw_margin=raw)
+    calibrate(pairs)
+    for q in pairs.values():
+        def mean(kind, wc, wr):
+            xs = q["score"][kind]
+            return sum(wc * float(a) + wr * float(b) for a, b in xs) / len(xs) if xs else 0.0
+        q.update(margin=mean("reward", 1, -1), mean_c=mean("reward", 1, 0), mean_r=mean("reward", 0, 1),
+                 ifd_c=mean("lm", 1, 0), ifd_gap=mean("lm", 1, -1), rw_gap=mean("implicit", 1, -1),
+                 judge=mean("judge", 1, -1))
     return pairs
 
 
+def calibrate(pairs):
+    """quorum/clean.h "Calibrated committees": per reward member over the 2n scores (all chosen, then all
+    rejected, pair-id order): z-score (sequential double sums, population sigma) or unit rank (average of tied
+    0-based ranks / (2n - 1)), times w * V / sum(w), rounded to float32. In place."""
+    ids = sorted(pairs)
+    names = [m[0] for m in MEMBERS if m[2] == "reward"]
+    if NORMALIZE == "none" and not WEIGHTS:
+        return
+    wsum = sum(WEIGHTS.get(nm, 1.0) for nm in names)
+    for m, nm in enumerate(names):
+        x = [float(pairs[i]["score"]["reward"][m][0]) for i in ids] + [float(pairs[i]["score"]["reward"][m][1]) for i in ids]
+        if NORMALIZE == "zscore":
+            mu = 0.0
+            for v in x: mu += v
+            mu /= len(x)
+            var = 0.0
+            for v in x: var += (v - mu) * (v - mu)
+            sd = math.sqrt(var / len(x))
+            y = [(v - mu) / sd if sd > 0 else 0.0 for v in x]
+        elif NORMALIZE == "rank":
+            order = sorted(range(len(x)), key=lambda k: (x[k], k))
+            y, a = [0.0] * len(x), 0
+            while a < len(order):
+                b = a
+                while b + 1 < len(order) and x[order[b + 1]] == x[order[a]]: b += 1
+                for k in order[a:b + 1]: y[k] = ((a + b) / 2.0) / (len(x) - 1)
+                a = b + 1
+        else:
+            y = x
+        f = WEIGHTS.get(nm, 1.0) * len(names) / wsum
+        for k, i in enumerate(ids):
+            pairs[i]["score"]["reward"][m] = (np.float32(y[k] * f), np.float32(y[len(ids) + k] * f))
+
+
+def member_agreement(pairs):
+    """{member: (label agreement, leave-one-out agreement or None)} on the calibrated scores"""
+    names = [m[0] for m in MEMBERS if m[2] == "reward"]
+    out = {}
+    for m, nm in enumerate(names):
+        lab = loo = 0
+        for q in pairs.values():
+            d = [float(a) - float(b) for a, b in q["score"]["reward"]]
+            rest = 0.0
+            for k, dk in enumerate(d):
+                if k != m: rest += dk
+            lab += d[m] > 0
+            loo += (d[m] > 0) == (rest > 0)
+        out[nm] = (lab / len(pairs), loo / len(pairs) if len(names) > 1 else None)
+    return out
+
+
+def lowest(pairs, ids, key, p):
+    """the floor(p * len(ids)) ids with the lowest key, ties by pair id (np.argsort order, made total)"""
+    p6 = round(float(np.float32(p)) * 1e6) / 1e6
+    k = min(len(ids), int(math.floor(p6 * len(ids) + 1e-9)))
+    return sorted(ids, key=lambda i: (pairs[i][key], i))[:k]
+
+
 def ref_actions(method, pairs, split="harmless", splits=("harmless",)):
-    n = len(MEMBERS)
+    n = sum(1 for m in MEMBERS if m[2] == "reward")
     act = {i: "keep" for i in pairs}
+    what = {"r": "remove", "f": "flip"}.get(method[-1])
     if method == "sac":
         for i, q in pairs.items():
             if q["bucket"] == "NoAgree":
@@ -158,10 +243,27 @@ def ref_actions(method, pairs, split="harmless", splits=("harmless",)):
             if n - q["agree"] > n / 2:
                 act[i] = method.split("_")[-1]
     elif method.startswith("margin_"):
-        p6 = round(float(np.float32(P)) * 1e6) / 1e6
-        k = min(len(pairs), int(math.floor(p6 * len(pairs) + 1e-9)))
-        for i in sorted(pairs, key=lambda i: (pairs[i]["margin"], i))[:k]:
+        for i in lowest(pairs, list(pairs), "margin", P):
             act[i] = method.split("_")[-1]
+    elif method == "ifd_r":  # PrefCleanBench: keep IFD(chosen) <= 1, then drop the lowest p of those
+        cand = [i for i in pairs if pairs[i]["ifd_c"] <= 1.0]
+        for i in pairs:
+            if pairs[i]["ifd_c"] > 1.0:
+                act[i] = "remove"
+        for i in lowest(pairs, cand, "ifd_c", P):
+            act[i] = "remove"
+    elif method.startswith(("ifd_gap_", "rw_gap_")):
+        for i in lowest(pairs, list(pairs), "ifd_gap" if method.startswith("ifd") else "rw_gap", P):
+            act[i] = what
+    elif method.startswith("consensus_"):  # at least k of the listed methods act
+        each = [ref_actions(m, pairs, split, splits) for m in CONSENSUS]
+        for i in pairs:
+            if sum(a[i] != "keep" for a in each) >= CONSENSUS_K:
+                act[i] = what
+    elif method.startswith("llm_judge_"):  # rating(chosen) < rating(rejected); a tie keeps
+        for i in pairs:
+            if pairs[i]["judge"] < 0:
+                act[i] = what
     return act
 
 
@@ -252,9 +354,10 @@ def main():
         json.dump({"planted_lines": sorted(planted), "bad_lines": sorted(bad)}, f)
     job = {"name": "planted", "out_dir": "out", "shard_size": 300,
            "corpora": [{"name": "harmless", "path": "planted.jsonl.gz", "format": "hh", "split": "harmless"}],
-           "committee": [{"name": n, "path": p} for n, p in MEMBERS],
+           "committee": [{"name": n, "path": p, "kind": k} for n, p, k in MEMBERS],
            "vote": {"margin": MARGIN, "high_frac": HIGH_FRAC},
-           "clean": {"method": "sac", "splits": ["harmless"], "bad_threshold": BAD_THRESHOLD, "p": P}}
+           "clean": {"method": "sac", "splits": ["harmless"], "bad_threshold": BAD_THRESHOLD, "p": P,
+                     "normalize": NORMALIZE, "weights": WEIGHTS}}
     jf = os.path.join(work, "job.json")
     json.dump(job, open(jf, "w"), indent=1)
     os.chdir(work)  # out_dir "out" is relative to the current directory
@@ -279,6 +382,25 @@ def main():
     check(rep["corpora"][0]["ledger"]["method"] == "sac" and "# quorum report: planted" in res.stdout,
           "report.json / report.md on stdout")
     check(sum(rep["corpora"][0]["margin_histogram"]["counts"]) == len(pairs), "report: margin histogram counts")
+    if NORMALIZE != "none":  # calibration must matter here, or this mode tests nothing
+        check(set(lowest(pairs, list(pairs), "margin", P)) != set(lowest(pairs, list(pairs), "raw_margin", P)),
+              "calibration leaves margin_remove's set unchanged on this corpus")
+    # the calibration section of the job's ledger: weights, label and leave-one-out agreement per reward member
+    cal = json.load(open(os.path.join(out, "cleaned", "harmless", "ledger.json")))["calibration"]
+    want = member_agreement(pairs)
+    check(cal["normalize"] == NORMALIZE and [m["name"] for m in cal["members"]] == list(want),
+          f"ledger calibration: {cal}")
+    for m in cal["members"]:
+        lab, loo = want[m["name"]]
+        check(m["weight"] == WEIGHTS.get(m["name"], 1.0) and abs(m["label_agreement"] - lab) < 1e-12 and
+              (m["loo_agreement"] is None if loo is None else abs(m["loo_agreement"] - loo) < 1e-12),
+              f"ledger calibration of {m['name']}: {m}, want {lab}, {loo}")
+    check(f"### Calibrated committee on harmless (normalize {NORMALIZE})" in res.stdout and
+          all(f"| {m['name']} | {m['weight']:g} | {m['label_agreement']:.4f} |" in res.stdout for m in cal["members"]),
+          "report.md: the calibrated committee table")
+    check(all(f"| cleaned-{m} | {m} |" in res.stdout for m in METHODS), "report.md: one row per method in the comparison")
+    print("  calibration: " + ", ".join(f"{m['name']} w {m['weight']} labels {m['label_agreement']:.3f} "
+                                         f"rest {m['loo_agreement']}" for m in cal["members"]))
     for m, t in summary.items():
         print(f"  {m:16s} kept {t['kept']:5d} flipped {t['flipped']:5d} removed {t['removed']:5d} rejected {t['rejected']}")
     print(f"  planted flips restored by sac: {restored} of {len(planted)}")

@@ -41,6 +41,15 @@ try:
               "%s precision/recall %.4f/%.4f, demo says %.4f/%.4f" % (method, prec, rec, got["precision"], got["recall"]))
         check(nf == got["flipped"] and nr == got["removed"], method + " flip/remove counts")
     check(summary["detection"]["sac"]["precision"] > 0.6, "SAC flags mostly planted flips")
+    # every method, the PrefCleanBench ifd / rw_gap / llm_judge rules and consensus included, and the winner by F1
+    methods = ["sac", "vote_all_remove", "vote_all_flip", "vote_maj_remove", "vote_maj_flip", "margin_remove",
+               "margin_flip", "ifd_r", "ifd_gap_r", "ifd_gap_f", "rw_gap_r", "rw_gap_f", "llm_judge_r", "llm_judge_f",
+               "consensus_r", "consensus_f"]
+    check(sorted(summary["detection"]) == sorted(methods), "demo compares every method: %s" % sorted(summary["detection"]))
+    f1 = {m: 2 * d["precision"] * d["recall"] / (d["precision"] + d["recall"]) if d["precision"] + d["recall"] else 0.0
+          for m, d in summary["detection"].items()}
+    check(f1[summary["best_method"]] >= max(f1.values()) - 1e-12, "best_method %s has the highest F1" % summary["best_method"])
+    check(("**%s**" % summary["best_method"]) in open(os.path.join(out, "demo.md")).read(), "demo.md names the winner")
     for k, v in summary["dpo"].items():
         check(v["heldout_pairs"] == 100, k + " evaluated on every held-out pair")
         check(0.0 <= v["heldout_preference_accuracy"] <= 1.0, k + " accuracy in range")

@@ -5,59 +5,20 @@ tokenizer, against an independent reference: GPT-2 byte-level BPE re-implemented
 merges.txt (exact for ASCII text), the HH rendering (with a leading BOS) and left truncation (which keeps the BOS) re-derived from the transcripts,
 and rewards from the torch reference of tests/model. Every comparable pair must agree (rel. err < 1e-4),
 and the run must have exercised truncation."""
-import gzip, json, os, re, shutil, subprocess, sys, tempfile
+import json, os, shutil, subprocess, sys, tempfile
 
 quorum, mpiexec, np_flag, shared, srcdir = sys.argv[1:6]
 sys.path.insert(0, os.path.join(srcdir, "tests", "model"))
 import torch  # noqa: E402
 import ref_model as R  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hh_gpt2 import BOS, Gpt2Bpe, hh_comparable, shared_fixture  # noqa: E402
 import h5py  # noqa: E402
 
-hh = os.path.join(shared, "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
-tokdir = os.path.join(shared, "tokenizers", "gpt2")
-if not os.path.exists(hh) or not os.path.exists(os.path.join(tokdir, "merges.txt")):
-    print("shared data not found: skipping"); sys.exit(77)
+hh, tokdir = shared_fixture(shared)
 
-# ---- GPT-2 BPE (independent of quorum's tokenizer) ----
-def bytes_to_unicode():
-    bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-    cs, n = bs[:], 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b); cs.append(256 + n); n += 1
-    return dict(zip(bs, map(chr, cs)))
-
-B2U = bytes_to_unicode()
-VOCAB = json.load(open(os.path.join(tokdir, "vocab.json")))
-RANKS = {}
-for i, line in enumerate(open(os.path.join(tokdir, "merges.txt"), encoding="utf-8").read().split("\n")[1:]):
-    if line:
-        a, b = line.split(" ")
-        RANKS[(a, b)] = i
-PAT = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""")
-
-def bpe(word):
-    parts = list(word)
-    while len(parts) > 1:
-        pairs = [(RANKS.get((parts[i], parts[i + 1]), 1 << 30), i) for i in range(len(parts) - 1)]
-        rank, _ = min(pairs)
-        if rank == 1 << 30:
-            break
-        a, b = parts[[i for r, i in pairs if r == rank][0]], parts[[i for r, i in pairs if r == rank][0] + 1]
-        out, i = [], 0
-        while i < len(parts):
-            if i + 1 < len(parts) and parts[i] == a and parts[i + 1] == b:
-                out.append(a + b); i += 2
-            else:
-                out.append(parts[i]); i += 1
-        parts = out
-    return parts
-
-def encode(text):
-    ids = []
-    for piece in PAT.findall(text):
-        ids += [VOCAB[t] for t in bpe("".join(B2U[b] for b in piece.encode("utf-8")))]
-    return ids
+BPE = Gpt2Bpe(tokdir)
+encode = BPE.encode
 
 # ---- fixture: a tiny random GPT-2 reward model with the real GPT-2 tokenizer ----
 L, BATCH, N_PAIRS = 96, 5, 160
@@ -98,30 +59,14 @@ try:
         t = torch.tensor([ids]); lens = torch.tensor([len(ids)])
         out, _ = R.forward(cfg, Wt, t, lens, torch.ones_like(t, dtype=torch.uint8))
         return float(out[0])
-    BOS = 50256
     def fit(p, r):  # p starts with BOS: it stays, the rest of the prompt is cut from the left
         s = p + r
         if len(s) <= L: return s, 0
         room = L - 1
         return [BOS] + (r[:room] if len(r) >= room else s[-room:]), 1
-    MARK = re.compile(r"\n\n(Human|Assistant):")
     passed = failed = compared = truncated = 0
-    for line_no, line in enumerate(gzip.open(hh, "rt", encoding="utf-8"), 1):
-        if line_no > N_PAIRS: break
-        o = json.loads(line)
-        ch, rj = o["chosen"], o["rejected"]
-        if not (ch.isascii() and rj.isascii()) or line_no not in got: continue
-        n = 0
-        while n < min(len(ch), len(rj)) and ch[n] == rj[n]: n += 1
-        cut = ch.rfind("\n\nAssistant:", 0, n)
-        if cut < 0: continue
-        prompt = ch[:cut + len("\n\nAssistant:")]
-        # comparable when re-rendering the parsed turns gives the transcript back (one space after markers)
-        ok = prompt.startswith("\n\nHuman: ") and all(prompt[m.end():m.end() + 1] == " " and prompt[m.end() + 1:m.end() + 2] not in (" ", "")
-                                                     for m in MARK.finditer(prompt) if m.end() < len(prompt))
-        resp = [ch[len(prompt):], rj[len(prompt):]]
-        ok = ok and all(x.startswith(" ") and not x.startswith("  ") for x in resp)
-        if not ok: continue
+    for line_no, prompt, resp in hh_comparable(hh, N_PAIRS):
+        if line_no not in got: continue
         p_ids = [BOS] + encode(prompt)
         for k in (0, 1):
             seq, t = fit(p_ids, encode(resp[k]))

@@ -54,6 +54,33 @@ static void test_job(void) {
     CHECK(parse(&j, "[]") != 0);
 }
 
+/* issue 20: member kinds, calibrated committees and consensus in the job schema */
+static void test_job_family(void) {
+    Job j;
+    CHECK(parse(&j, "{\"committee\":[{\"name\":\"r\",\"path\":\"m\"},{\"name\":\"l\",\"path\":\"m\",\"kind\":\"lm\"},"
+                    "{\"name\":\"d\",\"path\":\"m\",\"kind\":\"implicit\",\"ref\":\"r0\"},"
+                    "{\"name\":\"j\",\"path\":\"m\",\"kind\":\"judge\",\"prompt_template\":\"t.txt\"}],"
+                    "\"clean\":{\"method\":\"rw_gap_f\",\"normalize\":\"rank\",\"weights\":{\"r\":2.5},"
+                    "\"consensus\":[\"ifd_r\",\"sac\"],\"consensus_k\":2}}") == 0);
+    CHECK(j.committee[0].kind == MEMBER_REWARD && j.committee[1].kind == MEMBER_LM && j.committee[3].kind == MEMBER_JUDGE);
+    CHECK(!strcmp(j.committee[2].ref, "jobs/r0") && !strcmp(j.committee[3].prompt_template, "jobs/t.txt"));
+    CHECK(j.clean.method == CLEAN_RW_GAP_F && j.clean.normalize == NORM_RANK && !strcmp(j.clean.weights, "{\"r\":2.5}"));
+    CHECK(j.clean.n_consensus == 2 && !strcmp(j.clean.consensus[0], "ifd_r") && j.clean.consensus_k == 2);
+    CHECK(parse(&j, "{}") == 0 && j.clean.n_consensus == 3 && j.clean.consensus_k == 2 && j.clean.normalize == NORM_NONE);
+    /* errors: an implicit member without ref, an unknown kind, weights of a non-member / non-reward member or
+     * <= 0, consensus of an unknown method or of itself, k outside 1..count */
+    CHECK(parse(&j, "{\"committee\":[{\"name\":\"d\",\"path\":\"m\",\"kind\":\"implicit\"}]}") != 0);
+    CHECK(parse(&j, "{\"committee\":[{\"name\":\"d\",\"path\":\"m\",\"kind\":\"oracle\"}]}") != 0);
+    CHECK(parse(&j, "{\"committee\":[{\"name\":\"r\",\"path\":\"m\"}],\"clean\":{\"weights\":{\"x\":1}}}") != 0);
+    CHECK(parse(&j, "{\"committee\":[{\"name\":\"r\",\"path\":\"m\",\"kind\":\"lm\"}],\"clean\":{\"weights\":{\"r\":1}}}") != 0);
+    CHECK(parse(&j, "{\"committee\":[{\"name\":\"r\",\"path\":\"m\"}],\"clean\":{\"weights\":{\"r\":0}}}") != 0);
+    CHECK(parse(&j, "{\"committee\":[{\"name\":\"r\",\"path\":\"m\"}],\"clean\":{\"weights\":[1]}}") != 0);
+    CHECK(parse(&j, "{\"clean\":{\"consensus\":[\"sac\",\"nope\"]}}") != 0);
+    CHECK(parse(&j, "{\"clean\":{\"consensus\":[\"sac\",\"consensus_r\"]}}") != 0);
+    CHECK(parse(&j, "{\"clean\":{\"consensus\":[\"sac\"],\"consensus_k\":2}}") != 0);
+    CHECK(parse(&j, "{\"clean\":{\"normalize\":\"minmax\"}}") != 0);
+}
+
 static void test_utf8(void) {
     size_t off = 0;
     CHECK(utf8_valid("hello", 5, &off));
@@ -86,6 +113,7 @@ static void test_files(void) {
 
 int main(void) {
     test_job();
+    test_job_family();
     test_utf8();
     test_files();
     TEST_MAIN_END();
