@@ -227,6 +227,11 @@ typedef struct {
 /* Random-init tiny HF checkpoint (normal(0, 0.02), zero biases, ones for norm weights):
  * config.json + model.safetensors + tokenizer files. 0 or -1. */
 int model_init_random(const InitModelOptions *o);
-int cmd_init_model(int argc, char **argv);
+
+/* The stage's subcommands (argv[0] = the subcommand name; returns the exit code: 0 ok, 1 failure, 2 usage;
+ * quorum/cli.h has the conventions). */
+int cmd_init_model(int argc, char **argv); /* a small random-init HF checkpoint */
+int cmd_dpo(int argc, char **argv);        /* data-parallel DPO */
+int cmd_rm_train(int argc, char **argv);   /* Bradley-Terry reward-model training */
 
 #endif /* QUORUM_TRAIN_H */

@@ -11,15 +11,6 @@ static const char *const ACTION_NAMES[ACTION_COUNT] = {"keep", "flip", "remove"}
 
 const char *clean_action_name(CleanAction a) { return (unsigned)a < ACTION_COUNT ? ACTION_NAMES[a] : "?"; }
 
-int clean_method_parse(const char *name, CleanMethod *out) {
-    for (int m = CLEAN_NONE; m <= CLEAN_MARGIN_FLIP; m++)
-        if (!strcmp(name, clean_method_name((CleanMethod)m))) {
-            *out = (CleanMethod)m;
-            return 0;
-        }
-    return -1;
-}
-
 /* Mean over members of one per-member quantity; sign picks chosen (+1,0), rejected (0,+1) or the
  * margin (+1,-1). Members are summed in order so every rank gets the same bits. */
 static double member_mean(const Votes *v, int64_t i, double wc, double wr) {

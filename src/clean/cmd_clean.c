@@ -1,6 +1,5 @@
 /* cmd_clean.c - `quorum clean --job J [--method M]`: apply a cleaning method to every voted corpus. */
 #include "quorum/clean.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/job.h"
 

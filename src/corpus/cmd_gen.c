@@ -1,5 +1,4 @@
 /* cmd_gen.c - `quorum gen`: write the synthetic planted-noise corpus (rank 0 writes; others wait). */
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/gen.h"
 

@@ -1,7 +1,6 @@
 /* cmd_score.c - `quorum score --job J [--corpus NAME]`: committee scores per pair (quorum/score.h). */
 #include <string.h>
 
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/score.h"
 

@@ -1,6 +1,5 @@
 /* cmd_dpo.c - quorum dpo: data-parallel DPO from a job file or from direct options. */
 #include "internal.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/job.h"
 #include "quorum/train.h"

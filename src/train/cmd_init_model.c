@@ -1,6 +1,5 @@
 /* cmd_init_model.c - quorum init-model: random-init tiny HF checkpoints for tests and the demo. */
 #include "internal.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/train.h"
 

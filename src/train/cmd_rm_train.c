@@ -1,6 +1,5 @@
 /* cmd_rm_train.c - quorum rm-train: Bradley-Terry reward-model training (same trainer as dpo). */
 #include "internal.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/train.h"
 

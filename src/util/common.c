@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "quorum/common.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -83,6 +84,22 @@ int quorum_input_error(const char *where, const char *fmt, ...) {
     va_end(ap);
     if (!errors_muted) fprintf(stderr, "quorum: error: %s: %s\n", where, msg);
     return -1;
+}
+
+int first_error(FirstError *e, const char *what, const char *msg) {
+    if (!e->failed) {
+        char where[4200];
+        snprintf(where, sizeof where, e->where_fmt, e->path, what);
+        quorum_input_error(where, "%s", msg);
+    }
+    e->failed = 1;
+    return -1;
+}
+
+int cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    return 0;
 }
 
 static void vlog(const char *prefix, const char *fmt, va_list ap) {
@@ -303,6 +320,18 @@ int file_write_atomic(const char *path, const void *data, size_t len) {
     if (fsync(fd) != 0 || close(fd) != 0) { unlink(tmp); return -1; }
     if (rename(tmp, path) != 0) { unlink(tmp); return -1; }
     return 0;
+}
+
+int json_write_atomic(const char *path, const cJSON *doc) {
+    char *text = cJSON_Print(doc);
+    Buf b = {0};
+    buf_append_str(&b, text ? text : "");
+    buf_append_str(&b, "\n");
+    cJSON_free(text);
+    int rc = text && file_write_atomic(path, b.data, b.len) == 0 ? 0 : -1;
+    if (rc) quorum_input_error(path, "cannot write (disk full or no permission?)");
+    buf_free(&b);
+    return rc;
 }
 
 int file_exists(const char *path) {

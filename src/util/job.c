@@ -27,7 +27,18 @@ static const char *const CLEAN_NAMES[] = {"none", "sac", "vote_all_remove", "vot
                                           "vote_maj_flip", "margin_remove", "margin_flip", NULL};
 static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", NULL};
 
+const char *corpus_format_name(int format) {
+    return (format >= FORMAT_AUTO && format <= FORMAT_PAIRS) ? FORMAT_NAMES[format] : "unknown";
+}
 const char *clean_method_name(CleanMethod m) { return CLEAN_NAMES[m]; }
+int clean_method_parse(const char *name, CleanMethod *out) {
+    for (int m = 0; CLEAN_NAMES[m]; m++)
+        if (!strcmp(name, CLEAN_NAMES[m])) {
+            *out = (CleanMethod)m;
+            return 0;
+        }
+    return -1;
+}
 const char *dpo_loss_name(DpoLoss l) { return LOSS_NAMES[l]; }
 
 #define S(T, f) offsetof(T, f), sizeof(((T *)0)->f)

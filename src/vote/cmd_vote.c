@@ -1,7 +1,6 @@
 /* cmd_vote.c - `quorum vote --job J`: agreement buckets from the score files (quorum/vote.h). */
 #include <string.h>
 
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/vote.h"
 

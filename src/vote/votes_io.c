@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../score/score_h5.h"
+#include "quorum/h5.h"
 #include "quorum/common.h"
 #include "quorum/vote.h"
 

@@ -1,5 +1,5 @@
-/* score_h5.c - checked HDF5 helpers shared by score files and votes files (see score_h5.h). */
-#include "score_h5.h"
+/* h5.c - checked HDF5 helpers: the one HDF5 layer of every stage's files (see quorum/h5.h). */
+#include "quorum/h5.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +107,11 @@ int h5q_write_slab(hid_t file, const char *name, hid_t type, int rank, const hsi
     H5Sclose(fs);
     H5Dclose(d);
     return rc;
+}
+
+int h5q_write_1d(hid_t file, const char *name, hid_t type, int64_t n, const void *buf) {
+    hsize_t dims[1] = {(hsize_t)n};
+    return h5q_write_slab(file, name, type, 1, dims, 0, dims[0], buf, H5P_DEFAULT);
 }
 
 int h5q_dims(hid_t file, const char *fname, const char *name, int rank, hsize_t *dims) {
