@@ -151,5 +151,6 @@ const char *clean_method_name(CleanMethod m);
 /* Parses a method name ("sac", "margin_flip", ...). 0 and *out set, or -1 (no message) for an unknown name. */
 int clean_method_parse(const char *name, CleanMethod *out);
 const char *dpo_loss_name(DpoLoss l);
+int dpo_loss_parse(const char *name, DpoLoss *out); /* as clean_method_parse */
 
 #endif /* QUORUM_JOB_H */

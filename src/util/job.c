@@ -40,6 +40,14 @@ int clean_method_parse(const char *name, CleanMethod *out) {
     return -1;
 }
 const char *dpo_loss_name(DpoLoss l) { return LOSS_NAMES[l]; }
+int dpo_loss_parse(const char *name, DpoLoss *out) {
+    for (int l = 0; LOSS_NAMES[l]; l++)
+        if (!strcmp(name, LOSS_NAMES[l])) {
+            *out = (DpoLoss)l;
+            return 0;
+        }
+    return -1;
+}
 
 #define S(T, f) offsetof(T, f), sizeof(((T *)0)->f)
 static const Field TOP_FIELDS[] = {
