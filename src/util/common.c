@@ -129,18 +129,21 @@ void quorum_warn(const char *fmt, ...) {
     va_end(ap);
 }
 
-int quorum_rank(void) {
-    int inited = 0, finalized = 0, r = 0;
+/* MPI is usable: initialised and not yet finalised (single-process tools never initialise it). */
+static int mpi_live(void) {
+    int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
-    if (inited && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return inited && !finalized;
+}
+int quorum_rank(void) {
+    int r = 0;
+    if (mpi_live()) MPI_Comm_rank(MPI_COMM_WORLD, &r);
     return r;
 }
 int quorum_world(void) {
-    int inited = 0, finalized = 0, n = 1;
-    MPI_Initialized(&inited);
-    MPI_Finalized(&finalized);
-    if (inited && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &n);
+    int n = 1;
+    if (mpi_live()) MPI_Comm_size(MPI_COMM_WORLD, &n);
     return n;
 }
 
