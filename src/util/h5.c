@@ -74,6 +74,8 @@ int h5q_attr_read_str(hid_t obj, const char *file, const char *name, char *out, 
         char *tmp = xcalloc(n + 1, 1);
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, n);
+        /* NULLPAD: all n bytes are text (h5py writes fixed strings without a NUL); tmp has the NUL */
+        H5Tset_strpad(mt, H5T_STR_NULLPAD);
         if (H5Aread(a, mt, tmp) < 0) rc = where_error(file, name, "attribute read failed");
         else if (strlen(tmp) >= cap) rc = where_error(file, name, "string attribute too long");
         else memcpy(out, tmp, strlen(tmp) + 1);
