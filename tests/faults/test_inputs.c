@@ -21,29 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- stderr capture: what a call printed ---- */
-static char cap_path[4096];
-static int cap_saved = -1;
-
-static void capture_begin(void) {
-    fflush(stderr);
-    cap_saved = dup(2);
-    int fd = open(cap_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 2);
-    close(fd);
-}
-
-/* Restores stderr and returns what was printed (caller frees). */
-static char *capture_end(void) {
-    fflush(stderr);
-    dup2(cap_saved, 2);
-    close(cap_saved);
-    size_t n = 0;
-    const char *err = NULL;
-    char *s = file_read_all(cap_path, &n, &err);
-    return s ? s : xstrdup("");
-}
-
 /* Exactly one line, starting "quorum: error: " and containing `needle`. */
 static int one_error_line(const char *out, const char *needle) {
     size_t n = strlen(out);
@@ -261,7 +238,6 @@ int main(int argc, char **argv) {
     REQUIRE(argc == 3);
     const char *work = argv[1], *tokenizer = argv[2];
     REQUIRE(mkdir_p(work) == 0);
-    snprintf(cap_path, sizeof cap_path, "%s/stderr.txt", work);
     test_jobs();
     test_tokenizer(work, tokenizer);
     test_safetensors(work, tokenizer);
