@@ -39,6 +39,17 @@ static void write_bytes(const char *path, const void *data, size_t n) {
     fclose(f);
 }
 
+/* Copies file src to dir/name; returns its bytes (caller frees) and their count in *n. */
+static char *copy_file(const char *src, const char *dir, const char *name, size_t *n) {
+    const char *err = NULL;
+    char *bytes = file_read_all(src, n, &err);
+    REQUIRE(bytes != NULL);
+    char *path = path_join(dir, name);
+    write_bytes(path, bytes, *n);
+    free(path);
+    return bytes;
+}
+
 /* ---- safetensors + model_load ---- */
 
 static int load_model(const char *dir) {
@@ -69,13 +80,7 @@ static void test_safetensors(const char *work, const char *tokenizer) {
     char *tokdir = path_join(work, "tok");
     mkdir_p(tokdir);
     size_t tn = 0;
-    const char *terr = NULL;
-    char *tjson = file_read_all(tokenizer, &tn, &terr);
-    REQUIRE(tjson != NULL);
-    char *tpath = path_join(tokdir, "tokenizer.json");
-    write_bytes(tpath, tjson, tn);
-    free(tpath);
-    free(tjson);
+    free(copy_file(tokenizer, tokdir, "tokenizer.json", &tn));
     snprintf(o.tokenizer, sizeof o.tokenizer, "%s", tokdir);
     free(tokdir);
     snprintf(o.out, sizeof o.out, "%s/model", work);
@@ -164,11 +169,8 @@ static void tokenizer_edit_case(const char *path, const char *good, const char *
 
 static void test_tokenizer(const char *work, const char *src) {
     size_t n = 0;
-    const char *err = NULL;
-    char *good = file_read_all(src, &n, &err);
-    REQUIRE(good != NULL);
+    char *good = copy_file(src, work, "tokenizer.json", &n);
     char *path = path_join(work, "tokenizer.json");
-    write_bytes(path, good, n);
     Tokenizer *t = tokenizer_load(path);
     CHECK(t != NULL); /* the copy loads: damage below is what fails */
     if (t) tokenizer_free(t);

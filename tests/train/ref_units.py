@@ -13,19 +13,25 @@ def close(a, b, rtol, atol, what):
         print(f"FAIL {what}: max abs diff {float(torch.max(torch.abs(a - b))):.3g}")
     return ok
 
+def dpo_losses(kind, z, beta, ls):
+    """Per-pair DPO-family losses (TRL's formulas) of z = (pi_c - pi_r) - (ref_c - ref_r): sigmoid (with cDPO
+    label smoothing ls), robust, hinge, ipo. Also used by run_trainer.py."""
+    if kind == "sigmoid":
+        return -F.logsigmoid(beta * z) * (1 - ls) - F.logsigmoid(-beta * z) * ls
+    if kind == "robust":
+        return (-F.logsigmoid(beta * z) * (1 - ls) + F.logsigmoid(-beta * z) * ls) / (1 - 2 * ls)
+    if kind == "hinge":
+        return torch.relu(1 - beta * z)
+    if kind == "ipo":
+        return (z - 1 / (2 * beta)) ** 2
+    raise ValueError(kind)
+
 def dpo_ref(rec):
     t = {k: torch.tensor(rec[k], dtype=torch.float64, requires_grad=True) for k in ("pc", "pr", "rc", "rr")}
     beta, ls = rec["beta"], rec["ls"]
     z = (t["pc"] - t["pr"]) - (t["rc"] - t["rr"])
     kind = rec["loss_type"]
-    if kind == "sigmoid":
-        losses = -F.logsigmoid(beta * z) * (1 - ls) - F.logsigmoid(-beta * z) * ls
-    elif kind == "robust":
-        losses = (-F.logsigmoid(beta * z) * (1 - ls) + F.logsigmoid(-beta * z) * ls) / (1 - 2 * ls)
-    elif kind == "hinge":
-        losses = torch.relu(1 - beta * z)
-    elif kind == "ipo":
-        losses = (z - 1 / (2 * beta)) ** 2
+    losses = dpo_losses(kind, z, beta, ls)
     loss = losses.mean()
     loss.backward()
     cr = beta * (t["pc"] - t["rc"]).detach()

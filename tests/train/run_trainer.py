@@ -17,6 +17,8 @@ BIN, ROOT, MPIEXEC, NP = sys.argv[1:5]
 STEPS, BATCH = 10, 8
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from support import check, finish  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ref_units import dpo_losses  # noqa: E402
 
 def run(name, ranks, accum, zero1, loss, env=None, expect=0):
     out = os.path.join(ROOT, name)
@@ -72,15 +74,7 @@ def torch_run(data, loss):
             l = (-F.logsigmoid(vc - vr - data["margin"]) + data["center"] * (vc + vr) ** 2).mean()
         else:
             z = (vc - vr) - (ref_c[idx] - ref_r[idx])
-            if loss == "sigmoid":
-                l = -F.logsigmoid(beta * z) * (1 - ls) - F.logsigmoid(-beta * z) * ls
-            elif loss == "robust":
-                l = (-F.logsigmoid(beta * z) * (1 - ls) + F.logsigmoid(-beta * z) * ls) / (1 - 2 * ls)
-            elif loss == "hinge":
-                l = torch.relu(1 - beta * z)
-            else:
-                l = (z - 1 / (2 * beta)) ** 2
-            l = l.mean()
+            l = dpo_losses(loss, z, beta, ls).mean()
         opt.zero_grad()
         l.backward()
         torch.nn.utils.clip_grad_norm_([W], data["clip"])
