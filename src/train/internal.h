@@ -1,4 +1,4 @@
-/* internal.h - private to src/train: trainer state on disk (checkpoint.c), option parsing (opts.c),
+/* internal.h - private to src/train: trainer state on disk (checkpoint.c), the training options (train_opts.c),
  * small file helpers. */
 #ifndef QUORUM_TRAIN_INTERNAL_H
 #define QUORUM_TRAIN_INTERNAL_H

@@ -1,4 +1,4 @@
-/* opts.c - the training options shared by dpo and rm-train (the parser: quorum/opts.h). */
+/* train_opts.c - the training options shared by dpo and rm-train (the parser: quorum/opts.h). */
 #include "internal.h"
 #include "quorum/common.h"
 
