@@ -19,6 +19,11 @@
 #include <hdf5.h>
 #include <stdint.h>
 
+/* Collective over MPI_COMM_WORLD: creates (truncates) a file that every rank writes a slab of, through
+ * MPI-IO. Returns the file (negative on this rank's failure, no message: the caller agrees on failure
+ * across ranks and names the file) and sets *dxpl to a collective transfer list (H5Pclose it). */
+hid_t h5q_create_collective(const char *path, hid_t *dxpl);
+
 /* Silences HDF5's own error-stack printing (we print one line of our own instead). */
 void h5q_quiet(void);
 

@@ -1,10 +1,21 @@
 /* h5.c - checked HDF5 helpers: the one HDF5 layer of every stage's files (see quorum/h5.h). */
 #include "quorum/h5.h"
 
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "quorum/common.h"
+
+hid_t h5q_create_collective(const char *path, hid_t *dxpl) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    h5Check(H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL), "set MPI-IO file access");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    *dxpl = H5Pcreate(H5P_DATASET_XFER);
+    h5Check(H5Pset_dxpl_mpio(*dxpl, H5FD_MPIO_COLLECTIVE), "set collective transfer");
+    return f;
+}
 
 void h5q_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
