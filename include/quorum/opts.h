@@ -31,6 +31,9 @@ int opts_parse(const char *cmd, int argc, char **argv, const Opt *opts);
  * and usage(stderr) and returns 2; -1 when the options parsed and the subcommand goes on:
  *   int rc = opts_command(argc, argv, opts, usage); if (rc >= 0) return rc; */
 int opts_command(int argc, char **argv, const Opt *opts, void (*usage)(FILE *));
+/* The same with --help printed from the table (opts_usage under `synopsis`); a bad option prints its
+ * line only (the table is long; the line says "see --help"). */
+int opts_command_table(int argc, char **argv, const Opt *opts, const char *synopsis);
 /* "<synopsis>\n\noptions:\n  --name N   help" for every option. */
 void opts_usage(FILE *f, const char *synopsis, const Opt *opts);
 

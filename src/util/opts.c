@@ -54,6 +54,11 @@ int opts_command(int argc, char **argv, const Opt *opts, void (*usage)(FILE *)) 
     return -1;
 }
 
+int opts_command_table(int argc, char **argv, const Opt *opts, const char *synopsis) {
+    if (cli_wants_help(argc, argv)) { opts_usage(stdout, synopsis, opts); return 0; }
+    return opts_parse(argv[0], argc, argv, opts) ? 2 : -1; /* the table is long: the line says "see --help" */
+}
+
 void opts_usage(FILE *f, const char *synopsis, const Opt *opts) {
     fprintf(f, "%s\n\noptions:\n", synopsis);
     for (const Opt *p = opts; p->name; p++) {
