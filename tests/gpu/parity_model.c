@@ -21,12 +21,15 @@ static Rng R;
 
 /* ---------------------------------------------------------------- training kernels */
 
-/* The CPU trainer's DPO sigmoid loss (src/train/loss.c, checked against TRL/torch by train.losses_torch):
- * the mean over B pairs and its gradients scaled 1/B, as the CUDA kernel returns them. */
+/* The CPU trainer's DPO loss (src/train/loss.c, checked against TRL/torch by train.losses_torch): sigmoid,
+ * or cDPO with label smoothing eps (the kernel's -(1-eps) ls(b z) - eps ls(-b z)); the mean over B pairs and
+ * its gradients scaled 1/B, as the CUDA kernel returns them. */
 static double dpo_reference(const float *pc, const float *pr, const float *rc, const float *rr, int B, double beta,
                             double eps, float *dpc, float *dpr) {
-    DpoLossCfg c = {DPO_SIGMOID, (float)beta, (float)eps};
-    return dpo_loss(&c, B, pc, pr, rc, rr, 1.0f / (float)B, dpc, dpr, NULL, NULL, NULL) / B;
+    DpoLossCfg c = {eps > 0 ? DPO_CDPO : DPO_SIGMOID, (float)beta, (float)eps, 0.05f};
+    DpoBatch x = {B, pc, pr, rc, rr, NULL, NULL};
+    DpoGrads g = {dpc, dpr, NULL, NULL};
+    return dpo_loss(&c, &x, 1.0f / (float)B, &g, NULL) / B;
 }
 
 static void case_dpo_loss(int B, float beta, float eps) {
