@@ -8,6 +8,7 @@ the seeded RNG, the MPI environment and the skip convention.
     finish()                                          # "N passed, M failed"; exit 1 on any failure
 """
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -54,6 +55,16 @@ def skip(why):
 def rng(seed):
     """The one RNG of the Python tests: numpy's PCG64, seeded, so every failure reproduces."""
     return np.random.default_rng(seed)
+
+
+def sh(*cmd, env=None):
+    """Runs cmd with its output captured (env: extra variables); on failure prints the last 3000
+    characters of stdout and stderr and exits naming the command. Returns the CompletedProcess."""
+    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=dict(os.environ, **(env or {})))
+    if p.returncode:
+        print(p.stdout[-3000:], p.stderr[-3000:])
+        sys.exit(f"command failed ({p.returncode}): {' '.join(str(c) for c in cmd)}")
+    return p
 
 
 def mpi_env(**extra):

@@ -12,16 +12,11 @@ if not os.path.exists(os.path.join(TOK, "tokenizer.json")):
     print(f"skipping: no gpt2 tokenizer under {SHARED}")
     sys.exit(77)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from support import check, finish, verbose  # noqa: E402
+from support import check, finish, verbose, sh as run_or_exit  # noqa: E402
 verbose()
 
 def sh(*cmd, ranks=0):
-    cmd = ([MPIEXEC, NP, str(ranks), "--oversubscribe"] if ranks else []) + list(cmd)
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return p
+    return run_or_exit(*(([MPIEXEC, NP, str(ranks), "--oversubscribe"] if ranks else []) + list(cmd)))
 
 def mean(xs):
     return sum(xs) / len(xs)

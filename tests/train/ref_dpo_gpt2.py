@@ -22,15 +22,8 @@ if not os.path.exists(HH) or not os.path.exists(os.path.join(TOK, "tokenizer.jso
     sys.exit(77)
 STEPS, B, LR, WD, CLIP, WARM, BETA = 10, 4, 2e-3, 0.01, 1.0, 2, 0.1
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from support import check, finish, verbose  # noqa: E402
+from support import check, finish, sh, verbose  # noqa: E402
 verbose()
-
-def sh(*cmd, env=None):
-    p = subprocess.run(list(cmd), capture_output=True, text=True, env=dict(os.environ, **(env or {})))
-    if p.returncode:
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return p
 
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
