@@ -107,8 +107,7 @@
 typedef enum { ACTION_KEEP = 0, ACTION_FLIP = 1, ACTION_REMOVE = 2, ACTION_COUNT = 3 } CleanAction;
 
 const char *clean_action_name(CleanAction a); /* "keep", "flip", "remove" */
-/* Parses a method name ("sac", "margin_flip", ...). 0 and *out set, or -1 for an unknown name. */
-int clean_method_parse(const char *name, CleanMethod *out);
+/* clean_method_name / clean_method_parse: quorum/job.h, beside the method enum and its names. */
 
 /* Per-pair committee statistics (see the definitions above): reward members only. */
 double votes_mean_margin(const Votes *v, int64_t i);
@@ -164,5 +163,10 @@ const char *report_markdown_last(void);
  * non-NULL, "--method M". 0, or 2 (usage error) after printing the usage. */
 #include <stdio.h>
 int clean_parse_args(int argc, char **argv, const char **job, const char **method, void (*usage)(FILE *));
+
+/* The stage's subcommands (argv[0] = the subcommand name; returns the exit code: 0 ok, 1 failure, 2 usage;
+ * quorum/cli.h has the conventions). */
+int cmd_clean(int argc, char **argv);  /* SAC and the PrefCleanBench family */
+int cmd_report(int argc, char **argv); /* JSON / Markdown / PNG report */
 
 #endif /* QUORUM_CLEAN_H */

@@ -51,10 +51,19 @@ void *quorum_xcalloc(size_t n, size_t size, const char *file, int line);
 void *quorum_xrealloc(void *p, size_t n, const char *file, int line);
 char *xstrdup(const char *s);
 
-/* Bad user input. Formats "quorum: error: <where>: <msg>" into `buf` (if non-NULL) and prints it to
- * stderr when `print` is set. `where` is "file:record:field" style, built by the caller.
- * Returns -1 so callers can `return quorum_input_error(...)`. */
+/* Bad user input. Prints "quorum: error: <where>: <msg>" to stderr (unless muted, below). `where` is
+ * "file:record:field" style, built by the caller. Returns -1 so callers can `return quorum_input_error(...)`. */
 int quorum_input_error(const char *where, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* First error wins: a reader that checks many fields of one file reports only the first failure (the
+ * later ones follow from it) and then skips its remaining reads. `where_fmt` turns (path, what) into
+ * the message's place, e.g. "%s:%s" (file:dataset) or "%s: key \"%s\"" (file: key "k"). */
+typedef struct {
+    const char *path;
+    const char *where_fmt;
+    int failed;
+} FirstError;
+/* Prints "quorum: error: <where>: <msg>" unless an error was already reported; sets failed; returns -1. */
+int first_error(FirstError *e, const char *what, const char *msg);
 /* While on, quorum_input_error prints nothing: for work every rank repeats (reading the job file), so an
  * error every rank hits is printed once, by rank 0. */
 void quorum_mute_errors(int on);
@@ -103,6 +112,14 @@ void dir_remove_flat(const char *dir);
 void dir_remove_shards_from(const char *dir, int64_t n_shards);
 /* Joins two path pieces into a new string. */
 char *path_join(const char *a, const char *b);
+
+/* JSON documents (cJSON): printed formatted with a final newline and written with file_write_atomic.
+ * 0, or -1 after one line naming the path. */
+struct cJSON;
+int json_write_atomic(const char *path, const struct cJSON *doc);
+
+/* Command lines: true when argv[1..] has -h or --help (every subcommand's usage switch). */
+int cli_wants_help(int argc, char **argv);
 
 /* Checksums: FNV-1a 64-bit (cheap, stable, used in manifests to detect shard/manifest disagreement). */
 uint64_t fnv1a64(const void *data, size_t n, uint64_t h);

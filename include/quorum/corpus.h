@@ -151,11 +151,13 @@ int corpus_manifest_read(CorpusManifest *m, const char *corpus_dir);
 void corpus_manifest_free(CorpusManifest *m);
 /* Writes <corpus_dir>/manifest.json atomically. 0 or -1. */
 int corpus_manifest_write(const CorpusManifest *m, const char *corpus_dir);
-const char *corpus_format_name(int format); /* "auto" | "hh" | "pcr" | "chat" | "sharegpt" | "pairs" */
 
 /* Reads a whole shard (any rank, any shard, independent I/O). 0 or -1 after a one-line error naming
  * the file and dataset. Validates offsets (monotone, in range) so a corrupt shard is never used. */
 int shard_read(Shard *s, const char *path);
+/* Only the /pair_id dataset of shard k of a corpus folder (what the vote joins score files on),
+ * checked to hold n ids. 0, or -1 after one line naming the shard file. */
+int shard_pair_ids(const char *corpus_dir, int64_t k, int64_t n, int64_t *ids);
 void shard_free(Shard *s);
 /* Pair i's views. Turns need s->turns (shard_read builds them; else call shard_index_turns). */
 void shard_get_pair(const Shard *s, int64_t i, Pair *out);
@@ -198,5 +200,10 @@ void shard_builder_init(ShardBuilder *b, const char *corpus, const char *split, 
                         int64_t first_line, int64_t last_line, int format);
 void shard_builder_add(ShardBuilder *b, const Pair *p);
 void shard_builder_finish(ShardBuilder *b, Shard *out);
+
+/* The stage's subcommands (argv[0] = the subcommand name; returns the exit code: 0 ok, 1 failure, 2 usage;
+ * quorum/cli.h has the conventions). */
+int cmd_ingest(int argc, char **argv); /* corpora -> sharded HDF5 */
+int cmd_export(int argc, char **argv); /* shards -> JSONL */
 
 #endif /* QUORUM_CORPUS_H */

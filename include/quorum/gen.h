@@ -25,4 +25,7 @@ int gen_corpus(const GenOptions *o, GenStats *stats);
 /* Reads a .flipped file: the sorted 1-based line numbers. Caller frees. NULL after an error. */
 int64_t *gen_read_flipped(const char *path, int64_t *n);
 
+/* `quorum gen`: the synthetic planted-noise corpus (quorum/cli.h has the subcommand conventions). */
+int cmd_gen(int argc, char **argv);
+
 #endif

@@ -10,7 +10,7 @@
  *  - Relative paths inside a job file are resolved against the job file's directory, so a job file
  *    can be run from anywhere (SLURM jobs start in arbitrary working directories).
  *
- * Example (jobs/demo.json is the embedded default):
+ * Example (jobs/hh-rlhf.json is a complete one; `quorum demo` builds its job in code, src/app/cmd_demo.c):
  * {
  *   "name": "demo", "out_dir": "out/demo", "shard_size": 1024, "seed": 1,
  *   "corpora":   [{"name": "harmless", "path": "data/x.jsonl.gz", "format": "hh", "split": "harmless"}],
@@ -180,8 +180,18 @@ int job_load(Job *job, const char *path);
 /* Parses a job from a JSON string; `path` is used for messages and relative paths. */
 int job_parse(Job *job, const char *json, const char *path);
 
+/* The names of the enums above, as the job file and the command lines spell them: one table per enum
+ * (src/util/job.c), so a name accepted in a job file is accepted on a command line and printed back
+ * the same. The enums live here, not in their stages' headers, because the job file is parsed and
+ * checked as a whole before any stage runs (a misspelled "clean.method" fails at load, naming the key,
+ * not hours later), and this file is below every stage. */
+const char *corpus_format_name(int format); /* "auto" | "hh" | "pcr" | "chat" | "sharegpt" | "pairs" | "unknown" */
 const char *clean_method_name(CleanMethod m);
 const char *member_kind_name(MemberKind k); /* "reward", "lm", "implicit", "judge" */
+/* Parses a method name ("sac", "margin_flip", ...). 0 and *out set, or -1 (no message) for an unknown name. */
+int clean_method_parse(const char *name, CleanMethod *out);
 const char *dpo_loss_name(DpoLoss l);
+/* A loss_type name -> DpoLoss: 0, or -1 for an unknown name (dpo_loss_name(i), i < DPO_N_LOSSES, lists them). */
+int dpo_loss_parse(const char *name, DpoLoss *out);
 
 #endif /* QUORUM_JOB_H */

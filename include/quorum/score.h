@@ -193,4 +193,7 @@ int score_file_current(const char *path, const char *member, uint64_t member_fp,
 int score_file_write(const char *path, const char *member, uint64_t member_fp, uint64_t shard_checksum, int64_t n,
                      const int64_t *pair_id, const float *chosen, const float *rejected);
 
+/* `quorum score`: committee scores per pair (quorum/cli.h has the subcommand conventions). */
+int cmd_score(int argc, char **argv);
+
 #endif /* QUORUM_SCORE_H */

@@ -111,6 +111,9 @@ int chat_render(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, i
 int chat_render_folded(const ChatTemplate *ct, const Tokenizer *t, const Turn *turns, int n_turns,
                        const char *response, size_t response_len, I32Vec *ids, int *prompt_len, int *n_folded);
 
+/* `quorum tokenize`: encode/decode text with a tokenizer.json (quorum/cli.h has the subcommand conventions). */
+int cmd_tokenize(int argc, char **argv);
+
 #ifdef __cplusplus
 }
 #endif

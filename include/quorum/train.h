@@ -25,6 +25,7 @@
 
 #include "quorum/job.h"
 #include "quorum/rng.h"
+#include "quorum/tokpairs.h"
 
 /* ---------------------------------------------------------------- 1. losses */
 
@@ -91,8 +92,7 @@ int dpo_loss_needs_counts(DpoLoss t);
 /* 0 when beta, label_smoothing and discopop_tau are valid for the loss, else -1 with the reason (naming
  * the loss, the value and what is accepted) in why. */
 int dpo_loss_check(const DpoLossCfg *c, char *why, size_t n);
-/* A loss_type name -> DpoLoss. 0, or -1 for an unknown name (dpo_loss_name(i), i < DPO_N_LOSSES, lists them). */
-int dpo_loss_parse(const char *name, DpoLoss *out);
+/* dpo_loss_name / dpo_loss_parse (a loss_type name -> DpoLoss): quorum/job.h, beside the names. */
 
 /* Bradley-Terry reward loss over B pairs of rewards (B,), as dpo_loss. Metrics: reward_* are the mean
  * rewards, accuracy is r_c > r_r, margin r_c - r_r; logp_* unused. */
@@ -173,27 +173,6 @@ struct TrainModel {
     void *impl;
 };
 
-/* Tokenized pairs: per pair the full chosen / rejected sequence (prompt + response, already
- * truncated) and the prompt length inside each; flat int32 ids with int64 offsets. */
-typedef struct {
-    int64_t n;
-    int32_t *ids; int64_t n_ids, cap_ids;
-    int64_t *chosen_off, *rejected_off; /* (n+1): pair i = ids[chosen_off[i], chosen_off[i+1]): its chosen
-                                           sequence up to rejected_off[i], then its rejected sequence */
-    int32_t *prompt_len;                /* (n,) identical prefix length of both sequences */
-    int64_t *pair_id;                   /* (n,) source id, for messages */
-    float *ref_chosen, *ref_rejected;   /* (n,) DPO reference log-probs (NULL until computed) */
-} TokPairs;
-
-void tokpairs_free(TokPairs *p);
-/* Appends one pair after TRL classic truncation (see pair_truncate). */
-void tokpairs_push(TokPairs *p, int64_t pair_id, const int32_t *prompt, int np, const int32_t *chosen, int nc,
-                   const int32_t *rejected, int nr, int max_length, int max_prompt_length);
-
-/* TRL classic DPOTrainer truncation: when prompt + longer response exceeds max_length, keep the last
- * max_prompt_length prompt tokens; if still too long, keep the first max_length - max_prompt_length
- * tokens of each response. Updates *np, *nc, *nr and *prompt_start (first prompt token kept). */
-void pair_truncate(int *np, int *prompt_start, int *nc, int *nr, int max_length, int max_prompt_length);
 
 typedef enum { OBJ_DPO = 0, OBJ_BT = 1 } Objective;
 
@@ -271,10 +250,6 @@ void train_batch_order(uint64_t seed, int64_t n, int64_t count, int64_t *out);
  * says so. 0 or -1. */
 int ref_logps_compute(TrainModel *m, TokPairs *data, int batch, const char *path);
 
-/* Fills a right-padded (B,T) batch of the sequences of pairs idx[0..B) (first all chosen, then all
- * rejected: 2B rows), the completion masks and the lengths; returns T. Buffers are grown as needed. */
-int batch_build(const TokPairs *d, const int64_t *idx, int B, int32_t **ids, uint8_t **mask, int **lens,
-                size_t *cap);
 
 /* ---------------------------------------------------------------- 4. commands as functions */
 
@@ -327,6 +302,11 @@ typedef struct {
 /* Random-init tiny HF checkpoint (normal(0, 0.02), zero biases, ones for norm weights):
  * config.json + model.safetensors + tokenizer files. 0 or -1. */
 int model_init_random(const InitModelOptions *o);
-int cmd_init_model(int argc, char **argv);
+
+/* The stage's subcommands (argv[0] = the subcommand name; returns the exit code: 0 ok, 1 failure, 2 usage;
+ * quorum/cli.h has the conventions). */
+int cmd_init_model(int argc, char **argv); /* a small random-init HF checkpoint */
+int cmd_dpo(int argc, char **argv);        /* data-parallel DPO */
+int cmd_rm_train(int argc, char **argv);   /* Bradley-Terry reward-model training */
 
 #endif /* QUORUM_TRAIN_H */

@@ -90,4 +90,7 @@ char *vote_stats_json(const Votes *v, const VoteStats *st);
  * Collective; 0 or -1 on every rank. */
 int vote_job(const Job *job);
 
+/* `quorum vote`: allreduce votes -> agreement buckets (quorum/cli.h has the subcommand conventions). */
+int cmd_vote(int argc, char **argv);
+
 #endif /* QUORUM_VOTE_H */

@@ -291,17 +291,13 @@ static int write_ledger(const CleanInput *in, const JobClean *cfg) {
     qCheck(ledger_balanced(&l), "the ingest manifest's counts disagree with the votes file",
            "%s: ledger does not balance", in->c->name);
     cJSON *j = ledger_json(in, cfg, &l);
-    char *s = cJSON_Print(j);
-    Buf b = {0};
-    buf_append_str(&b, s);
-    buf_append_str(&b, "\n");
-    int rc = write_buf(in->out_dir, "ledger.json", &b);
+    char *path = path_join(in->out_dir, "ledger.json");
+    int rc = json_write_atomic(path, j);
+    free(path);
     quorum_log("clean %s (%s): %lld lines: %lld kept, %lld flipped, %lld removed, %lld rejected at ingest",
                in->c->name, clean_method_name(in->method), (long long)l.lines, (long long)ledger_total(&l, ACTION_KEEP),
                (long long)ledger_total(&l, ACTION_FLIP), (long long)ledger_total(&l, ACTION_REMOVE),
                (long long)l.rejected);
-    buf_free(&b);
-    cJSON_free(s);
     cJSON_Delete(j);
     return rc;
 }

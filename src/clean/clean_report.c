@@ -400,22 +400,15 @@ static int report_write(const Job *job, Buf *md_out) {
     cJSON *j = report_json(job, rs, n);
     cJSON *plots = cJSON_AddArrayToObject(j, "plots");
     for (int i = 0; i < p.n; i++) cJSON_AddItemToArray(plots, cJSON_CreateString(p.names[i]));
-    char *js = cJSON_Print(j);
-    Buf jb = {0};
-    buf_append_str(&jb, js);
-    buf_append_str(&jb, "\n");
     report_markdown(md_out, job, rs, n, p.names, p.n);
     char *jp = path_join(dir, "report.json"), *mp = path_join(dir, "report.md");
-    int rc = 0;
-    if (file_write_atomic(jp, jb.data, jb.len)) rc = quorum_input_error(jp, "cannot write");
+    int rc = json_write_atomic(jp, j);
     if (rc == 0 && file_write_atomic(mp, md_out->data, md_out->len)) rc = quorum_input_error(mp, "cannot write");
 
     for (int i = 0; i < p.n; i++) free((char *)p.names[i]);
     for (int i = 0; i < n; i++) { cJSON_Delete(rs[i].stats); cJSON_Delete(rs[i].ledger); cJSON_Delete(rs[i].others); }
     free(rs); free(jp); free(mp); free(dir);
-    cJSON_free(js);
     cJSON_Delete(j);
-    buf_free(&jb);
     buf_free(&p.gp);
     return rc;
 }

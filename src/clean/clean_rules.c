@@ -12,15 +12,8 @@ static const char *const ACTION_NAMES[ACTION_COUNT] = {"keep", "flip", "remove"}
 
 const char *clean_action_name(CleanAction a) { return (unsigned)a < ACTION_COUNT ? ACTION_NAMES[a] : "?"; }
 
-int clean_method_parse(const char *name, CleanMethod *out) {
-    for (int m = CLEAN_NONE; m < CLEAN_METHOD_COUNT; m++)
-        if (!strcmp(name, clean_method_name((CleanMethod)m))) {
-            *out = (CleanMethod)m;
-            return 0;
-        }
-    return -1;
-}
-
+/* Mean over the members of one kind of one per-member quantity; (wc, wr) picks chosen (1,0), rejected
+ * (0,1) or the margin (1,-1). Members are summed in order so every rank gets the same bits. */
 double votes_kind_mean(const Votes *v, int64_t i, MemberKind kind, double wc, double wr) {
     double sum = 0.0;
     int count = 0;

@@ -1,8 +1,8 @@
 /* cmd_clean.c - `quorum clean --job J [--method M]`: apply a cleaning method to every voted corpus. */
 #include "quorum/clean.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/job.h"
+#include "quorum/opts.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -25,15 +25,8 @@ static void clean_usage(FILE *f) {
 int clean_parse_args(int argc, char **argv, const char **job, const char **method, void (*usage)(FILE *)) {
     *job = NULL;
     if (method) *method = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--job") && i + 1 < argc) *job = argv[++i];
-        else if (method && !strcmp(argv[i], "--method") && i + 1 < argc) *method = argv[++i];
-        else {
-            fprintf(stderr, "quorum: error: %s: unexpected argument \"%s\"\n", argv[0], argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
+    const Opt opts[] = {{"job", 'p', job}, {method ? "method" : NULL, 'p', method}, {0}};
+    if (opts_parse(argv[0], argc, argv, opts)) { usage(stderr); return 2; }
     if (!*job) {
         fprintf(stderr, "quorum: error: %s: --job is required\n", argv[0]);
         usage(stderr);

@@ -1,6 +1,5 @@
 /* cmd_report.c - `quorum report --job J`: write <out_dir>/report/ and print the Markdown. */
 #include "quorum/clean.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/job.h"
 

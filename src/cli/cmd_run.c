@@ -18,6 +18,7 @@
 #include "quorum/corpus.h"
 #include "quorum/job.h"
 #include "quorum/score.h"
+#include "quorum/train.h"
 #include "quorum/vote.h"
 #include "run_stages.h"
 
@@ -171,7 +172,7 @@ static int stop_agreed(void) {
 
 static int stage_available(Stage s, const Job *job) {
     if (s != STAGE_DPO) return 1;
-    return job->dpo.enabled && dpo_job != NULL;
+    return job->dpo.enabled;
 }
 
 /* Rank 0: before stage s runs (force: its score files go; dpo: an unrelated run is moved aside). Collective. */

@@ -21,6 +21,7 @@
 #include "quorum/clean.h"
 #include "quorum/cli.h"
 #include "quorum/common.h"
+#include "quorum/opts.h"
 #include "quorum/corpus.h"
 #include "quorum/job.h"
 #include "quorum/score.h"
@@ -355,20 +356,13 @@ static void verify_usage(FILE *f) {
 }
 
 int cmd_verify(int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) { verify_usage(stdout); return 0; }
     const char *job_path = NULL, *out_dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--job") && i + 1 < argc) job_path = argv[++i];
-        else if (!strcmp(argv[i], "--out-dir") && i + 1 < argc) out_dir = argv[++i];
-        else {
-            fprintf(stderr, "quorum: error: verify: unexpected argument \"%s\"\n", argv[i]);
-            verify_usage(stderr);
-            return 2;
-        }
-    }
+    const Opt opts[] = {{"job", 'p', &job_path}, {"out-dir", 'p', &out_dir}, {0}};
+    int rc = opts_command(argc, argv, opts, verify_usage);
+    if (rc >= 0) return rc;
     if (!job_path) { verify_usage(stderr); return 2; }
     Job *job = xcalloc(1, sizeof *job);
-    int rc = job_load(job, job_path) ? 1 : 0;
+    rc = job_load(job, job_path) ? 1 : 0;
     if (rc == 0 && out_dir) snprintf(job->out_dir, sizeof job->out_dir, "%s", out_dir);
     if (rc == 0 && quorum_rank() == 0) {
         Verdicts v = {0, 0};

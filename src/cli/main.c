@@ -1,8 +1,14 @@
 /* main.c - the `quorum` binary: MPI set-up, SLURM sanity check, subcommand dispatch. */
+#include "quorum/clean.h"
 #include "quorum/cli.h"
 #include "quorum/common.h"
+#include "quorum/corpus.h"
+#include "quorum/gen.h"
 #include "quorum/placement.h"
+#include "quorum/score.h"
+#include "quorum/tokenizer.h"
 #include "quorum/train.h"
+#include "quorum/vote.h"
 
 #include <mpi.h>
 #include <stdio.h>

@@ -1,7 +1,8 @@
 /*
  * run_stages.h - what the pipeline driver (cmd_run.c) needs from the stages, in one place.
  *
- * The stage entry points live in the stage headers; DPO is the one optional stage.
+ * The stage entry points live in the stage headers (dpo_job: quorum/train.h); DPO is the one optional
+ * stage: it runs when the job has a "dpo" object.
  */
 #ifndef QUORUM_RUN_STAGES_H
 #define QUORUM_RUN_STAGES_H
@@ -39,10 +40,5 @@ int run_force_scores(const Job *job);
 /* Before dpo: moves a <out_dir>/dpo trained from other inputs (or any, with force) aside and records the
  * fingerprint of this run. 0 or -1. */
 int run_dpo_prepare(const Job *job, const uint64_t *member_fp, int force);
-
-/* The DPO trainer is optional (a build without src/train, or a job without "dpo"): a weak reference,
- * NULL when no trainer is linked in. */
-int dpo_job(const Job *job) __attribute__((weak));
-
 
 #endif

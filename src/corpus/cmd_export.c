@@ -1,7 +1,6 @@
 /* cmd_export.c - `quorum export`: shards back to JSONL, in pair-id order, with "id" and "split".
  * HH pairs become {"chosen","rejected"} transcripts (prompt + response, byte for byte), flat pairs
  * {"prompt","chosen","rejected"}, chat pairs two message lists (prompt turns + the reply). */
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/corpus.h"
 

@@ -1,11 +1,9 @@
 /* cmd_gen.c - `quorum gen`: write the synthetic planted-noise corpus (rank 0 writes; others wait). */
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/gen.h"
+#include "quorum/opts.h"
 
-#include <getopt.h>
 #include <mpi.h>
-#include <stdlib.h>
 
 static void usage(void) {
     printf("usage: quorum gen --out DIR [--size N] [--heldout N] [--flip F] [--seed S]\n"
@@ -16,19 +14,9 @@ static void usage(void) {
 int cmd_gen(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) { usage(); return 0; }
     GenOptions o = {.out_dir = NULL, .n_train = 1000, .n_heldout = 200, .flip = 0.2f, .seed = 1};
-    static struct option opts[] = {{"out", 1, 0, 'o'}, {"size", 1, 0, 'n'}, {"heldout", 1, 0, 'h'},
-                                   {"flip", 1, 0, 'f'}, {"seed", 1, 0, 's'}, {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': o.out_dir = optarg; break;
-        case 'n': o.n_train = atoll(optarg); break;
-        case 'h': o.n_heldout = atoll(optarg); break;
-        case 'f': o.flip = (float)atof(optarg); break;
-        case 's': o.seed = strtoull(optarg, NULL, 10); break;
-        default: usage(); return 2;
-        }
-    }
+    const Opt opts[] = {{"out", 'p', &o.out_dir}, {"size", 'I', &o.n_train}, {"heldout", 'I', &o.n_heldout},
+                        {"flip", 'f', &o.flip}, {"seed", 'u', &o.seed}, {0}};
+    if (opts_parse(argv[0], argc, argv, opts)) { usage(); return 2; }
     if (!o.out_dir || o.n_train < 1 || o.n_heldout < 0 || o.flip < 0 || o.flip > 1) { usage(); return 2; }
     int rc = 0;
     if (quorum_rank() == 0) {

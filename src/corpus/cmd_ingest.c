@@ -1,5 +1,4 @@
 /* cmd_ingest.c - `quorum ingest`: every corpus of a job file, or one file named on the command line. */
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/corpus.h"
 

@@ -11,10 +11,10 @@
 #include "parse.h"
 #include "reader.h"
 #include "quorum/corpus.h"
+#include "quorum/h5.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
-#include <hdf5.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,13 +158,9 @@ static int write_index(const Local *L, const char *dir) {
             shard[j] = L->status.data[i] == LINE_OK ? (int32_t)k : -1;
         }
 
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    h5Check(H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL), "set MPI-IO file access");
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    hid_t dxpl;
+    hid_t f = h5q_create_collective(tmp, &dxpl);
     h5Check(f, "create index.h5 (collective)");
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    h5Check(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), "set collective transfer");
     hsize_t dims[1] = {(hsize_t)L->n_lines}, mdims[1] = {(hsize_t)(mine ? mine : 1)};
     hid_t fspace = H5Screate_simple(1, dims, NULL);
     hid_t mspace = H5Screate_simple(1, mdims, NULL);

@@ -36,54 +36,32 @@ int corpus_manifest_write(const CorpusManifest *m, const char *dir) {
         add_hex(e, "checksum", m->shard_checksum[k]);
         cJSON_AddItemToArray(shards, e);
     }
-    char *text = cJSON_Print(o);
-    cJSON_Delete(o);
-    Buf b = {0};
-    buf_append_str(&b, text);
-    buf_append_str(&b, "\n");
-    free(text);
     char *path = path_join(dir, "manifest.json");
-    int rc = file_write_atomic(path, b.data, b.len);
-    if (rc != 0) quorum_input_error(path, "cannot write manifest");
+    int rc = json_write_atomic(path, o);
+    cJSON_Delete(o);
     free(path);
-    buf_free(&b);
     return rc;
 }
 
-typedef struct {
-    const char *path;
-    int failed;
-} MCtx;
-
-static int mfail(MCtx *cx, const char *key, const char *msg) {
-    if (!cx->failed) {
-        char where[4200];
-        snprintf(where, sizeof where, "%s: key \"%s\"", cx->path, key);
-        quorum_input_error(where, "%s", msg);
-    }
-    cx->failed = 1;
-    return -1;
-}
-
-static int64_t get_int(MCtx *cx, const cJSON *o, const char *key) {
+static int64_t get_int(FirstError *cx, const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != (double)(int64_t)v->valuedouble)
-        return mfail(cx, key, "expected a non-negative integer"), 0;
+        return first_error(cx, key, "expected a non-negative integer"), 0;
     return (int64_t)v->valuedouble;
 }
 
-static void get_str(MCtx *cx, const cJSON *o, const char *key, char *out, size_t cap) {
+static void get_str(FirstError *cx, const cJSON *o, const char *key, char *out, size_t cap) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap) { mfail(cx, key, "expected a string"); return; }
+    if (!cJSON_IsString(v) || strlen(v->valuestring) >= cap) { first_error(cx, key, "expected a string"); return; }
     strcpy(out, v->valuestring);
 }
 
-static uint64_t get_hex(MCtx *cx, const cJSON *o, const char *key) {
+static uint64_t get_hex(FirstError *cx, const cJSON *o, const char *key) {
     char s[32] = {0}, *end = NULL;
     get_str(cx, o, key, s, sizeof s);
     if (cx->failed) return 0;
     uint64_t v = strtoull(s, &end, 16);
-    if (strlen(s) != 16 || *end) mfail(cx, key, "expected 16 hex digits");
+    if (strlen(s) != 16 || *end) first_error(cx, key, "expected 16 hex digits");
     return v;
 }
 
@@ -98,7 +76,7 @@ int corpus_manifest_read(CorpusManifest *m, const char *dir) {
         free(path);
         return -1;
     }
-    MCtx cx = {path, 0};
+    FirstError cx = {path, "%s: key \"%s\"", 0};
     cJSON *o = cJSON_ParseWithLength(text, len);
     free(text);
     if (!cJSON_IsObject(o)) {
@@ -115,7 +93,7 @@ int corpus_manifest_read(CorpusManifest *m, const char *dir) {
     m->format = -1;
     for (int f = FORMAT_AUTO; f <= FORMAT_PAIRS; f++)
         if (!strcmp(format, corpus_format_name(f))) m->format = f;
-    if (!cx.failed && m->format < 0) mfail(&cx, "format", "unknown format");
+    if (!cx.failed && m->format < 0) first_error(&cx, "format", "unknown format");
     m->source_checksum = get_hex(&cx, o, "source_checksum");
     if (cJSON_GetObjectItemCaseSensitive(o, "source_bytes")) m->source_bytes = get_int(&cx, o, "source_bytes");
     m->shard_size = get_int(&cx, o, "shard_size");
@@ -125,7 +103,7 @@ int corpus_manifest_read(CorpusManifest *m, const char *dir) {
     m->n_shards = get_int(&cx, o, "n_shards");
     const cJSON *shards = cJSON_GetObjectItemCaseSensitive(o, "shards");
     if (!cx.failed && (!cJSON_IsArray(shards) || cJSON_GetArraySize(shards) != m->n_shards))
-        mfail(&cx, "shards", "expected an array of n_shards entries");
+        first_error(&cx, "shards", "expected an array of n_shards entries");
     if (!cx.failed) {
         m->shard_checksum = xcalloc((size_t)m->n_shards + 1, sizeof(uint64_t));
         m->shard_pairs = xcalloc((size_t)m->n_shards + 1, sizeof(int64_t));
@@ -135,10 +113,10 @@ int corpus_manifest_read(CorpusManifest *m, const char *dir) {
             m->shard_checksum[k] = get_hex(&cx, e, "checksum");
             total += m->shard_pairs[k];
         }
-        if (!cx.failed && total != m->n_pairs) mfail(&cx, "shards", "shard pair counts do not add up to n_pairs");
+        if (!cx.failed && total != m->n_pairs) first_error(&cx, "shards", "shard pair counts do not add up to n_pairs");
     }
     if (!cx.failed && m->n_lines != m->n_pairs + m->n_rejected)
-        mfail(&cx, "n_lines", "n_lines != n_pairs + n_rejected");
+        first_error(&cx, "n_lines", "n_lines != n_pairs + n_rejected");
     cJSON_Delete(o);
     free(path);
     if (cx.failed) {

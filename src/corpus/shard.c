@@ -2,8 +2,8 @@
  * Layout in quorum/corpus.h. Shards are plain serial HDF5 files: one owner writes each. */
 #define _GNU_SOURCE
 #include "quorum/corpus.h"
+#include "quorum/h5.h"
 
-#include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +22,16 @@ char *shard_path(const char *dir, int64_t k) {
     return path_join(dir, name);
 }
 
-static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat", "sharegpt", "pairs"};
-const char *corpus_format_name(int format) {
-    return (format >= 0 && format <= FORMAT_PAIRS) ? FORMAT_NAMES[format] : "unknown";
+int shard_pair_ids(const char *corpus_dir, int64_t k, int64_t n, int64_t *ids) {
+    char *path = shard_path(corpus_dir, k);
+    h5q_quiet();
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    int rc = f < 0 ? quorum_input_error(path, "cannot open the shard (re-run `quorum ingest`)") : 0;
+    hsize_t d[1] = {(hsize_t)n};
+    if (rc == 0) rc = h5q_read_all(f, path, "pair_id", H5T_NATIVE_INT64, 1, d, ids);
+    if (f >= 0) H5Fclose(f);
+    free(path);
+    return rc;
 }
 
 /* ---- views ---- */
@@ -87,40 +94,6 @@ void shard_free(Shard *s) {
 
 /* ---- write ---- */
 
-static int write_dataset(hid_t f, const char *name, hid_t type, int64_t n, const void *data) {
-    hsize_t dims[1] = {(hsize_t)n};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    if (space < 0) return -1;
-    /* no object timestamps: identical content gives identical bytes (checksummable outputs) */
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_obj_track_times(dcpl, 0);
-    hid_t ds = H5Dcreate2(f, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    H5Pclose(dcpl);
-    int rc = ds < 0 ? -1 : 0;
-    if (rc == 0 && n > 0 && H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0) rc = -1;
-    if (ds >= 0) H5Dclose(ds);
-    H5Sclose(space);
-    return rc;
-}
-
-static int write_attr(hid_t f, const char *name, hid_t type, const void *data) {
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = (a < 0 || H5Awrite(a, type, data) < 0) ? -1 : 0;
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return rc;
-}
-
-static int write_str_attr(hid_t f, const char *name, const char *value) {
-    hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, strlen(value) + 1);
-    H5Tset_strpad(t, H5T_STR_NULLTERM);
-    int rc = write_attr(f, name, t, value);
-    H5Tclose(t);
-    return rc;
-}
-
 static int write_contents(hid_t f, const Shard *s) {
     int64_t n = s->n, T = s->n_turns_total;
     uint8_t *fmt = s->pair_format;
@@ -130,27 +103,27 @@ static int write_contents(hid_t f, const Shard *s) {
     }
     int32_t format = s->format;
     int rc = 0;
-    rc |= write_str_attr(f, "corpus", s->corpus);
-    rc |= write_str_attr(f, "split", s->split);
-    rc |= write_attr(f, "shard", H5T_NATIVE_INT64, &s->index);
-    rc |= write_attr(f, "first_line", H5T_NATIVE_INT64, &s->first_line);
-    rc |= write_attr(f, "last_line", H5T_NATIVE_INT64, &s->last_line);
-    rc |= write_attr(f, "format", H5T_NATIVE_INT32, &format);
-    rc |= write_dataset(f, "pair_id", H5T_NATIVE_INT64, n, s->pair_id);
-    rc |= write_dataset(f, "prompt_off", H5T_NATIVE_INT64, n + 1, s->prompt_off);
-    rc |= write_dataset(f, "prompt", H5T_NATIVE_UINT8, s->prompt_off[n], s->prompt);
-    rc |= write_dataset(f, "chosen_off", H5T_NATIVE_INT64, n + 1, s->chosen_off);
-    rc |= write_dataset(f, "chosen", H5T_NATIVE_UINT8, s->chosen_off[n], s->chosen);
-    rc |= write_dataset(f, "rejected_off", H5T_NATIVE_INT64, n + 1, s->rejected_off);
-    rc |= write_dataset(f, "rejected", H5T_NATIVE_UINT8, s->rejected_off[n], s->rejected);
-    rc |= write_dataset(f, "turn_off", H5T_NATIVE_INT64, n + 1, s->turn_off);
-    rc |= write_dataset(f, "turn_role", H5T_NATIVE_UINT8, T, s->turn_role);
-    rc |= write_dataset(f, "text_off", H5T_NATIVE_INT64, T + 1, s->text_off);
-    rc |= write_dataset(f, "text", H5T_NATIVE_UINT8, s->text_off[T], s->text);
-    rc |= write_dataset(f, "pair_format", H5T_NATIVE_UINT8, n, fmt);
+    rc |= h5q_attr_write_str(f, "corpus", s->corpus);
+    rc |= h5q_attr_write_str(f, "split", s->split);
+    rc |= h5q_attr_write_num(f, "shard", H5T_NATIVE_INT64, &s->index);
+    rc |= h5q_attr_write_num(f, "first_line", H5T_NATIVE_INT64, &s->first_line);
+    rc |= h5q_attr_write_num(f, "last_line", H5T_NATIVE_INT64, &s->last_line);
+    rc |= h5q_attr_write_num(f, "format", H5T_NATIVE_INT32, &format);
+    rc |= h5q_write_1d(f, "pair_id", H5T_NATIVE_INT64, n, s->pair_id);
+    rc |= h5q_write_1d(f, "prompt_off", H5T_NATIVE_INT64, n + 1, s->prompt_off);
+    rc |= h5q_write_1d(f, "prompt", H5T_NATIVE_UINT8, s->prompt_off[n], s->prompt);
+    rc |= h5q_write_1d(f, "chosen_off", H5T_NATIVE_INT64, n + 1, s->chosen_off);
+    rc |= h5q_write_1d(f, "chosen", H5T_NATIVE_UINT8, s->chosen_off[n], s->chosen);
+    rc |= h5q_write_1d(f, "rejected_off", H5T_NATIVE_INT64, n + 1, s->rejected_off);
+    rc |= h5q_write_1d(f, "rejected", H5T_NATIVE_UINT8, s->rejected_off[n], s->rejected);
+    rc |= h5q_write_1d(f, "turn_off", H5T_NATIVE_INT64, n + 1, s->turn_off);
+    rc |= h5q_write_1d(f, "turn_role", H5T_NATIVE_UINT8, T, s->turn_role);
+    rc |= h5q_write_1d(f, "text_off", H5T_NATIVE_INT64, T + 1, s->text_off);
+    rc |= h5q_write_1d(f, "text", H5T_NATIVE_UINT8, s->text_off[T], s->text);
+    rc |= h5q_write_1d(f, "pair_format", H5T_NATIVE_UINT8, n, fmt);
     if (s->extra_off && s->extra_off[n] > 0) {
-        rc |= write_dataset(f, "extra_off", H5T_NATIVE_INT64, n + 1, s->extra_off);
-        rc |= write_dataset(f, "extra", H5T_NATIVE_UINT8, s->extra_off[n], s->extra);
+        rc |= h5q_write_1d(f, "extra_off", H5T_NATIVE_INT64, n + 1, s->extra_off);
+        rc |= h5q_write_1d(f, "extra", H5T_NATIVE_UINT8, s->extra_off[n], s->extra);
     }
     if (fmt != s->pair_format) free(fmt);
     return rc;
@@ -197,25 +170,16 @@ int shard_write(const Shard *s, const char *path) {
 /* ---- read ---- */
 
 typedef struct {
-    const char *path;
+    FirstError e; /* path + "%s:%s": messages name file:dataset; the first one wins */
     hid_t f;
-    int failed;
 } Reader;
 
-static int read_fail(Reader *r, const char *what, const char *msg) {
-    if (!r->failed) {
-        char where[4200];
-        snprintf(where, sizeof where, "%s:%s", r->path, what);
-        quorum_input_error(where, "%s", msg);
-    }
-    r->failed = 1;
-    return -1;
-}
+static int read_fail(Reader *r, const char *what, const char *msg) { return first_error(&r->e, what, msg); }
 
 /* Reads 1-D dataset `name` into a fresh array of `expect` elements (expect < 0: any length, returned
  * in *n_out). One spare zero element so text arrays are NUL-terminated and empty arrays non-NULL. */
 static void *read_dataset(Reader *r, const char *name, hid_t type, size_t elsize, int64_t expect, int64_t *n_out) {
-    if (r->failed) return NULL;
+    if (r->e.failed) return NULL;
     hid_t ds = H5Dopen2(r->f, name, H5P_DEFAULT);
     if (ds < 0) { read_fail(r, name, "dataset missing"); return NULL; }
     hid_t space = H5Dget_space(ds);
@@ -243,14 +207,14 @@ static void *read_dataset(Reader *r, const char *name, hid_t type, size_t elsize
 }
 
 static void read_attr(Reader *r, const char *name, hid_t type, void *out) {
-    if (r->failed) return;
+    if (r->e.failed) return;
     hid_t a = H5Aopen(r->f, name, H5P_DEFAULT);
     if (a < 0 || H5Aread(a, type, out) < 0) read_fail(r, name, "attribute missing or unreadable");
     if (a >= 0) H5Aclose(a);
 }
 
 static void read_str_attr(Reader *r, const char *name, char *out, size_t cap) {
-    if (r->failed) return;
+    if (r->e.failed) return;
     hid_t a = H5Aopen(r->f, name, H5P_DEFAULT);
     if (a < 0) { read_fail(r, name, "attribute missing"); return; }
     hid_t t = H5Aget_type(a);
@@ -267,7 +231,7 @@ static void read_str_attr(Reader *r, const char *name, char *out, size_t cap) {
 
 /* Offsets must start at 0, never decrease, and end at the text length. */
 static void check_offsets(Reader *r, const char *name, const int64_t *off, int64_t n, int64_t text_len) {
-    if (r->failed) return;
+    if (r->e.failed) return;
     if (off[0] != 0) { read_fail(r, name, "first offset is not 0"); return; }
     for (int64_t i = 0; i < n; i++)
         if (off[i + 1] < off[i]) { read_fail(r, name, "offsets decrease"); return; }
@@ -291,7 +255,7 @@ static void read_contents(Reader *r, Shard *s) {
     read_attr(r, "last_line", H5T_NATIVE_INT64, &s->last_line);
     read_attr(r, "format", H5T_NATIVE_INT32, &format);
     s->format = format;
-    if (!r->failed && (format < FORMAT_AUTO || format > FORMAT_PAIRS)) read_fail(r, "format", "unknown format code");
+    if (!r->e.failed && (format < FORMAT_AUTO || format > FORMAT_PAIRS)) read_fail(r, "format", "unknown format code");
     s->pair_id = read_dataset(r, "pair_id", H5T_NATIVE_INT64, 8, -1, &s->n);
     read_text(r, "prompt_off", "prompt", s->n, &s->prompt_off, &s->prompt);
     read_text(r, "chosen_off", "chosen", s->n, &s->chosen_off, &s->chosen);
@@ -300,18 +264,18 @@ static void read_contents(Reader *r, Shard *s) {
     s->turn_off = read_dataset(r, "turn_off", H5T_NATIVE_INT64, 8, s->n + 1, NULL);
     if (s->turn_off) check_offsets(r, "turn_off", s->turn_off, s->n, s->n_turns_total);
     read_text(r, "text_off", "text", s->n_turns_total, &s->text_off, &s->text);
-    for (int64_t t = 0; !r->failed && t < s->n_turns_total; t++)
+    for (int64_t t = 0; !r->e.failed && t < s->n_turns_total; t++)
         if (s->turn_role[t] >= ROLE_COUNT) read_fail(r, "turn_role", "role code out of range");
-    if (r->failed) return;
+    if (r->e.failed) return;
     if (H5Lexists(r->f, "pair_format", H5P_DEFAULT) > 0) {
         s->pair_format = read_dataset(r, "pair_format", H5T_NATIVE_UINT8, 1, s->n, NULL);
-        for (int64_t i = 0; !r->failed && i < s->n; i++)
+        for (int64_t i = 0; !r->e.failed && i < s->n; i++)
             if ((s->pair_format[i] & 0x3f) > FORMAT_PAIRS || (s->pair_format[i] >> 6) > 2)
                 read_fail(r, "pair_format", "format code out of range");
     }
-    if (!r->failed && H5Lexists(r->f, "extra_off", H5P_DEFAULT) > 0)
+    if (!r->e.failed && H5Lexists(r->f, "extra_off", H5P_DEFAULT) > 0)
         read_text(r, "extra_off", "extra", s->n, &s->extra_off, &s->extra);
-    for (int64_t i = 1; !r->failed && i < s->n; i++)
+    for (int64_t i = 1; !r->e.failed && i < s->n; i++)
         if (s->pair_id[i] <= s->pair_id[i - 1]) { /* a duplicate would be one pair counted twice */
             char what[64], msg[160];
             snprintf(what, sizeof what, "%lld:pair_id", (long long)i);
@@ -323,7 +287,7 @@ static void read_contents(Reader *r, Shard *s) {
 
 int shard_read(Shard *s, const char *path) {
     memset(s, 0, sizeof *s);
-    Reader r = {path, -1, 0};
+    Reader r = {{path, "%s:%s", 0}, -1};
     H5E_auto2_t fn;
     void *data;
     H5Eget_auto2(H5E_DEFAULT, &fn, &data);
@@ -333,13 +297,13 @@ int shard_read(Shard *s, const char *path) {
         char where[4200];
         snprintf(where, sizeof where, "%s", path);
         quorum_input_error(where, "cannot open shard (missing, truncated or not HDF5)");
-        r.failed = 1;
+        r.e.failed = 1;
     } else {
         read_contents(&r, s);
         H5Fclose(r.f);
     }
     H5Eset_auto2(H5E_DEFAULT, fn, data);
-    if (r.failed) {
+    if (r.e.failed) {
         shard_free(s);
         return -1;
     }

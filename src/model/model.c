@@ -548,10 +548,8 @@ int model_save_sharded(const Model *m, const char *dir_arg, size_t max_shard_byt
         cJSON *cfg = cJSON_Duplicate(m->config_json, 1);
         cJSON_DeleteItemFromObjectCaseSensitive(cfg, "torch_dtype");
         cJSON_AddStringToObject(cfg, "torch_dtype", "float32");
-        char *json = cJSON_Print(cfg), *path = path_join(tmpdir, "config.json");
-        rc = file_write_atomic(path, json, strlen(json));
-        if (rc) quorum_input_error(path, "cannot write");
-        free(json);
+        char *path = path_join(tmpdir, "config.json");
+        rc = json_write_atomic(path, cfg);
         free(path);
         cJSON_Delete(cfg);
     }

@@ -320,10 +320,8 @@ int safetensors_write(const char *dir, const StWrite *ts, int n, size_t max_shar
             for (int i = start[s]; i < start[s + 1]; i++) cJSON_AddStringToObject(wm, ts[i].name, name);
         }
         if (!rc) {
-            char *json = cJSON_Print(idx), *path = path_join(dir, "model.safetensors.index.json");
-            rc = file_write_atomic(path, json, strlen(json));
-            if (rc) quorum_input_error(path, "cannot write the shard index");
-            free(json);
+            char *path = path_join(dir, "model.safetensors.index.json");
+            rc = json_write_atomic(path, idx);
             free(path);
         }
         cJSON_Delete(idx);

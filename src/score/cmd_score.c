@@ -1,8 +1,8 @@
 /* cmd_score.c - `quorum score --job J [--corpus NAME]`: committee scores per pair (quorum/score.h). */
 #include <string.h>
 
-#include "quorum/cli.h"
 #include "quorum/common.h"
+#include "quorum/opts.h"
 #include "quorum/score.h"
 
 static void score_usage(FILE *f) {
@@ -16,20 +16,13 @@ static void score_usage(FILE *f) {
 }
 
 int cmd_score(int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) { score_usage(stdout); return 0; }
     const char *job_path = NULL, *corpus = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--job") && i + 1 < argc) job_path = argv[++i];
-        else if (!strcmp(argv[i], "--corpus") && i + 1 < argc) corpus = argv[++i];
-        else {
-            if (quorum_rank() == 0) fprintf(stderr, "quorum: error: score: unexpected argument \"%s\"\n", argv[i]);
-            score_usage(stderr);
-            return 2;
-        }
-    }
+    const Opt opts[] = {{"job", 'p', &job_path}, {"corpus", 'p', &corpus}, {0}};
+    int rc = opts_command(argc, argv, opts, score_usage);
+    if (rc >= 0) return rc;
     if (!job_path) { score_usage(stderr); return 2; }
     Job job;
     if (job_load(&job, job_path) != 0) return 1;
-    int rc = score_job_corpus(&job, corpus);
+    rc = score_job_corpus(&job, corpus);
     return rc < 0 ? 1 : rc;
 }

@@ -2,7 +2,7 @@
  * member_lm.c - committee members that are causal LMs (quorum/score.h): kind "lm" (IFD per response),
  * "implicit" (policy + reference: log pi(y|x) - log pi_ref(y|x)) and "judge" (expected rating).
  *
- * Every log-prob comes from the engine's DPO path: the sequences are TokPairs (quorum/train.h: TRL
+ * Every log-prob comes from the engine's DPO path: the sequences are TokPairs (quorum/tokpairs.h: TRL
  * classic truncation by tokpairs_push, padded batches with completion masks by batch_build) and the
  * sums are model_logprobs (quorum/model.h). Nothing here re-implements a forward or a log-softmax.
  */
@@ -11,7 +11,7 @@
 #include "quorum/model.h"
 #include "quorum/score.h"
 #include "quorum/tokenizer.h"
-#include "quorum/train.h"
+#include "quorum/tokpairs.h"
 
 #include <math.h>
 #include <stdlib.h>

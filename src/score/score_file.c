@@ -9,7 +9,7 @@
 
 #include "quorum/common.h"
 #include "quorum/score.h"
-#include "score_h5.h"
+#include "quorum/h5.h"
 
 char *score_path(const char *out_dir, const char *corpus, const char *member, int64_t shard) {
     Buf b = {0};

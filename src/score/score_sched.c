@@ -7,7 +7,7 @@
 
 #include "quorum/common.h"
 #include "quorum/safetensors.h"
-#include "score_h5.h"
+#include "quorum/h5.h"
 #include "score_internal.h"
 
 static const double *g_cost; /* qsort has no context argument */

@@ -2,7 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/tokenizer.h"
 

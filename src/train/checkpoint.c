@@ -44,13 +44,13 @@ int ckpt_write(const char *out, const CkptState *s, const float *params, const f
         snprintf(buf, sizeof buf, "%" PRIu64, s->rng.s[i]);
         cJSON_AddItemToArray(rng, cJSON_CreateString(buf));
     }
-    char *txt = cJSON_Print(j);
-    cJSON_Delete(j);
+    char *state = path_join(tmp, "state.json");
     if (!rc) rc = write_file(tmp, "params.bin", params, n * sizeof(float));
     if (!rc) rc = write_file(tmp, "adam_m.bin", m, n * sizeof(float));
     if (!rc) rc = write_file(tmp, "adam_v.bin", v, n * sizeof(float));
-    if (!rc) rc = write_file(tmp, "state.json", txt, strlen(txt)); /* last: its presence = complete */
-    free(txt);
+    if (!rc) rc = json_write_atomic(state, j); /* last: its presence = complete */
+    cJSON_Delete(j);
+    free(state);
     if (!rc) {
         dir_remove_flat(old);
         if (file_exists(dir) && rename(dir, old)) rc = quorum_input_error(dir, "cannot rename: %s", strerror(errno));

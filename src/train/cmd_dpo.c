@@ -1,6 +1,5 @@
 /* cmd_dpo.c - quorum dpo: data-parallel DPO from a job file or from direct options. */
 #include "internal.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/job.h"
 #include "quorum/train.h"
@@ -37,22 +36,20 @@ int cmd_dpo(int argc, char **argv) {
     int n = 14;
     n += train_opts(opts + n, &o.train, &s);
     opts[n] = (Opt){0};
-    if (cli_wants_help(argc, argv)) {
-        opts_usage(stdout, "usage: quorum dpo --job J\n       quorum dpo --policy DIR --corpus-dir DIR --out DIR [options]\n"
-                   "Data-parallel DPO (run under mpirun/srun for several ranks).", opts);
-        return 0;
-    }
-    if (opts_parse(argv[0], argc, argv, opts) || train_opts_finish(argv[0], &o.train, &s)) return 2;
+    int rc = opts_command_table(argc, argv, opts, "usage: quorum dpo --job J\n       quorum dpo --policy DIR --corpus-dir DIR "
+                                "--out DIR [options]\nData-parallel DPO (run under mpirun/srun for several ranks).");
+    if (rc >= 0) return rc;
+    if (train_opts_finish(argv[0], &o.train, &s)) return 2;
     if (job[0]) {
         Job j;
         if (job_load(&j, job)) return 1;
-        int rc = dpo_job(&j);
+        rc = dpo_job(&j);
         return rc == 99 ? 99 : rc ? 1 : 0;
     }
     if (!o.policy[0] || !o.corpus_dir[0] || !o.out[0]) {
         fprintf(stderr, "quorum: error: %s: --job, or --policy, --corpus-dir and --out, are required\n", argv[0]);
         return 2;
     }
-    int rc = dpo_train(&o);
+    rc = dpo_train(&o);
     return rc == 99 ? 99 : rc ? 1 : 0;
 }

@@ -1,6 +1,5 @@
 /* cmd_init_model.c - quorum init-model: random-init tiny HF checkpoints for tests and the demo. */
 #include "internal.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/train.h"
 
@@ -25,17 +24,14 @@ int cmd_init_model(int argc, char **argv) {
         {"seed", 'u', &o.seed, 0, "init seed (default 1)"},
         {"out", 's', o.out, sizeof o.out, "REQUIRED: output folder (replaced atomically)"},
         {0}};
-    if (cli_wants_help(argc, argv)) {
-        opts_usage(stdout, "usage: quorum init-model --tokenizer DIR --out DIR [options]\n"
-                   "Random-init HF checkpoint: normal(0, 0.02) weights, zero biases, unit norm weights.", opts);
-        return 0;
-    }
-    if (opts_parse(argv[0], argc, argv, opts)) return 2;
+    int rc = opts_command_table(argc, argv, opts, "usage: quorum init-model --tokenizer DIR --out DIR [options]\n"
+                                "Random-init HF checkpoint: normal(0, 0.02) weights, zero biases, unit norm weights.");
+    if (rc >= 0) return rc;
     if (!o.tokenizer[0] || !o.out[0]) {
         fprintf(stderr, "quorum: error: %s: --tokenizer and --out are required\n", argv[0]);
         return 2;
     }
-    int rc = quorum_rank() == 0 ? model_init_random(&o) : 0;
+    rc = quorum_rank() == 0 ? model_init_random(&o) : 0;
     if (!rc) quorum_log("init-model: %s %s head, %d layers, dim %d -> %s", o.arch, o.head, o.layers, o.dim, o.out);
     return rc ? 1 : 0;
 }

@@ -1,6 +1,5 @@
 /* cmd_rm_train.c - quorum rm-train: Bradley-Terry reward-model training (same trainer as dpo). */
 #include "internal.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/train.h"
 
@@ -27,13 +26,11 @@ int cmd_rm_train(int argc, char **argv) {
     int n = 7;
     n += train_opts(opts + n, &o.train, &s);
     opts[n] = (Opt){0};
-    if (cli_wants_help(argc, argv)) {
-        opts_usage(stdout, "usage: quorum rm-train --model DIR --corpus-dir DIR --out DIR [options]\n"
-                   "Bradley-Terry reward model: -logsigmoid(r_c - r_r - margin) + center * (r_c + r_r)^2.\n"
-                   "(--lr defaults to 1e-5 here.)", opts);
-        return 0;
-    }
-    if (opts_parse(argv[0], argc, argv, opts) || train_opts_finish(argv[0], &o.train, &s)) return 2;
+    int rc = opts_command_table(argc, argv, opts, "usage: quorum rm-train --model DIR --corpus-dir DIR --out DIR [options]\n"
+                                "Bradley-Terry reward model: -logsigmoid(r_c - r_r - margin) + center * (r_c + r_r)^2.\n"
+                                "(--lr defaults to 1e-5 here.)");
+    if (rc >= 0) return rc;
+    if (train_opts_finish(argv[0], &o.train, &s)) return 2;
     if (slice[0] && (sscanf(slice, "%d/%d", &o.slice_k, &o.slice_K) != 2 || o.slice_K < 1 || o.slice_k < 0 ||
                      o.slice_k >= o.slice_K)) {
         fprintf(stderr, "quorum: error: %s: --slice: expected k/K with 0 <= k < K, got \"%s\"\n", argv[0], slice);
@@ -43,6 +40,6 @@ int cmd_rm_train(int argc, char **argv) {
         fprintf(stderr, "quorum: error: %s: --model, --corpus-dir and --out are required\n", argv[0]);
         return 2;
     }
-    int rc = rm_train(&o);
+    rc = rm_train(&o);
     return rc == 99 ? 99 : rc ? 1 : 0;
 }

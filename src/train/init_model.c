@@ -4,7 +4,6 @@
  * The folder is written next to its destination and renamed into place, then loaded back with
  * model_load as a check that quorum (and thus HF, same names and shapes) reads it. */
 #include "internal.h"
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/model.h"
 #include "quorum/safetensors.h"
@@ -164,7 +163,7 @@ static void config_rope_family(cJSON *j, const InitModelOptions *o) {
     }
 }
 
-static char *config_json(const InitModelOptions *o, int V, int F, int bos, int eos, int pad) {
+static cJSON *config_json(const InitModelOptions *o, int V, int F, int bos, int eos, int pad) {
     int gpt2 = !strcmp(o->arch, "gpt2"), score = strcmp(o->head, "lm") != 0, fam = family_of(o->arch);
     cJSON *j = cJSON_CreateObject();
     char arch[64];
@@ -209,9 +208,7 @@ static char *config_json(const InitModelOptions *o, int V, int F, int bos, int e
         if (pad >= 0 || eos >= 0) cJSON_AddNumberToObject(j, "pad_token_id", pad >= 0 ? pad : eos);
     }
     cJSON_AddStringToObject(j, "torch_dtype", "float32");
-    char *s = cJSON_Print(j);
-    cJSON_Delete(j);
-    return s;
+    return j;
 }
 
 int train_copy_tokenizer(const char *src, const char *dst) {
@@ -275,10 +272,11 @@ int model_init_random(const InitModelOptions *o) {
     }
     char tmp[2048];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", o->out, (int)getpid());
-    char *cfg = config_json(&c, V, F, bos, eos, pad), *cfg_path = path_join(tmp, "config.json");
+    cJSON *cfg = config_json(&c, V, F, bos, eos, pad);
+    char *cfg_path = path_join(tmp, "config.json");
     int rc = mkdir_p(tmp) ? quorum_input_error(tmp, "cannot create: %s", strerror(errno)) : 0;
     if (!rc) rc = safetensors_write(tmp, l.t, l.n, 0);
-    if (!rc) rc = file_write_atomic(cfg_path, cfg, strlen(cfg));
+    if (!rc) rc = json_write_atomic(cfg_path, cfg);
     if (!rc) rc = train_copy_tokenizer(o->tokenizer, tmp);
     if (!rc) {
         Model *m = NULL;
@@ -293,6 +291,6 @@ int model_init_random(const InitModelOptions *o) {
     }
     if (!rc && rename(tmp, o->out)) rc = quorum_input_error(o->out, "cannot rename %s into place: %s", tmp, strerror(errno));
     for (int i = 0; i < l.n; i++) free(data[i]);
-    free(data); free(l.t); free(l.init); buf_free(&l.names); free(cfg); free(cfg_path);
+    free(data); free(l.t); free(l.init); buf_free(&l.names); cJSON_Delete(cfg); free(cfg_path);
     return rc;
 }

@@ -1,4 +1,4 @@
-/* internal.h - private to src/train: trainer state on disk (checkpoint.c), option parsing (opts.c),
+/* internal.h - private to src/train: trainer state on disk (checkpoint.c), the training options (train_opts.c),
  * small file helpers. */
 #ifndef QUORUM_TRAIN_INTERNAL_H
 #define QUORUM_TRAIN_INTERNAL_H
@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "quorum/opts.h"
 #include "quorum/rng.h"
 #include "quorum/train.h"
 
@@ -44,18 +45,6 @@ typedef struct {
 } PairsLoadCfg;
 int pairs_load(TokPairs *out, const PairsLoadCfg *c);
 
-/* Command-line options: --name VALUE (or --flag). Types: 'i' int, 'f' float, 'u' uint64, 's' string of
- * `size` bytes, 'b' flag (sets int 1). */
-typedef struct {
-    const char *name;
-    char type;
-    void *ptr;
-    size_t size;
-    const char *help;
-} Opt;
-/* 0, or 2 after printing one line naming the bad option (usage errors). */
-int opts_parse(const char *cmd, int argc, char **argv, const Opt *opts);
-void opts_usage(FILE *f, const char *synopsis, const Opt *opts);
 /* The training options shared by dpo and rm-train: writes them to o[0..n) and returns n. */
 typedef struct { char loss[16], schedule[16]; } TrainOptStrings;
 int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s);

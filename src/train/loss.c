@@ -13,12 +13,6 @@
 double log_sigmoid(double x) { return x < 0 ? x - log1p(exp(x)) : -log1p(exp(-x)); }
 static double sigmoid(double x) { return exp(log_sigmoid(x)); }
 
-int dpo_loss_parse(const char *name, DpoLoss *out) {
-    for (int i = 0; i < DPO_N_LOSSES; i++)
-        if (!strcmp(name, dpo_loss_name((DpoLoss)i))) { *out = (DpoLoss)i; return 0; }
-    return -1;
-}
-
 /* Losses whose log-ratios are divided by the completion token counts first. */
 static int normalized(DpoLoss t) { return t == DPO_SIGMOID_NORM || t == DPO_IPO_MEAN; }
 

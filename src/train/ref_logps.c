@@ -5,9 +5,9 @@
  *   log-prob SUMS; earlier versions could store length-averaged ones under key flag 1); a file
  *   whose key or n disagrees is stale and recomputed. Written to a temp name, then renamed. */
 #include "quorum/common.h"
+#include "quorum/h5.h"
 #include "quorum/train.h"
 
-#include <hdf5.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,29 +53,15 @@ static int cache_read(const char *path, TokPairs *d, uint64_t key) {
     return rc;
 }
 
-static void ds_write(hid_t f, const char *name, hid_t type, const void *src, int64_t n) {
-    hsize_t dims[1] = {(hsize_t)n};
-    hid_t sp = H5Screate_simple(1, dims, NULL);
-    hid_t ds = H5Dcreate2(f, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    h5Check(ds, name);
-    h5Check(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, src), name);
-    H5Dclose(ds);
-    H5Sclose(sp);
-}
-
 static int cache_write(const char *path, const TokPairs *d, uint64_t key) {
     char tmp[2048];
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (f < 0) return quorum_input_error(tmp, "cannot create reference log-prob file");
-    ds_write(f, "pair_id", H5T_NATIVE_INT64, d->pair_id, d->n);
-    ds_write(f, "chosen", H5T_NATIVE_FLOAT, d->ref_chosen, d->n);
-    ds_write(f, "rejected", H5T_NATIVE_FLOAT, d->ref_rejected, d->n);
-    hid_t sp = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate2(f, "key", H5T_NATIVE_UINT64, sp, H5P_DEFAULT, H5P_DEFAULT);
-    h5Check(H5Awrite(a, H5T_NATIVE_UINT64, &key), "key");
-    H5Aclose(a);
-    H5Sclose(sp);
+    h5Check(h5q_write_1d(f, "pair_id", H5T_NATIVE_INT64, d->n, d->pair_id), "pair_id");
+    h5Check(h5q_write_1d(f, "chosen", H5T_NATIVE_FLOAT, d->n, d->ref_chosen), "chosen");
+    h5Check(h5q_write_1d(f, "rejected", H5T_NATIVE_FLOAT, d->n, d->ref_rejected), "rejected");
+    h5Check(h5q_attr_write_num(f, "key", H5T_NATIVE_UINT64, &key), "key");
     h5Check(H5Fclose(f), tmp);
     if (rename(tmp, path)) return quorum_input_error(path, "cannot rename the temp file into place");
     return 0;

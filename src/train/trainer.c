@@ -3,6 +3,7 @@
  * checkpoint/resume. See quorum/train.h for the contract. */
 #include "internal.h"
 #include "quorum/common.h"
+#include "quorum/signal.h"
 #include "quorum/train.h"
 
 #include <math.h>
@@ -10,17 +11,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-
-#if __has_include("quorum/signal.h")
-#include "quorum/signal.h"
-#define stop_requested() quorum_stop_requested()
-static void stop_install(void) { quorum_signals_install(); }
-#else
-static volatile sig_atomic_t g_stop;
-static void on_usr1(int sig) { (void)sig; g_stop = 1; }
-static void stop_install(void) { signal(SIGUSR1, on_usr1); }
-#define stop_requested() ((int)g_stop)
-#endif
 
 void train_cfg_defaults(TrainCfg *c) {
     memset(c, 0, sizeof *c);
@@ -236,7 +226,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         return quorum_input_error(c->out, "batch size %d cannot be split over %d ranks x %d micro-batches (need "
                                   "batch_size >= ranks * grad_accum)", c->batch_size, R, c->grad_accum);
     qCheck(c->objective != OBJ_DPO || d->ref_chosen, "call ref_logps_compute first", "DPO without reference log-probs");
-    stop_install();
+    quorum_signals_install();
     mkdir_p(c->out);
 
     OptState os = {.counts = xmalloc(R * sizeof(int)), .displs = xmalloc(R * sizeof(int))};
@@ -295,7 +285,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         if (log) log[step] = l;
         if (rank == 0) metrics_write(mf, &l, c->quiet, c->objective == OBJ_DPO);
         hook_after_step("QUORUM_TEST_SIGNAL_AFTER_STEP", step + 1, SIGUSR1);
-        int stop = stop_requested(), any_stop = 0;
+        int stop = quorum_stop_requested(), any_stop = 0;
         mpiCheck(MPI_Allreduce(&stop, &any_stop, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD));
         int last = step + 1 == c->steps;
         if (any_stop || last || (c->checkpoint_every > 0 && (step + 1) % c->checkpoint_every == 0)) {

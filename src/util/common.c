@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "quorum/common.h"
 
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -85,6 +86,22 @@ int quorum_input_error(const char *where, const char *fmt, ...) {
     return -1;
 }
 
+int first_error(FirstError *e, const char *what, const char *msg) {
+    if (!e->failed) {
+        char where[4200];
+        snprintf(where, sizeof where, e->where_fmt, e->path, what);
+        quorum_input_error(where, "%s", msg);
+    }
+    e->failed = 1;
+    return -1;
+}
+
+int cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
 static void vlog(const char *prefix, const char *fmt, va_list ap) {
     char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -112,18 +129,21 @@ void quorum_warn(const char *fmt, ...) {
     va_end(ap);
 }
 
-int quorum_rank(void) {
-    int inited = 0, finalized = 0, r = 0;
+/* MPI is usable: initialised and not yet finalised (single-process tools never initialise it). */
+static int mpi_live(void) {
+    int inited = 0, finalized = 0;
     MPI_Initialized(&inited);
     MPI_Finalized(&finalized);
-    if (inited && !finalized) MPI_Comm_rank(MPI_COMM_WORLD, &r);
+    return inited && !finalized;
+}
+int quorum_rank(void) {
+    int r = 0;
+    if (mpi_live()) MPI_Comm_rank(MPI_COMM_WORLD, &r);
     return r;
 }
 int quorum_world(void) {
-    int inited = 0, finalized = 0, n = 1;
-    MPI_Initialized(&inited);
-    MPI_Finalized(&finalized);
-    if (inited && !finalized) MPI_Comm_size(MPI_COMM_WORLD, &n);
+    int n = 1;
+    if (mpi_live()) MPI_Comm_size(MPI_COMM_WORLD, &n);
     return n;
 }
 
@@ -303,6 +323,18 @@ int file_write_atomic(const char *path, const void *data, size_t len) {
     if (fsync(fd) != 0 || close(fd) != 0) { unlink(tmp); return -1; }
     if (rename(tmp, path) != 0) { unlink(tmp); return -1; }
     return 0;
+}
+
+int json_write_atomic(const char *path, const cJSON *doc) {
+    char *text = cJSON_Print(doc);
+    Buf b = {0};
+    buf_append_str(&b, text ? text : "");
+    buf_append_str(&b, "\n");
+    cJSON_free(text);
+    int rc = text && file_write_atomic(path, b.data, b.len) == 0 ? 0 : -1;
+    if (rc) quorum_input_error(path, "cannot write (disk full or no permission?)");
+    buf_free(&b);
+    return rc;
 }
 
 int file_exists(const char *path) {

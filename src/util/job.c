@@ -34,9 +34,28 @@ static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", "e
                                          "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop",
                                          "sft", "sigmoid_norm", "cdpo", "ipo_mean", NULL};
 
+const char *corpus_format_name(int format) {
+    return (format >= FORMAT_AUTO && format <= FORMAT_PAIRS) ? FORMAT_NAMES[format] : "unknown";
+}
 const char *clean_method_name(CleanMethod m) { return CLEAN_NAMES[m]; }
+int clean_method_parse(const char *name, CleanMethod *out) {
+    for (int m = 0; CLEAN_NAMES[m]; m++)
+        if (!strcmp(name, CLEAN_NAMES[m])) {
+            *out = (CleanMethod)m;
+            return 0;
+        }
+    return -1;
+}
 const char *dpo_loss_name(DpoLoss l) { return l >= 0 && l < DPO_N_LOSSES ? LOSS_NAMES[l] : "?"; }
 const char *member_kind_name(MemberKind k) { return (unsigned)k < MEMBER_KIND_COUNT ? KIND_NAMES[k] : "?"; }
+int dpo_loss_parse(const char *name, DpoLoss *out) {
+    for (int l = 0; LOSS_NAMES[l]; l++)
+        if (!strcmp(name, LOSS_NAMES[l])) {
+            *out = (DpoLoss)l;
+            return 0;
+        }
+    return -1;
+}
 
 #define S(T, f) offsetof(T, f), sizeof(((T *)0)->f)
 static const Field TOP_FIELDS[] = {

@@ -101,14 +101,11 @@ int record_write(const char *out_dir, const char *stage, const char *corpus, con
         cJSON_AddStringToObject(root, "output", output);
         cJSON_AddStringToObject(root, "output_fnv", ok ? h : "missing");
     }
-    char *text = cJSON_Print(root);
-    cJSON_Delete(root);
     char *path = record_path(out_dir, stage, corpus);
-    int rc = file_write_atomic(path, text, strlen(text));
-    if (rc) quorum_input_error(path, "cannot write the stage record (disk full?)");
+    int rc = json_write_atomic(path, root);
+    cJSON_Delete(root);
     free(path);
-    free(text);
-    return rc ? -1 : 0;
+    return rc;
 }
 
 static const char *json_str(const cJSON *o, const char *key) {

@@ -1,8 +1,8 @@
 /* cmd_vote.c - `quorum vote --job J`: agreement buckets from the score files (quorum/vote.h). */
 #include <string.h>
 
-#include "quorum/cli.h"
 #include "quorum/common.h"
+#include "quorum/opts.h"
 #include "quorum/vote.h"
 
 static void vote_usage(FILE *f) {
@@ -16,16 +16,10 @@ static void vote_usage(FILE *f) {
 }
 
 int cmd_vote(int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) { vote_usage(stdout); return 0; }
     const char *job_path = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--job") && i + 1 < argc) job_path = argv[++i];
-        else {
-            if (quorum_rank() == 0) fprintf(stderr, "quorum: error: vote: unexpected argument \"%s\"\n", argv[i]);
-            vote_usage(stderr);
-            return 2;
-        }
-    }
+    const Opt opts[] = {{"job", 'p', &job_path}, {0}};
+    int rc = opts_command(argc, argv, opts, vote_usage);
+    if (rc >= 0) return rc;
     if (!job_path) { vote_usage(stderr); return 2; }
     Job job;
     if (job_load(&job, job_path) != 0) return 1;

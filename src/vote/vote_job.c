@@ -7,24 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../score/score_h5.h"
 #include "quorum/common.h"
 #include "quorum/corpus.h"
 #include "quorum/score.h"
 #include "quorum/vote.h"
-
-/* The /pair_id dataset of shard k (corpus.h layout), checked to hold n ids. */
-static int shard_pair_ids(const char *cdir, int64_t k, int64_t n, int64_t *ids) {
-    char *path = shard_path(cdir, k);
-    h5q_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    int rc = f < 0 ? quorum_input_error(path, "cannot open the shard (re-run `quorum ingest`)") : 0;
-    hsize_t d[1] = {(hsize_t)n};
-    if (rc == 0) rc = h5q_read_all(f, path, "pair_id", H5T_NATIVE_INT64, 1, d, ids);
-    if (f >= 0) H5Fclose(f);
-    free(path);
-    return rc;
-}
 
 static void votes_alloc(Votes *v, const Job *job, const JobCorpus *c, int64_t n) {
     memset(v, 0, sizeof *v);

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../score/score_h5.h"
+#include "quorum/h5.h"
 #include "quorum/common.h"
 #include "quorum/vote.h"
 
@@ -150,20 +150,17 @@ int votes_write(const Votes *v, const char *path) {
     mpiCheck(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
     if (!ok) return quorum_input_error(path, "cannot create the parent folder");
 
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    h5Check(H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL), "H5Pset_fapl_mpio");
-    hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
-    H5Pclose(fapl);
+    hid_t dxpl;
+    hid_t f = h5q_create_collective(tmp, &dxpl);
     int local = f >= 0;
     mpiCheck(MPI_Allreduce(MPI_IN_PLACE, &local, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     if (!local) {
         if (f >= 0) H5Fclose(f);
+        H5Pclose(dxpl);
         return quorum_input_error(tmp, "cannot create the votes file (permissions? disk full?)");
     }
     /* Slab of rank r: pairs [n*r/R, n*(r+1)/R), so every pair is written by exactly one rank. */
     int64_t start = v->n * rank / world, end = v->n * (rank + 1) / world;
-    hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
     int rc = write_attrs(f, v);
     rc |= write_slabs(f, v, start, end - start, dxpl);
     H5Pclose(dxpl);

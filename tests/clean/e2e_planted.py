@@ -53,15 +53,9 @@ if FAMILY:
                 ("judge", "builtin:kw:I", "judge")]
     METHODS += ["ifd_r", "ifd_gap_r", "ifd_gap_f", "rw_gap_r", "rw_gap_f", "llm_judge_r", "llm_judge_f"]
 MARGIN, HIGH_FRAC, BAD_THRESHOLD, P = 0.0, 0.5, 40.0, 0.15
-FAILS = []
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, n_failed  # noqa: E402
 TIMES = []  # (step, seconds): printed at the end, for the log
-
-
-def check(cond, msg):
-    if not cond:
-        FAILS.append(msg)
-        if len(FAILS) <= 20:
-            print("FAIL:", msg, file=sys.stderr)
 
 
 # ---------------------------------------------------------------- the planted corpus
@@ -413,8 +407,8 @@ def main():
     print("  planted flips by bucket -> sac action: " + ", ".join(f"{b}->{a} {c}" for (b, a), c in sorted(by.items())))
     json.dump(summary, open(os.path.join(work, "summary.json"), "w"), indent=1, sort_keys=True)
     print("  wall seconds per quorum call: " + ", ".join(f"{s} {t:.1f}" for s, t in TIMES))
-    print(f"{'FAILED' if FAILS else 'ok'}: {len(FAILS)} failures")
-    return 1 if FAILS else 0
+    print(f"{'FAILED' if n_failed() else 'ok'}: {n_failed()} failures")
+    return 1 if n_failed() else 0
 
 
 if __name__ == "__main__":

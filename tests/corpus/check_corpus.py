@@ -21,16 +21,8 @@ import sys
 import h5py
 import numpy as np
 
-FAILS = []
-PASSES = [0]
-
-
-def check(cond, msg):
-    if cond:
-        PASSES[0] += 1
-    else:
-        FAILS.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish  # noqa: E402
 
 
 ROLE = {"system": 0, "user": 1, "assistant": 2}
@@ -581,5 +573,4 @@ if __name__ == "__main__":
     shutil.rmtree(A.work, ignore_errors=True)
     os.makedirs(A.work)
     globals()["test_" + A.test]()
-    print("%d passed, %d failed" % (PASSES[0], len(FAILS)))
-    sys.exit(1 if FAILS else 0)
+    finish()

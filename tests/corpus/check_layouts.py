@@ -34,13 +34,8 @@ import shutil
 import subprocess
 import sys
 
-FAILS = []
-
-
-def check(cond, msg):
-    if not cond:
-        FAILS.append(msg)
-        print("FAIL:", msg, file=sys.stderr)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish  # noqa: E402
 
 
 def run(args, np_=1, expect_rc=0):
@@ -373,7 +368,4 @@ if __name__ == "__main__":
     shutil.rmtree(A.work, ignore_errors=True)
     os.makedirs(A.work)
     {"layouts": test_layouts, "fold": test_fold}[A.test]()
-    if FAILS:
-        print("%d checks failed" % len(FAILS), file=sys.stderr)
-        sys.exit(1)
-    print("ok")
+    finish()

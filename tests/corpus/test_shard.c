@@ -7,11 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-static uint64_t rnd(void) { /* xorshift64* */
-    rng_state ^= rng_state >> 12; rng_state ^= rng_state << 25; rng_state ^= rng_state >> 27;
-    return rng_state * 2685821657736338717ULL;
-}
 
 /* Independent FNV-1a: byte loop over one array. */
 static uint64_t ref_fnv(const void *p, size_t n, uint64_t h) {
@@ -22,9 +17,9 @@ static uint64_t ref_fnv(const void *p, size_t n, uint64_t h) {
 
 typedef struct { char *bytes; int64_t len; } Str;
 static Str rand_str(int maxlen) {
-    Str s; s.len = (int64_t)(rnd() % (uint64_t)(maxlen + 1));
+    Str s; s.len = (int64_t)(test_u64() % (uint64_t)(maxlen + 1));
     s.bytes = malloc((size_t)s.len + 1);
-    for (int64_t i = 0; i < s.len; i++) s.bytes[i] = (char)(rnd() & 0xff); /* any byte, NUL included */
+    for (int64_t i = 0; i < s.len; i++) s.bytes[i] = (char)(test_u64() & 0xff); /* any byte, NUL included */
     return s;
 }
 
@@ -68,8 +63,8 @@ static int same(const char *a, int64_t na, const Str *s) { return na == s->len &
 static void test_round_trip(const char *dir) {
     for (int i = 0; i < NP; i++) {
         P[i] = rand_str(i == 5 ? 0 : 300); C[i] = rand_str(200); R[i] = rand_str(200);
-        NT[i] = (int)(rnd() % 5);
-        for (int k = 0; k < NT[i]; k++) { ROLE[i][k] = (int)(rnd() % 3); TX[i][k] = rand_str(80); }
+        NT[i] = (int)(test_u64() % 5);
+        for (int k = 0; k < NT[i]; k++) { ROLE[i][k] = (int)(test_u64() % 3); TX[i][k] = rand_str(80); }
     }
     Shard w, r;
     make_shard(&w);
@@ -150,9 +145,9 @@ static void test_manifest(const char *dir) {
     m.format = FORMAT_CHAT; m.shard_size = 1024; m.n_shards = 3;
     m.n_pairs = 0;
     m.shard_checksum = calloc(3, 8); m.shard_pairs = calloc(3, 8);
-    for (int k = 0; k < 3; k++) { m.shard_checksum[k] = rnd(); m.shard_pairs[k] = (int64_t)(rnd() % 1000); m.n_pairs += m.shard_pairs[k]; }
+    for (int k = 0; k < 3; k++) { m.shard_checksum[k] = test_u64(); m.shard_pairs[k] = (int64_t)(test_u64() % 1000); m.n_pairs += m.shard_pairs[k]; }
     m.n_rejected = 17; m.n_lines = m.n_pairs + 17;
-    m.source_checksum = rnd() | (1ULL << 63);
+    m.source_checksum = test_u64() | (1ULL << 63);
     REQUIRE(corpus_manifest_write(&m, dir) == 0);
     memset(&r, 0x5A, sizeof r);
     REQUIRE(corpus_manifest_read(&r, dir) == 0);

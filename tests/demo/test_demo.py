@@ -7,10 +7,8 @@ import json, os, shutil, subprocess, sys, tempfile
 
 quorum, mpiexec, np_flag = sys.argv[1:4]
 work = tempfile.mkdtemp(prefix="quorum_demo_")
-fails, passes = [], [0]
-def check(c, msg):
-    if c: passes[0] += 1
-    else: fails.append(msg); print("FAIL:", msg)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish  # noqa: E402
 try:
     out = os.path.join(work, "demo")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", QUORUM_BACKEND="cpu")
@@ -59,5 +57,4 @@ try:
         check(os.path.exists(os.path.join(out, f)), "artifact " + f)
 finally:
     shutil.rmtree(work, ignore_errors=True)
-print("%d passed, %d failed" % (passes[0], len(fails)))
-sys.exit(1 if fails else 0)
+finish()

@@ -21,29 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* ---- stderr capture: what a call printed ---- */
-static char cap_path[4096];
-static int cap_saved = -1;
-
-static void capture_begin(void) {
-    fflush(stderr);
-    cap_saved = dup(2);
-    int fd = open(cap_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(fd, 2);
-    close(fd);
-}
-
-/* Restores stderr and returns what was printed (caller frees). */
-static char *capture_end(void) {
-    fflush(stderr);
-    dup2(cap_saved, 2);
-    close(cap_saved);
-    size_t n = 0;
-    const char *err = NULL;
-    char *s = file_read_all(cap_path, &n, &err);
-    return s ? s : xstrdup("");
-}
-
 /* Exactly one line, starting "quorum: error: " and containing `needle`. */
 static int one_error_line(const char *out, const char *needle) {
     size_t n = strlen(out);
@@ -60,6 +37,17 @@ static void write_bytes(const char *path, const void *data, size_t n) {
     REQUIRE(f != NULL);
     REQUIRE(fwrite(data, 1, n, f) == n);
     fclose(f);
+}
+
+/* Copies file src to dir/name; returns its bytes (caller frees) and their count in *n. */
+static char *copy_file(const char *src, const char *dir, const char *name, size_t *n) {
+    const char *err = NULL;
+    char *bytes = file_read_all(src, n, &err);
+    REQUIRE(bytes != NULL);
+    char *path = path_join(dir, name);
+    write_bytes(path, bytes, *n);
+    free(path);
+    return bytes;
 }
 
 /* ---- safetensors + model_load ---- */
@@ -92,13 +80,7 @@ static void test_safetensors(const char *work, const char *tokenizer) {
     char *tokdir = path_join(work, "tok");
     mkdir_p(tokdir);
     size_t tn = 0;
-    const char *terr = NULL;
-    char *tjson = file_read_all(tokenizer, &tn, &terr);
-    REQUIRE(tjson != NULL);
-    char *tpath = path_join(tokdir, "tokenizer.json");
-    write_bytes(tpath, tjson, tn);
-    free(tpath);
-    free(tjson);
+    free(copy_file(tokenizer, tokdir, "tokenizer.json", &tn));
     snprintf(o.tokenizer, sizeof o.tokenizer, "%s", tokdir);
     free(tokdir);
     snprintf(o.out, sizeof o.out, "%s/model", work);
@@ -187,11 +169,8 @@ static void tokenizer_edit_case(const char *path, const char *good, const char *
 
 static void test_tokenizer(const char *work, const char *src) {
     size_t n = 0;
-    const char *err = NULL;
-    char *good = file_read_all(src, &n, &err);
-    REQUIRE(good != NULL);
+    char *good = copy_file(src, work, "tokenizer.json", &n);
     char *path = path_join(work, "tokenizer.json");
-    write_bytes(path, good, n);
     Tokenizer *t = tokenizer_load(path);
     CHECK(t != NULL); /* the copy loads: damage below is what fails */
     if (t) tokenizer_free(t);
@@ -261,7 +240,6 @@ int main(int argc, char **argv) {
     REQUIRE(argc == 3);
     const char *work = argv[1], *tokenizer = argv[2];
     REQUIRE(mkdir_p(work) == 0);
-    snprintf(cap_path, sizeof cap_path, "%s/stderr.txt", work);
     test_jobs();
     test_tokenizer(work, tokenizer);
     test_safetensors(work, tokenizer);

@@ -19,21 +19,9 @@ if subprocess.run([PROBE, "--probe"]).returncode != 0:
 if not os.path.exists(HH) or not os.path.exists(os.path.join(TOK, "tokenizer.json")):
     print(f"skipping: shared data not found under {SHARED}")
     sys.exit(77)
-fails = 0
-
-
-def check(ok, what):
-    global fails
-    fails += not ok
-    print(("ok   " if ok else "FAIL ") + what)
-
-
-def sh(*cmd, env=None):
-    p = subprocess.run(list(cmd), capture_output=True, text=True, env=dict(os.environ, **(env or {})))
-    if p.returncode:
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish, sh, verbose  # noqa: E402
+verbose()
 
 
 shutil.rmtree(WORK, ignore_errors=True)
@@ -64,5 +52,4 @@ for name, ranks, extra in (("cuda", 1, ()), ("cuda2z", 2, ("--zero1",))):
         check(ok, f"{name}: per-step {key} vs the CPU run (max diff {np.max(np.abs(np.subtract(a, b))):.3g})")
     d = max(float(np.max(np.abs(w[k] - cpu_w[k]))) for k in cpu_w)
     check(d < 1e-3, f"{name}: exported weights vs the CPU run (max diff {d:.3g})")
-print("FAILED" if fails else "all passed")
-sys.exit(1 if fails else 0)
+finish()

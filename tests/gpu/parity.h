@@ -1,5 +1,7 @@
 /* tests/gpu/parity.h - helpers shared by the CUDA parity tests: per-backend buffer arenas (so one
- * function runs an op on cpu and on cuda), random inputs, NaN poisoning and a norm-wise comparison. */
+ * function runs an op on cpu and on cuda), random inputs, NaN poisoning and a norm-wise comparison.
+ * The assertions are tests/test.h's (CHECK_NAMED, REQUIRE): parity_ops.c and parity_model.c include it
+ * with TEST_EXTERN_COUNTERS and count into test_gpu_parity.c's counters. */
 #ifndef QUORUM_GPU_PARITY_H
 #define QUORUM_GPU_PARITY_H
 #include <stddef.h>
@@ -29,11 +31,6 @@ void arena_free(Arena *a);
 float *rnd(Rng *r, size_t n, float scale);            /* malloc'd N(0, scale^2) */
 /* CHECKs ||got-ref||/||ref|| <= tol and that got has no NaN/Inf; prints the measured error. */
 void check_close(const char *what, const float *got, const float *ref, size_t n, double tol);
-/* Counts a pass/fail (the harness counters live in test_gpu_parity.c) and prints `what`. */
-void check_true(const char *what, int ok);
-/* Stops the test with file:line when cond is false (REQUIRE for the files without the harness). */
-void parity_require(int ok, const char *cond, const char *file, int line);
-#define PREQUIRE(cond) parity_require((cond) != 0, #cond, __FILE__, __LINE__)
 /* out[i] = a[i] - b[i] into a (the increment an accumulating backward added) */
 void sub_inplace(float *a, const float *b, size_t n);
 

@@ -12,26 +12,24 @@
 #include "quorum/cuda_backend.h"
 #include "quorum/model.h"
 #include "quorum/safetensors.h"
+#include "quorum/train.h"
+#define TEST_EXTERN_COUNTERS
+#include "../test.h"
 #include "parity.h"
 
 static Rng R;
 
 /* ---------------------------------------------------------------- training kernels */
 
-/* The DPO sigmoid loss and its gradients in double: the closed form the CUDA kernel must match. */
+/* The CPU trainer's DPO loss (src/train/loss.c, checked against TRL/torch by train.losses_torch): sigmoid,
+ * or cDPO with label smoothing eps (the kernel's -(1-eps) ls(b z) - eps ls(-b z)); the mean over B pairs and
+ * its gradients scaled 1/B, as the CUDA kernel returns them. */
 static double dpo_reference(const float *pc, const float *pr, const float *rc, const float *rr, int B, double beta,
                             double eps, float *dpc, float *dpr) {
-    double loss = 0.0;
-    for (int b = 0; b < B; b++) {
-        double z = beta * (((double)pc[b] - pr[b]) - ((double)rc[b] - rr[b]));
-        double ls_pos = -log1p(exp(-z)), ls_neg = -log1p(exp(z)); /* log sigmoid(+-z) */
-        loss += -(1 - eps) * ls_pos - eps * ls_neg;
-        double sig = 1.0 / (1.0 + exp(-z));
-        double dz = (-(1 - eps) * (1 - sig) + eps * sig) / B;
-        dpc[b] = (float)(beta * dz);
-        dpr[b] = (float)(-beta * dz);
-    }
-    return loss / B;
+    DpoLossCfg c = {eps > 0 ? DPO_CDPO : DPO_SIGMOID, (float)beta, (float)eps, 0.05f};
+    DpoBatch x = {B, pc, pr, rc, rr, NULL, NULL};
+    DpoGrads g = {dpc, dpr, NULL, NULL};
+    return dpo_loss(&c, &x, 1.0f / (float)B, &g, NULL) / B;
 }
 
 static void case_dpo_loss(int B, float beta, float eps) {
@@ -65,7 +63,7 @@ static void case_grad_norm(size_t n) {
     float *d_g = a_up(&a, g, n);
     float n1 = cuda_grad_norm(d_g, n), n2 = cuda_grad_norm(d_g, n);
     check_close("grad_norm vs double", &n1, &ref, 1, TOL_FP32);
-    check_true("grad_norm deterministic (bitwise)", !memcmp(&n1, &n2, sizeof n1));
+    CHECK_NAMED("grad_norm deterministic (bitwise)", !memcmp(&n1, &n2, sizeof n1));
     arena_free(&a);
     free(g);
 }
@@ -123,10 +121,10 @@ static void ckpt_addf(Ckpt *c, const char *fmt, int layer, int64_t d0, int64_t d
 
 /* Writes dir/config.json and dir/model.safetensors; frees the tensors. */
 static void ckpt_write(Ckpt *c, const char *dir, const char *config) {
-    PREQUIRE(mkdir_p(dir) == 0);
+    REQUIRE(mkdir_p(dir) == 0);
     char *cfg = path_join(dir, "config.json");
-    PREQUIRE(file_write_atomic(cfg, config, strlen(config)) == 0);
-    PREQUIRE(safetensors_write(dir, c->t, c->n, 0) == 0);
+    REQUIRE(file_write_atomic(cfg, config, strlen(config)) == 0);
+    REQUIRE(safetensors_write(dir, c->t, c->n, 0) == 0);
     for (int i = 0; i < c->n; i++) { free((void *)c->t[i].name); free((void *)c->t[i].data); }
     c->n = 0;
     free(cfg);
@@ -220,7 +218,7 @@ static void compare_grads(const char *what, Model *cpu, const float *g_cpu, cons
     check_close(name, g_cuda, g_cpu, n, TOL_FP32_MODEL);
     snprintf(name, sizeof name, "%s.grads worst tensor %.1e", what, worst);
     printf("    (worst tensor: %s)\n", worst_name);
-    check_true(name, worst <= 1e-3);
+    CHECK_NAMED(name, worst <= 1e-3);
 }
 
 /* Random right-padded batch: ids (B,T) in [0,V) (0 as padding), lens in [lo,T]. */
@@ -240,10 +238,10 @@ static void case_reward_model(const char *what, const char *dir, int V) {
     float reward[2][B], *dr = rnd(&R, B, 1), *grads[2];
     Model *m[2];
     for (int k = 0; k < 2; k++) {
-        PREQUIRE(model_load(&m[k], dir, BE[k]) == 0);
+        REQUIRE(model_load(&m[k], dir, BE[k]) == 0);
         for (int b = 0; b < B; b++) reward[k][b] = NAN;
-        PREQUIRE(model_reward(m[k], ids, lens, B, T, reward[k]) == 0);
-        PREQUIRE(model_backward(m[k], dr) == 0);
+        REQUIRE(model_reward(m[k], ids, lens, B, T, reward[k]) == 0);
+        REQUIRE(model_backward(m[k], dr) == 0);
         size_t n = model_n_params(m[k]);
         grads[k] = xmalloc(sizeof(float) * n);
         BE[k]->to_host(grads[k], model_grads(m[k]), sizeof(float) * n);
@@ -271,9 +269,9 @@ static void case_dpo_step(const char *dir, int V) {
     Model *m[2];
     for (int k = 0; k < 2; k++) {
         const Backend *be = BE[k];
-        PREQUIRE(model_load(&m[k], dir, be) == 0);
+        REQUIRE(model_load(&m[k], dir, be) == 0);
         size_t n = model_n_params(m[k]);
-        PREQUIRE(model_logprobs(m[k], ids, lens, mask, B, T, lp[k]) == 0);
+        REQUIRE(model_logprobs(m[k], ids, lens, mask, B, T, lp[k]) == 0);
         if (k == 0) for (int b = 0; b < B; b++) ref[b] = lp[0][b] + off[b]; /* a fixed "reference model" */
         if (k == 0) {
             loss[0] = (float)dpo_reference(lp[0], lp[0] + P, ref, ref + P, P, beta, 0, dseq[0], dseq[0] + P);
@@ -285,7 +283,7 @@ static void case_dpo_step(const char *dir, int V) {
             arena_free(&a);
         }
         model_zero_grad(m[k]);
-        PREQUIRE(model_backward(m[k], dseq[k]) == 0);
+        REQUIRE(model_backward(m[k], dseq[k]) == 0);
         grads[k] = xmalloc(sizeof(float) * n);
         be->to_host(grads[k], model_grads(m[k]), sizeof(float) * n);
         float *before = xmalloc(sizeof(float) * n);
@@ -298,7 +296,7 @@ static void case_dpo_step(const char *dir, int V) {
         be->to_host(dparams[k], model_params(m[k]), sizeof(float) * n);
         sub_inplace(dparams[k], before, n);
         free(before);
-        PREQUIRE(model_logprobs(m[k], ids, lens, mask, B, T, lp_after[k]) == 0);
+        REQUIRE(model_logprobs(m[k], ids, lens, mask, B, T, lp_after[k]) == 0);
         float unused[B];
         loss_after[k] = (float)dpo_reference(lp_after[k], lp_after[k] + P, ref, ref + P, P, beta, 0, unused, unused + P);
     }
@@ -311,7 +309,7 @@ static void case_dpo_step(const char *dir, int V) {
     check_close("dpo_step.adamw dparams", dparams[1], dparams[0], n, 1e-2);
     check_close("dpo_step.policy_logp after step", lp_after[1], lp_after[0], B, 1e-3);
     printf("    DPO loss %.5f -> %.5f (cpu), %.5f -> %.5f (cuda)\n", loss[0], loss_after[0], loss[1], loss_after[1]);
-    check_true("dpo_step lowers the DPO loss on both backends", loss_after[0] < loss[0] && loss_after[1] < loss[1]);
+    CHECK_NAMED("dpo_step lowers the DPO loss on both backends", loss_after[0] < loss[0] && loss_after[1] < loss[1]);
     for (int k = 0; k < 2; k++) { model_free(m[k]); free(grads[k]); free(dparams[k]); }
     free(off);
 }
@@ -319,7 +317,7 @@ static void case_dpo_step(const char *dir, int V) {
 void test_model(void) {
     rng_seed(&R, 4242, 0);
     char tmpl[] = "/tmp/quorum_gpu_parity_XXXXXX";
-    PREQUIRE(mkdtemp(tmpl) != NULL);
+    REQUIRE(mkdtemp(tmpl) != NULL);
     char *gpt2 = path_join(tmpl, "gpt2_rm"), *llama = path_join(tmpl, "llama_rm"), *qwen = path_join(tmpl, "qwen2_lm");
     write_gpt2_rm(gpt2, 61, 32, 2, 4, 16);
     write_llama(llama, "LlamaForSequenceClassification", 61, 32, 2, 4, 2, 48);

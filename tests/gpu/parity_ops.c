@@ -9,6 +9,8 @@
 #include <string.h>
 #include "quorum/cuda_backend.h"
 #include "quorum/common.h"
+#define TEST_EXTERN_COUNTERS
+#include "../test.h"
 #include "parity.h"
 
 static Rng R;
@@ -290,7 +292,7 @@ static void case_embedding(int B, int T, int C, int V, int with_wpe) {
         }
         arena_free(&a);
     }
-    check_true("embedding.dwte deterministic (bitwise)", !memcmp(again, dte.r[1], (size_t)V * C * sizeof(float)));
+    CHECK_NAMED("embedding.dwte deterministic (bitwise)", !memcmp(again, dte.r[1], (size_t)V * C * sizeof(float)));
     pair_check(with_wpe ? "embedding+wpe.out" : "embedding.out", &out, n, TOL_FP32);
     pair_check("embedding.dwte", &dte, (size_t)V * C, TOL_FP32);
     if (with_wpe) pair_check("embedding.dwpe", &dpe, (size_t)T * C, TOL_FP32);
@@ -345,7 +347,7 @@ static void case_logprob(int M, int V) {
         arena_free(&a);
     }
     /* in place must equal out of place, bit for bit */
-    check_true("logprob.backward in place == out of place", !memcmp(dl.r[1], dl_inplace.r[1], n * sizeof(float)));
+    CHECK_NAMED("logprob.backward in place == out of place", !memcmp(dl.r[1], dl_inplace.r[1], n * sizeof(float)));
     pair_check("logprob.logp", &logp, M, TOL_FP32);
     pair_check("logprob.lse", &lse, M, TOL_FP32);
     pair_check("logprob.dlogits", &dl, n, TOL_FP32);

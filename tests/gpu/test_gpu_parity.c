@@ -66,17 +66,6 @@ void check_close(const char *what, const float *got, const float *ref, size_t n,
     CHECKF(bad == 0 && rel <= tol && den > 0, "%s: rel.err %.3e, %zu non-finite, |ref|^2 %.3e", what, rel, bad, den);
 }
 
-void check_true(const char *what, int ok) {
-    printf("  %-34s %s\n", what, ok ? "ok" : "FAILED");
-    CHECKF(ok, "%s", what);
-}
-
-void parity_require(int ok, const char *cond, const char *file, int line) {
-    if (ok) return;
-    fprintf(stderr, "FATAL %s:%d: %s\n", file, line, cond);
-    exit(1);
-}
-
 void sub_inplace(float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) a[i] -= b[i];
 }

@@ -28,11 +28,9 @@ if not os.path.exists(os.path.join(gemma_tok, "tokenizer.json")):
     print(f"note: no Gemma-2 tokenizer at {gemma_tok} (tokenizer.hf_parity_gemma2 not run): Mistral's SentencePiece instead")
     gemma_tok = toks["mistral"]
 
-failed = 0
-def check(ok, what):
-    global failed
-    print(("ok: " if ok else "FAIL: ") + what)
-    failed += not ok
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish, verbose  # noqa: E402
+verbose()
 
 env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 work = tempfile.mkdtemp(prefix="quorum_families_")
@@ -88,7 +86,6 @@ try:
     v = subprocess.run([quorum, "verify", "--job", jpath], env=env, capture_output=True, text=True)
     fails = [l for l in v.stdout.splitlines() if l.startswith("FAIL")]
     check(v.returncode == 0 and not fails, f"quorum verify exited {v.returncode}, {len(fails)} FAIL lines {fails[:3]}")
-    print(f"{failed} failed")
-    sys.exit(1 if failed else 0)
+    finish()
 finally:
     shutil.rmtree(work, ignore_errors=True)

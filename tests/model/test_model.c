@@ -59,29 +59,6 @@ static void poison(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = NAN;
 }
 
-/* stderr capture, to check what an error line says */
-static int saved_fd = -1;
-static char cap_path[256];
-static void capture_begin(void) {
-    fflush(stderr);
-    snprintf(cap_path, sizeof cap_path, "/tmp/quorum_test_model_%d.err", (int)getpid());
-    saved_fd = dup(2);
-    FILE *f = fopen(cap_path, "w");
-    dup2(fileno(f), 2);
-    fclose(f);
-}
-static char *capture_end(void) {
-    fflush(stderr);
-    dup2(saved_fd, 2);
-    close(saved_fd);
-    size_t len;
-    const char *err;
-    char *s = file_read_all(cap_path, &len, &err);
-    unlink(cap_path);
-    fprintf(stderr, "  captured: %s", s ? s : "(nothing)\n");
-    return s ? s : xstrdup("");
-}
-
 /* ---------------------------------------------------------------- parity */
 
 typedef struct {

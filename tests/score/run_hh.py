@@ -31,16 +31,8 @@ MEMBERS = [("len", "builtin:len"), ("h7", "builtin:hash:7"), ("kw", "builtin:kw:
            ("neg", "builtin:neglen"), ("h0", "builtin:hash")]
 CORPORA = [("harmless", "harmless-base-test.jsonl.gz"), ("helpful", "helpful-base-test.jsonl.gz")]
 SHARD_SIZE = 97
-fails = 0
-
-
-def check(cond, msg):
-    global fails
-    if cond:
-        return True
-    fails += 1
-    print("FAIL:", msg, flush=True)
-    return False
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, n_failed  # noqa: E402
 
 
 def quorum(ranks, *args, env=None, popen=False, binary="QUORUM_BIN"):
@@ -166,7 +158,7 @@ def mode_ranks(work, pairs):
             if first is None:
                 first = files
             check(files == first, f"N={N} R={R}: stats JSON differs from R=1")
-            print(f"N={N} R={R}: ok so far ({fails} failures)", flush=True)
+            print(f"N={N} R={R}: ok so far ({n_failed()} failures)", flush=True)
         if N not in (2, 5):
             continue
         # vote with a rank count different from the score run's: same results, same stats bytes
@@ -306,8 +298,8 @@ def main():
         return 77
     pairs = setup(work, data_dir)
     {"ranks": mode_ranks, "crash": mode_crash, "sigusr1": mode_sigusr1, "errors": mode_errors}[mode](work, pairs)
-    print(f"{mode}: {'ok' if not fails else str(fails) + ' failures'}")
-    return 1 if fails else 0
+    print(f"{mode}: {'ok' if not n_failed() else str(n_failed()) + ' failures'}")
+    return 1 if n_failed() else 0
 
 
 if __name__ == "__main__":

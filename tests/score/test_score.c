@@ -179,20 +179,15 @@ static void test_budget(void) {
         if (run.open[m]) member_close(&run.member[m]);
 }
 
-static uint64_t rng = 88172645463325252ULL;
-static double urand(void) {
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (double)(rng >> 11) / 9007199254740992.0;
-}
 
 static void test_files(const char *dir) {
     enum { N = 37 };
     int64_t ids[N], bad[N];
     float c[N], r[N], c2[N], r2[N];
     for (int i = 0; i < N; i++) {
-        ids[i] = bad[i] = 3 + 2 * i + (int64_t)(urand() * 2);
-        c[i] = (float)(urand() * 20 - 10);
-        r[i] = (float)(urand() * 20 - 10);
+        ids[i] = bad[i] = 3 + 2 * i + (int64_t)(test_uniform(0, 1) * 2);
+        c[i] = (float)(test_uniform(0, 1) * 20 - 10);
+        r[i] = (float)(test_uniform(0, 1) * 20 - 10);
         c2[i] = r2[i] = NAN; /* poison */
     }
     bad[N - 1] += 1000;

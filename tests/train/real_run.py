@@ -11,21 +11,12 @@ TOK = os.path.join(SHARED, "tokenizers", "gpt2")
 if not os.path.exists(os.path.join(TOK, "tokenizer.json")):
     print(f"skipping: no gpt2 tokenizer under {SHARED}")
     sys.exit(77)
-fails = passes = 0
-
-def check(ok, what):
-    global fails, passes
-    passes += bool(ok)
-    fails += not ok
-    print(("ok   " if ok else "FAIL ") + what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish, verbose, sh as run_or_exit  # noqa: E402
+verbose()
 
 def sh(*cmd, ranks=0):
-    cmd = ([MPIEXEC, NP, str(ranks), "--oversubscribe"] if ranks else []) + list(cmd)
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return p
+    return run_or_exit(*(([MPIEXEC, NP, str(ranks), "--oversubscribe"] if ranks else []) + list(cmd)))
 
 def mean(xs):
     return sum(xs) / len(xs)
@@ -121,5 +112,4 @@ with open(os.path.join(WORK, "dpo", "checkpoint", "adam_m.bin"), "r+b") as f:
     f.truncate(1000)
 fails_with(1, "adam_m.bin", "dpo", "--policy", os.path.join(WORK, "policy"), "--corpus-dir", corpus, "--out",
            os.path.join(WORK, "dpo"), "--steps", "31", "--batch-size", "8", "--max-length", "64", "--max-prompt-length", "48")
-print(f"{passes} passed, {fails} failed")
-sys.exit(1 if fails else 0)
+finish()

@@ -21,20 +21,9 @@ if not os.path.exists(HH) or not os.path.exists(os.path.join(TOK, "tokenizer.jso
     print(f"skipping: shared data not found under {SHARED}")
     sys.exit(77)
 STEPS, B, LR, WD, CLIP, WARM, BETA = 10, 4, 2e-3, 0.01, 1.0, 2, 0.1
-fails = passes = 0
-
-def check(ok, what):
-    global fails, passes
-    passes += bool(ok)
-    fails += not ok
-    print(("ok   " if ok else "FAIL ") + what)
-
-def sh(*cmd, env=None):
-    p = subprocess.run(list(cmd), capture_output=True, text=True, env=dict(os.environ, **(env or {})))
-    if p.returncode:
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish, sh, verbose  # noqa: E402
+verbose()
 
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
@@ -165,5 +154,4 @@ check(len(cl) == RM_STEPS and np.allclose(cl, losses, rtol=1e-3, atol=1e-5), "pe
 _, Rf = ref_model.load_dir(os.path.join(rout, "final"))
 worst = max(float(np.max(np.abs(Rf[k] - params[k].detach().numpy()))) for k in params)
 check(worst < 2e-4, f"rm-train exported weights vs torch (max diff {worst:.3g})")
-print(f"{passes} passed, {fails} failed")
-sys.exit(1 if fails else 0)
+finish()

@@ -25,22 +25,9 @@ if not os.path.exists(HH) or not os.path.exists(os.path.join(TOK, "tokenizer.jso
     sys.exit(77)
 STEPS, B, LR, WD, CLIP, WARM, BETA = 8, 4, 2e-2, 0.01, 1.0, 2, 0.1
 R, ALPHA, TARGETS = 4, 8.0, "q_proj,v_proj,down_proj"
-fails = passes = 0
-
-
-def check(ok, what):
-    global fails, passes
-    passes += bool(ok)
-    fails += not ok
-    print(("ok   " if ok else "FAIL ") + what)
-
-
-def sh(*cmd, env=None):
-    p = subprocess.run(list(cmd), capture_output=True, text=True, env=dict(os.environ, **(env or {})))
-    if p.returncode:
-        print(p.stdout[-3000:], p.stderr[-3000:])
-        sys.exit(f"command failed ({p.returncode}): {' '.join(cmd)}")
-    return p
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish, sh, verbose  # noqa: E402
+verbose()
 
 
 def dpo(out, ranks, extra=(), env=None):
@@ -169,5 +156,4 @@ AD2 = ref_model.st_read(os.path.join(out2, "adapter", "adapter_model.safetensors
 d = max(np.abs(AD2[k] - AD[k]).max() for k in AD)
 check(d < 1e-5, f"2 ranks (ZeRO-1) give the 1-rank adapters (max diff {d:.2g})")
 
-print(f"{passes} passed, {fails} failed")
-sys.exit(1 if fails else 0)
+finish()

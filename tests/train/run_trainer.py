@@ -18,14 +18,8 @@ from ref_units import dpo_losses
 
 BIN, ROOT, MPIEXEC, NP = sys.argv[1:5]
 STEPS, BATCH = 10, 8
-fails = passes = 0
-
-def check(ok, what):
-    global fails, passes
-    passes += bool(ok)
-    fails += not ok
-    if not ok:
-        print("FAIL", what)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from support import check, finish  # noqa: E402
 
 def run(name, ranks, accum, zero1, loss, env=None, expect=0):
     out = os.path.join(ROOT, name)
@@ -148,5 +142,4 @@ run("usr1", 2, 1, 0, "sigmoid")
 ok, d = close(params(out), base, 1e-4, 1e-5)
 check(ok, f"usr1: stopped + resumed weights vs the 1-rank run (max diff {d:.3g})")
 
-print(f"{passes} passed, {fails} failed")
-sys.exit(1 if fails else 0)
+finish()

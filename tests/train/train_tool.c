@@ -1,6 +1,5 @@
 /* train_tool.c - the train stage's three commands (the same functions `quorum` dispatches to) as a small
  * stand-alone binary for the train tests: train_tool init-model|dpo|rm-train [options]. */
-#include "quorum/cli.h"
 #include "quorum/common.h"
 #include "quorum/train.h"
 

@@ -41,37 +41,7 @@ static void test_buckets(void) {
     free(p);
 }
 
-static uint64_t rng = 0x9e3779b97f4a7c15ULL;
-static uint32_t next_u32(void) {
-    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
-    return (uint32_t)(rng >> 11);
-}
 
-/* Random votes, identical on every rank (same seed). */
-static void make_votes(Votes *v, int64_t n, int nm) {
-    memset(v, 0, sizeof *v);
-    snprintf(v->corpus, sizeof v->corpus, "harmless");
-    snprintf(v->split, sizeof v->split, "harmless-base");
-    v->n_members = nm;
-    for (int m = 0; m < nm; m++) snprintf(v->members[m], sizeof v->members[m], "member_%d", m);
-    v->margin = 0.25f;
-    v->high_frac = 0.5f;
-    v->n = n;
-    v->pair_id = xmalloc(sizeof(int64_t) * n);
-    v->agree = xmalloc(sizeof(int32_t) * n);
-    v->bucket = xmalloc(n);
-    v->chosen = xmalloc(sizeof(float) * n * nm);
-    v->rejected = xmalloc(sizeof(float) * n * nm);
-    for (int64_t i = 0; i < n; i++) {
-        v->pair_id[i] = 1 + 3 * i + (next_u32() % 3);
-        v->agree[i] = (int32_t)(next_u32() % (nm + 1));
-        v->bucket[i] = (uint8_t)bucket_of(v->agree[i], nm, v->high_frac);
-    }
-    for (int64_t k = 0; k < n * nm; k++) {
-        v->chosen[k] = (float)next_u32() / 4294967296.0f * 8.0f - 4.0f;
-        v->rejected[k] = (float)next_u32() / 4294967296.0f * 8.0f - 4.0f;
-    }
-}
 
 static int votes_equal(const Votes *a, const Votes *b) {
     size_t n = (size_t)a->n, nm = (size_t)a->n_members;
@@ -90,7 +60,7 @@ static void test_roundtrip(const char *dir) {
     int64_t sizes[3] = {1001, 2, 0};
     for (int t = 0; t < 3; t++) {
         Votes v, r;
-        make_votes(&v, sizes[t], 1 + t * 2);
+        make_votes(&v, sizes[t], 1 + t * 2, 0.25f, 0, NULL);
         char name[64];
         snprintf(name, sizeof name, "c%d", t);
         char *path = votes_path(dir, name);

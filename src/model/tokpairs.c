@@ -1,6 +1,6 @@
-/* pairs.c - tokenized preference pairs: TRL classic truncation, flat storage, padded batches. */
+/* tokpairs.c - tokenized preference pairs (quorum/tokpairs.h): TRL classic truncation, flat storage, padded batches. */
 #include "quorum/common.h"
-#include "quorum/train.h"
+#include "quorum/tokpairs.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,10 +1,21 @@
-/* score_h5.c - checked HDF5 helpers shared by score files and votes files (see score_h5.h). */
-#include "score_h5.h"
+/* h5.c - checked HDF5 helpers: the one HDF5 layer of every stage's files (see quorum/h5.h). */
+#include "quorum/h5.h"
 
+#include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "quorum/common.h"
+
+hid_t h5q_create_collective(const char *path, hid_t *dxpl) {
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    h5Check(H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL), "set MPI-IO file access");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    *dxpl = H5Pcreate(H5P_DATASET_XFER);
+    h5Check(H5Pset_dxpl_mpio(*dxpl, H5FD_MPIO_COLLECTIVE), "set collective transfer");
+    return f;
+}
 
 void h5q_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
@@ -74,6 +85,8 @@ int h5q_attr_read_str(hid_t obj, const char *file, const char *name, char *out, 
         char *tmp = xcalloc(n + 1, 1);
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, n);
+        /* NULLPAD: all n bytes are text (h5py writes fixed strings without a NUL); tmp has the NUL */
+        H5Tset_strpad(mt, H5T_STR_NULLPAD);
         if (H5Aread(a, mt, tmp) < 0) rc = where_error(file, name, "attribute read failed");
         else if (strlen(tmp) >= cap) rc = where_error(file, name, "string attribute too long");
         else memcpy(out, tmp, strlen(tmp) + 1);
@@ -107,6 +120,11 @@ int h5q_write_slab(hid_t file, const char *name, hid_t type, int rank, const hsi
     H5Sclose(fs);
     H5Dclose(d);
     return rc;
+}
+
+int h5q_write_1d(hid_t file, const char *name, hid_t type, int64_t n, const void *buf) {
+    hsize_t dims[1] = {(hsize_t)n};
+    return h5q_write_slab(file, name, type, 1, dims, 0, dims[0], buf, H5P_DEFAULT);
 }
 
 int h5q_dims(hid_t file, const char *fname, const char *name, int rank, hsize_t *dims) {

@@ -24,12 +24,12 @@
 #include "quorum/corpus.h"
 #include "quorum/gen.h"
 #include "quorum/job.h"
+#include "quorum/opts.h"
 #include "quorum/score.h"
 #include "quorum/train.h"
 #include "quorum/vote.h"
 
 #include <cjson/cJSON.h>
-#include <getopt.h>
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,29 +436,13 @@ static void usage(FILE *f) {
 }
 
 int cmd_demo(int argc, char **argv) {
-    if (cli_wants_help(argc, argv)) { usage(stdout); return 0; }
     DemoOptions o = {"out/demo", 600, 200, 0.2f, 3, 150, 150, 2, 64, 300, 1};
-    static struct option opts[] = {{"out", 1, 0, 'o'}, {"size", 1, 0, 'n'}, {"heldout", 1, 0, 'h'},
-                                   {"flip", 1, 0, 'f'}, {"members", 1, 0, 'k'}, {"rm-steps", 1, 0, 'r'},
-                                   {"dpo-steps", 1, 0, 'd'}, {"layers", 1, 0, 'l'}, {"dim", 1, 0, 'D'},
-                                   {"merges", 1, 0, 'm'}, {"seed", 1, 0, 's'}, {0, 0, 0, 0}};
-    int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'o': o.out = optarg; break;
-        case 'n': o.size = atoll(optarg); break;
-        case 'h': o.heldout = atoll(optarg); break;
-        case 'f': o.flip = (float)atof(optarg); break;
-        case 'k': o.members = atoi(optarg); break;
-        case 'r': o.rm_steps = atoi(optarg); break;
-        case 'd': o.dpo_steps = atoi(optarg); break;
-        case 'l': o.layers = atoi(optarg); break;
-        case 'D': o.dim = atoi(optarg); break;
-        case 'm': o.merges = atoi(optarg); break;
-        case 's': o.seed = strtoull(optarg, NULL, 10); break;
-        default: usage(stderr); return 2;
-        }
-    }
+    const Opt opts[] = {{"out", 'p', &o.out}, {"size", 'I', &o.size}, {"heldout", 'I', &o.heldout},
+                        {"flip", 'f', &o.flip}, {"members", 'i', &o.members}, {"rm-steps", 'i', &o.rm_steps},
+                        {"dpo-steps", 'i', &o.dpo_steps}, {"layers", 'i', &o.layers}, {"dim", 'i', &o.dim},
+                        {"merges", 'i', &o.merges}, {"seed", 'u', &o.seed}, {0}};
+    int rc = opts_command(argc, argv, opts, usage);
+    if (rc >= 0) return rc;
     if (o.size < 16 || o.heldout < 8 || o.flip < 0 || o.flip >= 0.5f || o.members < 1 || o.members > JOB_MAX_MEMBERS ||
         o.rm_steps < 1 || o.dpo_steps < 1 || o.layers < 1 || o.dim < 8 || o.dim % 4 || o.merges < 0) {
         usage(stderr);
@@ -467,7 +451,7 @@ int cmd_demo(int argc, char **argv) {
     double t0 = now_seconds();
     char *data = pathf("%s/data", o.out), *tok = pathf("%s/tokenizer", o.out), *models = pathf("%s/models", o.out);
     char *run = pathf("%s/run", o.out), *held = pathf("%s/heldout", o.out), *job_path = pathf("%s/job.json", o.out);
-    int rc = 0;
+    rc = 0;
 
     /* 1-2. data and tokenizer */
     if (quorum_rank() == 0) {
