@@ -29,11 +29,11 @@ import h5py
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference as ref  # noqa: E402
 import run_hh as hh  # noqa: E402
+from support import check, n_failed  # noqa: E402 (on the path run_hh sets)
 
 CORPORA = [("harmless", "harmless-base-test.jsonl.gz", 700), ("helpful", "helpful-base-test.jsonl.gz", 260)]
 SHARD_SIZE = 50
 CELLS = [(1, 3), (2, 5), (3, 3), (4, 2), (5, 4)]  # (N, R) besides R = 1
-check = hh.check
 
 
 def write_job(out, data_dir, n_members, committee=None):
@@ -114,7 +114,7 @@ def mode_grid(work, data_dir, shards, pairs):
     for N, R in CELLS:
         out = run_cell(work, data_dir, shards, N, R, f"N{N}R{R}")
         check(votes_bytes(out) == base[N], f"N={N} R={R}: votes or stats differ from the 1-rank run's bytes")
-        print(f"N={N} R={R}: ok so far ({hh.fails} failures)", flush=True)
+        print(f"N={N} R={R}: ok so far ({n_failed()} failures)", flush=True)
     return base
 
 
@@ -217,8 +217,8 @@ def main():
     base = mode_grid(work, data_dir, shards, pairs)
     mode_hf(work, data_dir, shards)
     mode_resume(work, data_dir, shards, base)
-    print(f"sched: {'ok' if not hh.fails else str(hh.fails) + ' failures'}")
-    return 1 if hh.fails else 0
+    print(f"sched: {'ok' if not n_failed() else str(n_failed()) + ' failures'}")
+    return 1 if n_failed() else 0
 
 
 if __name__ == "__main__":
