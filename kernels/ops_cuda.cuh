@@ -21,7 +21,6 @@ void rmsnorm_backward_cuda(float *dinp, float *dweight, const float *dout, const
                            const float *rstd, int N, int C);
 /* pointwise.cu */
 void residual_forward_cuda(float *out, const float *inp1, const float *inp2, int n);
-void residual_backward_cuda(float *dinp1, float *dinp2, const float *dout, int n);
 void gelu_forward_cuda(float *out, const float *inp, int n);
 void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, int n);
 void swiglu_forward_cuda(float *out, const float *inp, int N, int F);

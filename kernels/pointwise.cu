@@ -24,13 +24,6 @@ static void for_each(long long n, F f) {
 void residual_forward_cuda(float *out, const float *inp1, const float *inp2, int n) {
     for_each(n, [=] __device__(long long i) { out[i] = inp1[i] + inp2[i]; });
 }
-/* dinp1, dinp2: (n) += dout: (n); either may be NULL */
-void residual_backward_cuda(float *dinp1, float *dinp2, const float *dout, int n) {
-    for_each(n, [=] __device__(long long i) {
-        if (dinp1) dinp1[i] += dout[i];
-        if (dinp2) dinp2[i] += dout[i];
-    });
-}
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 /* out, inp: (n). GPT-2 gelu_new. */
