@@ -14,22 +14,30 @@
  *  - Backward ops ACCUMULATE (+=) into every gradient they write, parameter AND activation gradients
  *    alike (llm.c style): the caller zeroes activation-gradient scratch before reuse and parameter
  *    gradients in model_zero_grad. A NULL gradient pointer means "not needed, skip it".
- *  - The residual stream of a transformer thus needs no explicit residual backward: branch backward
- *    ops accumulate straight into the running d(residual). residual_backward exists for completeness.
+ *  - The residual stream of a transformer thus needs no residual backward op: branch backward ops
+ *    accumulate straight into the running d(residual).
  *  - Batches are right-padded: sequence b of a (B,T) batch has lens[b] valid tokens at t < lens[b].
  *    Positions are t (0-based), so RoPE tables are per t. Work on padded positions may be skipped;
  *    their outputs are unspecified but finite, and their gradients must be treated as zero.
- *  - Ops run in stream order on the backend; synchronize() waits for all of them (a no-op on cpu).
- *    Copies to/from host are synchronous.
+ *  - Ops run in stream order on the backend; copies to/from host are synchronous (they wait for the
+ *    queued ops), so no separate synchronize is needed.
+ *  - Naming: backend B implements field `op` as `op_B` (matmul_forward_cpu, matmul_forward_cuda); the tables
+ *    are built with designated initializers; an entry no caller uses is dropped, not kept "for completeness".
  */
 #ifndef QUORUM_OPS_H
 #define QUORUM_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Storage type of a weight tensor (quorum/model.h ModelTensor.dtype). Activations, norm statistics, biases
+ * and accumulation are fp32 on every backend; a bf16 weight is the top 16 bits of an fp32 (uint16_t),
+ * exactly as a safetensors BF16 tensor stores it, so loading one is a copy. */
+typedef enum { DT_F32 = 0, DT_BF16 = 1 } DType;
 
 typedef struct Backend {
     const char *name; /* "cpu", "cuda" */
@@ -39,9 +47,7 @@ typedef struct Backend {
     void (*free)(void *p);                                         /* NULL is fine */
     void (*to_backend)(void *dst, const void *host_src, size_t bytes);
     void (*to_host)(void *host_dst, const void *src, size_t bytes);
-    void (*copy)(void *dst, const void *src, size_t bytes);        /* backend -> backend */
     void (*zero)(void *p, size_t bytes);                           /* memset 0 */
-    void (*synchronize)(void);
 
     /* ---- linear: out = inp @ weight^T + bias (PyTorch nn.Linear; GPT-2 Conv1D is transposed on load) ---- */
     void (*matmul_forward)(float *out,          /* (N,OC) */
@@ -56,6 +62,15 @@ typedef struct Backend {
                             const float *inp,   /* (N,C) */
                             const float *weight,/* (OC,C) */
                             int N, int C, int OC);
+
+    /* As matmul_forward with a bf16 weight (inference: the weight stays bf16 in memory, half of fp32).
+     * cpu converts row panels of the weight to fp32 per GEMM call (never the whole weight); cuda runs a
+     * cuBLASLt bf16 GEMM with fp32 accumulate (the activations are rounded to bf16 for it). */
+    void (*matmul_forward_bf16)(float *out,             /* (N,OC) */
+                                const float *inp,       /* (N,C) */
+                                const uint16_t *weight, /* (OC,C) bf16 */
+                                const float *bias,      /* (OC) or NULL */
+                                int N, int C, int OC);
 
     /* ---- norms (per row, biased variance) ---- */
     void (*layernorm_forward)(float *out,       /* (N,C) */
@@ -79,7 +94,6 @@ typedef struct Backend {
 
     /* ---- elementwise ---- */
     void (*residual_forward)(float *out, const float *inp1, const float *inp2, int n); /* (n) = inp1 + inp2 */
-    void (*residual_backward)(float *dinp1, float *dinp2, const float *dout, int n);  /* both += dout */
     /* GPT-2 gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
     void (*gelu_forward)(float *out, const float *inp, int n);                    /* (n) */
     void (*gelu_backward)(float *dinp, const float *inp, const float *dout, int n);/* (n) += */
@@ -125,6 +139,11 @@ typedef struct Backend {
                               const float *wte, /* (V,C) */
                               const float *wpe, /* (maxT,C) or NULL */
                               int B, int T, int C);
+    /* as embedding_forward with bf16 tables (rows converted to fp32 on the fly) */
+    void (*embedding_forward_bf16)(float *out, const int *ids,     /* (B,T,C) (B,T) */
+                                   const uint16_t *wte,             /* (V,C) bf16 */
+                                   const uint16_t *wpe,             /* (maxT,C) bf16 or NULL */
+                                   int B, int T, int C);
     /* deterministic: same inputs give bit-identical dwte on every run (no float atomics in arbitrary order) */
     void (*embedding_backward)(float *dwte,     /* (V,C) += */
                                float *dwpe,     /* (maxT,C) += or NULL */

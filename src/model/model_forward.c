@@ -129,6 +129,20 @@ static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
 #define G(off) ((off) == OFF_NONE ? NULL : m->grads + (off))
 
+/* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored */
+static void linear_forward(Model *m, float *out, const float *inp, size_t w, size_t b, int N, int C, int OC) {
+    if (m->wdtype == DT_BF16) m->be->matmul_forward_bf16(out, inp, m->wbf + w, P(b), N, C, OC);
+    else m->be->matmul_forward(out, inp, P(w), P(b), N, C, OC);
+}
+
+static void embed_forward(Model *m, int B, int T) {
+    if (m->wdtype == DT_BF16)
+        m->be->embedding_forward_bf16(m->a.enc, m->a.ids, m->wbf + m->wte, m->wpe == OFF_NONE ? NULL : m->wbf + m->wpe,
+                                      B, T, m->cfg.d_model);
+    else
+        m->be->embedding_forward(m->a.enc, m->a.ids, P(m->wte), P(m->wpe), B, T, m->cfg.d_model);
+}
+
 /* A norm weight as the op sees it: 1 + w for Gemma (norm1p), else the parameter itself. */
 static const float *NW(const Model *m, size_t off) {
     if (m->cfg.norm_plus_one && off >= m->norm_lo && off < m->norm_hi) return m->norm1p + (off - m->norm_lo);
@@ -248,25 +262,25 @@ static void trunk_forward(Model *m, int B, int T) {
     Dims d = dims_of(m);
     int N = B * T;
     size_t nc = (size_t)N * d.C;
-    be->embedding_forward(m->a.enc, m->a.ids, P(m->wte), P(m->wpe), B, T, d.C);
+    embed_forward(m, B, T);
     if (c->embed_scale > 0) be->scale_forward(m->a.enc, m->a.enc, c->embed_scale, nc);
     rope_tables(m, T);
     for (int l = 0; l < d.L; l++) {
         const LayerOffsets *L = &m->layers[l];
         LayerActs a = layer_acts(m, l, B, T);
         norm_forward(m, a.ln1, a.ln1_mean, a.ln1_rstd, a.x, L->ln1_w, L->ln1_b, N);
-        be->matmul_forward(c->qk_norm ? a.qkr : a.qkv, a.ln1, P(L->qkv_w), P(L->qkv_b), N, d.C, d.QKV);
+        linear_forward(m, c->qk_norm ? a.qkr : a.qkv, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
         if (c->qk_norm)
             be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
         rope_apply(m, l, a.qkv, B, T, 0);
         attn_forward(m, l, a.atty, a.att, a.qkv, B, T);
-        be->matmul_forward(c->post_norms ? a.po1 : m->a.proj, a.atty, P(L->o_w), P(L->o_b), N, d.NH * d.HD, d.C);
+        linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
         be->residual_forward(a.res2, a.x, m->a.proj, (int)nc);
         norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
-        be->matmul_forward(a.fch, a.ln2, P(L->fc_w), P(L->fc_b), N, d.C, d.FC);
+        linear_forward(m, a.fch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
         act_forward(m, a.fca, a.fch, N, d.F);
-        be->matmul_forward(c->post_norms ? a.po2 : m->a.proj, a.fca, P(L->proj_w), P(L->proj_b), N, d.F, d.C);
+        linear_forward(m, c->post_norms ? a.po2 : m->a.proj, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
         be->residual_forward(a.res3, a.res2, m->a.proj, (int)nc);
     }
@@ -364,7 +378,7 @@ static void run_forward(Model *m, const int32_t *ids, const int *lens, const int
         rhead_forward(m, M);
         return;
     }
-    be->matmul_forward(m->a.logits, m->a.gn, P(m->head_w), NULL, M, d.C, d.V);
+    linear_forward(m, m->a.logits, m->a.gn, m->head_w, OFF_NONE, M, d.C, d.V);
     if (m->cfg.final_softcap > 0) be->softcap_forward(m->a.logits, m->a.logits, m->cfg.final_softcap, (size_t)M * d.V);
 }
 
@@ -430,6 +444,7 @@ int model_backward(Model *m, const float *dseq) {
         m->last = 0;
         return quorum_input_error("model:backward", "%s: the ArmoRM head is forward-only (scoring)", m->cfg.architecture);
     }
+    grads_ensure(m); /* grad_enabled implies fp32 weights (model_set_grad_enabled converts) */
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;

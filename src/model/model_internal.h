@@ -59,8 +59,12 @@ struct Model {
     cJSON *config_json; /* kept to write config.json back */
     int n_tensors;
     ModelTensor *tensors;
-    size_t n_params;
-    float *params, *grads;
+    size_t n_params;         /* elements of params (and grads) */
+    float *params, *grads;   /* grads: NULL until training asks for them */
+    size_t n_wbf;            /* elements of wbf */
+    uint16_t *wbf;           /* bf16 trunk matrices (inference load of a bf16 checkpoint), else NULL */
+    DType wdtype;            /* DT_BF16 when the trunk matrices live in wbf */
+    int split;               /* table building: 2-D tensors go to wbf */
     size_t wte, wpe, lnf_w, lnf_b, head_w; /* head_w == wte when tied */
     LayerOffsets *layers;
     size_t norm_lo, norm_hi; /* Gemma: every RMSNorm weight lives in params[norm_lo, norm_hi) ... */
@@ -85,6 +89,9 @@ struct Model {
 };
 
 #define OFF_NONE ((size_t)-1)
+
+/* model.c: allocates and zeroes the gradient buffer when absent */
+void grads_ensure(Model *m);
 
 /* model_head.c: reward head programs */
 int head_detect(Model *m, const SafeTensors *st, const char *cfg_path); /* sets cfg.reward_head */
