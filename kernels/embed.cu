@@ -19,6 +19,26 @@ __global__ void embedding_forward_kernel(float *out, const int *ids, const float
     out[i] = v;
 }
 
+/* as embedding_forward_kernel with bf16 tables (bf16 -> fp32 is the top half of the fp32 bits) */
+__global__ void embedding_forward_bf16_kernel(float *out, const int *ids, const uint16_t *wte, const uint16_t *wpe,
+                                              int B, int T, int C) {
+    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    if (i >= (long long)B * T * C) return;
+    long long bt = i / C;
+    int c = (int)(i % C), t = (int)(bt % T);
+    float v = __uint_as_float((unsigned)wte[(long long)ids[bt] * C + c] << 16);
+    if (wpe) v += __uint_as_float((unsigned)wpe[(long long)t * C + c] << 16);
+    out[i] = v;
+}
+
+void embedding_forward_bf16_cuda(float *out, const int *ids, const uint16_t *wte, const uint16_t *wpe, int B, int T,
+                                 int C) {
+    long long n = (long long)B * T * C;
+    if (n == 0) return;
+    embedding_forward_bf16_kernel<<<ceil_div(n, 256), 256, 0, cuda_stream()>>>(out, ids, wte, wpe, B, T, C);
+    cudaCheckLaunch();
+}
+
 #define EMB_TILE 256 /* ids scanned per shared-memory tile = blockDim.x */
 /* dwte: (V,C) += per id, dout: (B,T,C), ids: (B,T). One block per position p = blockIdx.x. */
 __global__ void embedding_backward_wte_kernel(float *dwte, const float *dout, const int *ids, int BT, int C) {

@@ -6,11 +6,15 @@
 #ifndef QUORUM_OPS_CUDA_CUH
 #define QUORUM_OPS_CUDA_CUH
 #include <stddef.h>
+#include <stdint.h>
 
 /* matmul.cu */
 void matmul_forward_cuda(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 void matmul_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC);
+/* matmul_lt.cu */
+void matmul_forward_bf16_cuda(float *out, const float *inp, const uint16_t *weight, const float *bias, int N, int C,
+                              int OC);
 /* norm.cu */
 void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                             const float *bias, int N, int C, float eps);
@@ -29,6 +33,8 @@ void rope_forward_cuda(float *qkv, const float *cos, const float *sin, int B, in
 void rope_backward_cuda(float *dqkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD);
 /* embed.cu */
 void embedding_forward_cuda(float *out, const int *ids, const float *wte, const float *wpe, int B, int T, int C);
+void embedding_forward_bf16_cuda(float *out, const int *ids, const uint16_t *wte, const uint16_t *wpe, int B, int T,
+                                 int C);
 void embedding_backward_cuda(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T, int C);
 void gather_forward_cuda(float *out, const float *inp, const int *rows, int M, int C);
 void gather_backward_cuda(float *dinp, const float *dout, const int *rows, int M, int C);

@@ -204,11 +204,12 @@ int member_hf_open(Member *m, const JobMember *cfg) {
     if (member_hf_open_template(m, cfg) != 0) return -1;
     HfMember *h = m->impl;
     m->score = hf_score;
-    if (model_load(&h->model, cfg->path, backend_auto()) != 0) {
+    ModelLoadOpts lo = {.inference = 1}; /* scoring only: weights as stored (bf16 stays bf16), no gradients,
+                                            activations reused across layers */
+    if (model_load_ex(&h->model, cfg->path, backend_auto(), &lo) != 0) {
         hf_close(m);
         return -1;
     }
-    model_set_grad_enabled(h->model, 0); /* scoring only: activations reused across layers */
     if (hf_check_fit(h, cfg) != 0) {
         hf_close(m);
         return -1;

@@ -27,8 +27,8 @@ int main(int argc, char **argv) {
     }
     Model *m;
     SafeTensors st;
-    if (model_load(&m, argv[1], &backend_cpu) || safetensors_open(&st, argv[2])) return 1;
-    model_set_grad_enabled(m, 0);
+    ModelLoadOpts lo = {.inference = 1};
+    if (model_load_ex(&m, argv[1], &backend_cpu, &lo) || safetensors_open(&st, argv[2])) return 1;
     Buf out = {0};
     long seqs = 0, toks = 0, padded = 0;
     double t0 = now_seconds();

@@ -3,7 +3,8 @@
  *   test_model parity <case_dir> <saved_dir>   rewards / log-probs / DPO-loss gradients vs torch (float64),
  *                                              with the cblas and the portable matmul; batch invariance;
  *                                              inference mode; save + bit-exact reload into saved_dir
- *   test_model ops <fixtures>                  adamw_update vs torch.optim.AdamW, residual_forward
+ *   test_model ops <fixtures>                  adamw_update vs torch.optim.AdamW, residual_forward, bf16 GEMM /
+ *                                              embedding vs float64 sums
  *   test_model errors <fixtures> <scratch_dir>  corrupted safetensors and mismatched configs: one-line
  *                                              errors naming the file and the tensor / key
  *   test_model config                          config.json defaults and refusals of Gemma-2, Qwen3, v5
@@ -447,7 +448,67 @@ static int cmd_parity(const char *case_dir, const char *saved_dir) {
 
 /* ---------------------------------------------------------------- ops the model does not use */
 
-/* adamw_update against torch.optim.AdamW (3 steps); residual_forward against its closed form. */
+static float bf16_widen(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* matmul_forward_bf16 (a C wide enough for several weight panels, with bias, both GEMM paths) and
+ * embedding_forward_bf16 against float64 sums of the widened weights. */
+static void check_bf16_ops(void) {
+    if (!BE->matmul_forward_bf16) return;
+    enum { N = 3, C = 70001, OC = 40, V = 7, T = 2 };
+    uint16_t *w = xmalloc(sizeof(uint16_t) * OC * C);
+    float *x = xmalloc(sizeof(float) * N * C), bias[OC], out[N * OC];
+    uint32_t st = 12345;
+    for (size_t i = 0; i < (size_t)OC * C; i++) { /* random bf16 in about [-2, 2] */
+        st = st * 1664525u + 1013904223u;
+        w[i] = (uint16_t)(0x3c00u + (st >> 20) % 0x400u) | (uint16_t)((st >> 8) & 1u) << 15;
+    }
+    for (size_t i = 0; i < (size_t)N * C; i++) x[i] = (float)sin(0.37 * (double)i);
+    for (int o = 0; o < OC; o++) bias[o] = 0.25f * (float)o - 3.0f;
+    uint16_t *dw = BE->alloc(sizeof(uint16_t) * OC * C);
+    float *dx = BE->alloc(sizeof(float) * N * C), *db = BE->alloc(sizeof bias), *dout = BE->alloc(sizeof out);
+    BE->to_backend(dw, w, sizeof(uint16_t) * OC * C);
+    BE->to_backend(dx, x, sizeof(float) * N * C);
+    BE->to_backend(db, bias, sizeof bias);
+    for (int blas = 1; blas >= 0; blas--) {
+        int prev = backend_cpu_use_blas(blas);
+        poison(out, N * OC);
+        BE->matmul_forward_bf16(dout, dx, dw, db, N, C, OC);
+        BE->to_host(out, dout, sizeof out);
+        double worst = 0;
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                double ref = bias[o], mag = fabs(bias[o]);
+                for (int c = 0; c < C; c++) {
+                    double t = (double)bf16_widen(w[(size_t)o * C + c]) * x[(size_t)n * C + c];
+                    ref += t, mag += fabs(t);
+                }
+                double e = fabs(out[n * OC + o] - ref) / mag; /* relative to the sum of |terms| */
+                worst = !(e <= worst) ? e : worst;
+            }
+        printf("matmul_forward_bf16 (%s): worst err / sum|terms| %.3g\n", blas ? "blas" : "loop", worst);
+        CHECKF(worst < 1e-5, "matmul_forward_bf16 %s: %.3g", blas ? "blas" : "loop", worst);
+        backend_cpu_use_blas(prev);
+    }
+    int ids[T] = {5, 2}, *did = BE->alloc(sizeof ids);
+    float emb[T * 16], *demb = BE->alloc(sizeof emb);
+    BE->to_backend(did, ids, sizeof ids);
+    BE->embedding_forward_bf16(demb, did, dw, dw + (size_t)V * 16, 1, T, 16); /* wte (V,16), wpe after it */
+    BE->to_host(emb, demb, sizeof emb);
+    int same = 1;
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < 16; c++)
+            same &= emb[t * 16 + c] == bf16_widen(w[ids[t] * 16 + c]) + bf16_widen(w[(size_t)V * 16 + t * 16 + c]);
+    CHECK(same);
+    BE->free(dw), BE->free(dx), BE->free(db), BE->free(dout), BE->free(did), BE->free(demb);
+    free(w), free(x);
+}
+
+/* adamw_update against torch.optim.AdamW (3 steps); residual_forward against its closed form; the bf16 ops. */
 static int cmd_ops(const char *fx_dir) {
     char *path = path_join(fx_dir, "adamw.safetensors");
     SafeTensors st;
@@ -482,6 +543,7 @@ static int cmd_ops(const char *fx_dir) {
     BE->residual_forward(z, x, y, 5);
     BE->to_host(out, z, sizeof out);
     for (int i = 0; i < 5; i++) CHECK(out[i] == a[i] + b[i]);
+    check_bf16_ops();
     BE->free(x), BE->free(y), BE->free(z), BE->free(dp), BE->free(dg), BE->free(dm), BE->free(dv);
     free(p), free(hp), free(got), free(path);
     safetensors_close(&st);
