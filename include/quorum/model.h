@@ -120,6 +120,23 @@ int model_save_sharded(const Model *m, const char *dir, size_t max_shard_bytes);
 
 /* Reward model forward: reward[b] = score(h[b, lens[b]-1]). ids (B,T) host, lens (B) host, 1 <= lens[b] <= T. */
 int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, float *reward /*[B]*/);
+/* Packed reward scoring of n sequences of any lengths (seqs[s] host, lens[s] >= 1 tokens): sorted by token count
+ * and packed into forwards of at most opts->token_budget tokens (a larger one runs alone), back to back with no
+ * padding, attention flash-style per sequence. With opts->share_pairs, sequences 2i and 2i+1 (a pair's chosen
+ * and rejected) run their longest common token prefix once, capped so each keeps at least its last token,
+ * and both continue from its K/V: sharing follows the rendered tokens, so it is exact whatever the template or
+ * truncation did (a left-truncated pair whose cuts differ simply shares nothing). reward[s] in input order;
+ * equal to model_reward within fp32 rounding. Reward models on a backend with attention_varlen_forward, not
+ * ArmoRM; a model loaded for training is switched to inference (model_set_grad_enabled(m, 0)). */
+typedef struct {
+    int token_budget; /* tokens per forward (<= 0: 8192) */
+    int share_pairs;  /* 1: pairs (2i, 2i+1) share their common prefix */
+} ModelPackOpts;
+typedef struct {
+    int64_t forwards, tokens, shared_tokens; /* totals of the last model_reward_packed call: tokens run, tokens saved */
+} ModelPackStats;
+int model_reward_packed(Model *m, const int32_t *const *seqs, const int *lens, int n, const ModelPackOpts *opts,
+                        float *reward, ModelPackStats *stats /* or NULL */);
 /* Causal LM forward: seq_logp[b] = sum_t mask[b,t] * log p(ids[b,t] | ids[b,<t]). mask (B,T) host marks
  * completion targets; positions t == 0 or t >= lens[b] are ignored. -1 on a reward model. */
 int model_logprobs(Model *m, const int32_t *ids, const int *lens, const uint8_t *mask, int B, int T,

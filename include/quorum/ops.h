@@ -132,6 +132,21 @@ typedef struct Backend {
                                const float *qkv, const float *att, const int *lens,
                                int B, int T, int NH, int NKV, int HD);
 
+    /* Packed (variable-length) attention, flash-style: blocks of keys with a running max and sum (online
+     * softmax), so no (T,T) scores exist; inference uses it (attention_forward's probabilities are what a
+     * backward needs, and it stays as the fallback and the oracle). GQA reads kv head h / (NH/NKV) in place.
+     * qkv holds the N rows of a packed token stream (no padding). Segment s of segs (S,4) = {q0, nq, k0, nk}:
+     * its queries are rows q0..q0+nq-1, and query i sees the nk rows k0.. of a prefix it continues from (a
+     * prompt shared by two sequences; nk = 0 for none) followed by its own rows q0..q0+i: virtual key index
+     * u in [0, nk + i], which is also the position difference the window uses (key u visible when
+     * (nk + i) - u < window, for window > 0). Scores s = softcap-ed (q.k * scale) as in attention_ex_forward.
+     * lse (N,NH) gets each query's logsumexp (NULL = skip). Rows outside every segment are not written. */
+    void (*attention_varlen_forward)(float *out,       /* (N,NH*HD) */
+                                     float *lse,       /* (N,NH) or NULL */
+                                     const float *qkv, /* (N,(NH+2*NKV)*HD) post-RoPE */
+                                     const int *segs,  /* (S,4) backend ints */
+                                     int S, int NH, int NKV, int HD, float scale, float softcap, int window);
+
     /* ---- embeddings ---- */
     /* out[b,t] = wte[ids[b,t]] (+ wpe[t] when wpe != NULL, GPT-2 learned positions) */
     void (*embedding_forward)(float *out,       /* (B,T,C) */

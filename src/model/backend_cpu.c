@@ -386,6 +386,62 @@ static void attention_backward_cpu(float *dqkv, float *datt, const float *dout, 
     attention_ex_backward_cpu(dqkv, datt, dout, qkv, att, lens, B, T, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0.0f, 0);
 }
 
+/* ---- packed flash-style attention (ops.h attention_varlen_forward) ---- */
+enum { KEY_BLOCK = 64 };
+
+/* One query row against its visible keys, KEY_BLOCK at a time: scores of the block, then the running max m
+ * and sum l rescaled once per block (acc *= exp(m_old - m_new)). */
+static void varlen_row(float *y, float *lse, const float *q, const float *qkv, int width, int koff, int voff,
+                       int q0, int k0, int nk, int i, int HD, float scale, float softcap, int window, float *acc) {
+    int last = nk + i, lo = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0;
+    float m = -INFINITY, l = 0.0f, s[KEY_BLOCK];
+    memset(acc, 0, sizeof(float) * HD);
+    for (int u0 = lo; u0 <= last; u0 += KEY_BLOCK) {
+        int u1 = u0 + KEY_BLOCK <= last + 1 ? u0 + KEY_BLOCK : last + 1;
+        float bm = -INFINITY;
+        for (int u = u0; u < u1; u++) {
+            const float *k = qkv + (size_t)(u < nk ? k0 + u : q0 + u - nk) * width + koff;
+            float d = 0.0f;
+            for (int c = 0; c < HD; c++) d += q[c] * k[c];
+            d *= scale;
+            if (softcap > 0) d = softcap * tanhf(d / softcap);
+            s[u - u0] = d;
+            bm = d > bm ? d : bm;
+        }
+        float mn = bm > m ? bm : m, corr = expf(m - mn); /* m = -inf: corr = 0, acc and l are 0 anyway */
+        l *= corr;
+        for (int c = 0; c < HD; c++) acc[c] *= corr;
+        for (int u = u0; u < u1; u++) {
+            const float *v = qkv + (size_t)(u < nk ? k0 + u : q0 + u - nk) * width + voff;
+            float p = expf(s[u - u0] - mn);
+            l += p;
+            for (int c = 0; c < HD; c++) acc[c] += p * v[c];
+        }
+        m = mn;
+    }
+    for (int c = 0; c < HD; c++) y[c] = acc[c] / l;
+    if (lse) *lse = m + logf(l);
+}
+
+static void attention_varlen_forward_cpu(float *out, float *lse, const float *qkv, const int *segs, int S, int NH,
+                                         int NKV, int HD, float scale, float softcap, int window) {
+    int width = (NH + 2 * NKV) * HD, group = NH / NKV;
+    float *acc = xmalloc(sizeof(float) * HD);
+    for (int sg = 0; sg < S; sg++) {
+        int q0 = segs[4 * sg], nq = segs[4 * sg + 1], k0 = segs[4 * sg + 2], nk = segs[4 * sg + 3];
+        for (int i = 0; i < nq; i++) {
+            size_t row = (size_t)q0 + i;
+            for (int h = 0; h < NH; h++) {
+                int kh = h / group;
+                varlen_row(out + row * NH * HD + (size_t)h * HD, lse ? lse + row * NH + h : NULL,
+                           qkv + row * width + (size_t)h * HD, qkv, width, (NH + kh) * HD, (NH + NKV + kh) * HD, q0,
+                           k0, nk, i, HD, scale, softcap, window, acc);
+            }
+        }
+    }
+    free(acc);
+}
+
 /* ---- Qwen3 q/k norm: per token, the NH q heads and the NKV k heads are contiguous HD-rows ---- */
 static void qknorm_forward_cpu(float *out, float *rstd, const float *inp, const float *qw, const float *kw, int N,
                                int NH, int NKV, int HD, float eps) {
@@ -557,6 +613,7 @@ const Backend backend_cpu = {
     .adamw_update = adamw_update_cpu,
     .qknorm_forward = qknorm_forward_cpu, .qknorm_backward = qknorm_backward_cpu,
     .attention_ex_forward = attention_ex_forward_cpu, .attention_ex_backward = attention_ex_backward_cpu,
+    .attention_varlen_forward = attention_varlen_forward_cpu,
     .geglu_forward = geglu_forward_cpu, .geglu_backward = geglu_backward_cpu,
     .scale_forward = scale_forward_cpu,
     .softcap_forward = softcap_forward_cpu, .softcap_backward = softcap_backward_cpu,

@@ -51,6 +51,8 @@ typedef struct {
     float *dg, *dgn, *dlogp;                        /* (M,C) (M,C) (M) */
     float *dqkr, *dpo, *dhact, *dlogits;            /* (N,QKV) (N,C) (M,HW) (M,V) only when used */
     int *ids, *lens, *rows, *targets;               /* (N) (B) (M) (M) backend ints */
+    int *segs, *pos;                                /* (S,4) attention segments (ops.h attention_varlen_forward),
+                                                       (N) positions of a packed stream */
 } Acts;
 
 struct Model {
@@ -82,13 +84,17 @@ struct Model {
     int rope_T;       /* T the RoPE tables were built for */
     /* last forward */
     int last;         /* 0 none, 1 reward, 2 logprobs */
-    int B, T, M;
+    int B, T, M, S;
     int *rows_host;   /* (M) */
     float *tok_logp;  /* (B,T) host */
     size_t tok_cap;
 };
 
 #define OFF_NONE ((size_t)-1)
+
+/* model_forward.c: a packed stream of N tokens (host ids, positions, attention segments, rows to score) through
+ * the trunk, the final norm and the head (a.logits (M,...)); inference only (flash attention). */
+void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M);
 
 /* model.c: allocates and zeroes the gradient buffer when absent */
 void grads_ensure(Model *m);
