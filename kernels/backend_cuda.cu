@@ -47,6 +47,7 @@ extern "C" const Backend backend_cuda = {
     .swiglu_forward = swiglu_forward_cuda, .swiglu_backward = swiglu_backward_cuda,
     .rope_forward = rope_forward_cuda, .rope_backward = rope_backward_cuda,
     .attention_forward = attention_forward_cuda, .attention_backward = attention_backward_cuda,
+    .attention_varlen_forward = attention_varlen_forward_cuda,
     .embedding_forward = embedding_forward_cuda, .embedding_forward_bf16 = embedding_forward_bf16_cuda,
     .embedding_backward = embedding_backward_cuda,
     .gather_forward = gather_forward_cuda, .gather_backward = gather_backward_cuda,

@@ -42,6 +42,9 @@ void gather_backward_cuda(float *dinp, const float *dout, const int *rows, int M
 void attention_forward_cuda(float *out, float *att, const float *qkv, const int *lens, int B, int T, int NH, int NKV, int HD);
 void attention_backward_cuda(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
                              const int *lens, int B, int T, int NH, int NKV, int HD);
+/* attention_flash.cu */
+void attention_varlen_forward_cuda(float *out, float *lse, const float *qkv, const int *segs, int S, int NH, int NKV,
+                                   int HD, float scale, float softcap, int window);
 /* optional ops (quorum/ops.h) */
 void attention_ex_forward_cuda(float *out, float *att, const float *qkv, const int *lens, int B, int T, int NH,
                                int NKV, int HD, float scale, float softcap, int window);

@@ -59,6 +59,82 @@ static void case_matmul(int N, int C, int OC, int with_bias, int bf16) {
     free(inp); free(w); free(b); free(dout); free(g_inp); free(g_w); free(g_b);
 }
 
+/* backend copy of bf16 host data, freed with the arena */
+static uint16_t *a_up_u16(Arena *a, const uint16_t *host, size_t n) {
+    uint16_t *d = a->be->alloc(sizeof(uint16_t) * n);
+    a->be->to_backend(d, host, sizeof(uint16_t) * n);
+    a->p[a->n++] = d;
+    return d;
+}
+
+/* bf16 copies of N(0, scale^2) values (truncated: what a BF16 safetensors file could hold) */
+static uint16_t *rnd_bf16(size_t n, float scale) {
+    float *x = rnd(&R, n, scale);
+    uint16_t *h = malloc(sizeof(uint16_t) * n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        h[i] = (uint16_t)(u >> 16);
+    }
+    free(x);
+    return h;
+}
+
+/* bf16-weight linear layer and embedding (inference loads): cuBLASLt bf16 GEMM (activations rounded to bf16)
+ * vs the cpu panels widened to fp32 */
+static void case_bf16_weights(int N, int C, int OC, int with_bias) {
+    float *inp = rnd(&R, (size_t)N * C, 1), *b = rnd(&R, OC, 0.5f);
+    uint16_t *w = rnd_bf16((size_t)OC * C, 0.2f);
+    int V = 11, T = 5, B = 3, ids[15];
+    for (int i = 0; i < B * T; i++) ids[i] = (i * 7) % V;
+    Pair out, emb;
+    for (int k = 0; k < 2; k++) {
+        Arena a = {BE[k]};
+        float *d_out = a_nan(&a, (size_t)N * OC), *d_inp = a_up(&a, inp, (size_t)N * C);
+        float *d_b = with_bias ? a_up(&a, b, OC) : NULL, *d_emb = a_nan(&a, (size_t)B * T * C);
+        uint16_t *d_w = a_up_u16(&a, w, (size_t)OC * C);
+        int *d_ids = a_up_i(&a, ids, (size_t)B * T);
+        BE[k]->matmul_forward_bf16(d_out, d_inp, d_w, d_b, N, C, OC);
+        BE[k]->embedding_forward_bf16(d_emb, d_ids, d_w, d_w + (size_t)V * C, B, T, C); /* wte, wpe = rows of w */
+        out.r[k] = a_down(&a, d_out, (size_t)N * OC);
+        emb.r[k] = a_down(&a, d_emb, (size_t)B * T * C);
+        arena_free(&a);
+    }
+    char name[96];
+    snprintf(name, sizeof name, "matmul_forward_bf16%s(N=%d,C=%d,OC=%d).out", with_bias ? "+bias" : "", N, C, OC);
+    pair_check(name, &out, (size_t)N * OC, TOL_BF16);
+    pair_check("embedding_forward_bf16.out", &emb, (size_t)B * T * C, TOL_FP32);
+    free(inp); free(b); free(w);
+}
+
+/* flash attention over a packed stream: segments with and without a shared prefix, GQA, softcap and window;
+ * out and logsumexp vs the cpu twin (the same blocked online softmax in another order) */
+static void case_attention_varlen(int NH, int NKV, int HD, float softcap, int window) {
+    /* stream: prefix A (9 rows), two continuations of A (5, 12), a plain sequence (40), prefix B (33), one
+     * continuation of B (3) */
+    int segs[] = {0, 9, 0, 0, 9, 5, 0, 9, 14, 12, 0, 9, 26, 40, 0, 0, 66, 33, 0, 0, 99, 3, 66, 33};
+    int S = 6, N = 102;
+    size_t nqkv = (size_t)N * (NH + 2 * NKV) * HD, nout = (size_t)N * NH * HD;
+    float *qkv = rnd(&R, nqkv, 1), scale = 1.0f / sqrtf((float)HD);
+    Pair out, lse;
+    for (int k = 0; k < 2; k++) {
+        Arena a = {BE[k]};
+        float *d_qkv = a_up(&a, qkv, nqkv), *d_out = a_nan(&a, nout), *d_lse = a_nan(&a, (size_t)N * NH);
+        int *d_segs = a_up_i(&a, segs, 4 * (size_t)S);
+        BE[k]->attention_varlen_forward(d_out, d_lse, d_qkv, d_segs, S, NH, NKV, HD, scale, softcap, window);
+        out.r[k] = a_down(&a, d_out, nout);
+        lse.r[k] = a_down(&a, d_lse, (size_t)N * NH);
+        arena_free(&a);
+    }
+    char name[128];
+    snprintf(name, sizeof name, "attention_varlen(NH=%d,NKV=%d,HD=%d,softcap=%g,window=%d).out", NH, NKV, HD, softcap,
+             window);
+    pair_check(name, &out, nout, TOL_FP32);
+    snprintf(name, sizeof name, "attention_varlen(NH=%d,NKV=%d,HD=%d).lse", NH, NKV, HD);
+    pair_check(name, &lse, (size_t)N * NH, TOL_FP32);
+    free(qkv);
+}
+
 /* layernorm (rms = 0) or rmsnorm (rms = 1), forward and backward */
 static void case_norm(int rms, int N, int C) {
     float *inp = rnd(&R, (size_t)N * C, 2), *w = rnd(&R, C, 1), *b = rnd(&R, C, 1);
@@ -400,4 +476,11 @@ void test_ops(void) {
     case_logprob(7, 1000);
     case_logprob(3, 50257);
     case_adamw(10007, 3);
+    case_bf16_weights(70, 96, 130, 1);
+    case_bf16_weights(257, 512, 1000, 0);
+    case_attention_varlen(4, 2, 16, 0, 0);     /* GQA */
+    case_attention_varlen(8, 1, 64, 0, 0);     /* multi-query, several key tiles */
+    case_attention_varlen(4, 4, 128, 2.0f, 7); /* softcap + window */
+    case_attention_varlen(2, 1, 256, 0, 24);   /* Gemma head_dim 256: the > 48 KiB shared-memory opt-in */
+    case_attention_varlen(2, 2, 80, 0, 0);     /* head_dim not a multiple of 32 */
 }
