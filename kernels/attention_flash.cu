@@ -20,6 +20,7 @@
 #define FA_QT 16     /* query rows per block */
 #define FA_KT 32     /* keys per shared-memory tile: one per lane */
 #define FA_WARPS 4
+#define FA_RPW (FA_QT / FA_WARPS) /* query rows per warp */
 #define FA_MAXHD 256
 #define FA_MAXJ (FA_MAXHD / 32)
 #define FA_SPLIT 8   /* blocks per (segment, head) striding over the query tiles of long segments */
@@ -46,7 +47,7 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attention_flash_kernel(FaArgs a
     const int *g = a.segs + 4 * blockIdx.x;
     int q0 = g[0], nq = g[1], k0 = g[2], nk = g[3];
     int h = blockIdx.y, kh = h / (a.NH / a.NKV), HD = a.HD;
-    int lane = threadIdx.x % 32, warp = threadIdx.x / 32, rows_per_warp = FA_QT / FA_WARPS;
+    int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int koff = (a.NH + kh) * HD, voff = (a.NH + a.NKV + kh) * HD;
     for (int i0 = blockIdx.z * FA_QT; i0 < nq; i0 += gridDim.z * FA_QT) {
         int nrows = min(FA_QT, nq - i0);
@@ -55,10 +56,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attention_flash_kernel(FaArgs a
             int r = x / HD, c = x % HD;
             sq[x] = r < nrows ? a.qkv[((long long)q0 + i0 + r) * a.width + (long long)h * HD + c] : 0.0f;
         }
-        float m[FA_QT / FA_WARPS], l[FA_QT / FA_WARPS], acc[FA_QT / FA_WARPS][FA_MAXJ];
-        for (int rr = 0; rr < rows_per_warp; rr++) {
+        float m[FA_RPW], l[FA_RPW], acc[FA_RPW][FA_MAXJ];
+#pragma unroll
+        for (int rr = 0; rr < FA_RPW; rr++) {
             m[rr] = -INFINITY;
             l[rr] = 0.0f;
+#pragma unroll
             for (int j = 0; j < FA_MAXJ; j++) acc[rr][j] = 0.0f;
         }
         int u_hi = nk + i0 + nrows - 1; /* last key any row of the tile sees */
@@ -78,12 +81,12 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attention_flash_kernel(FaArgs a
                 sv[x] = vv;
             }
             __syncthreads();
-            for (int rr = 0; rr < rows_per_warp; rr++) {
-                int r = warp * rows_per_warp + rr, i = i0 + r;
-                if (r >= nrows) break; /* warp-uniform */
+#pragma unroll
+            for (int rr = 0; rr < FA_RPW; rr++) { /* unrolled: m, l, acc stay in registers */
+                int r = warp * FA_RPW + rr, i = i0 + r;
                 int last = nk + i, lo = a.window > 0 ? max(0, last - a.window + 1) : 0, u = t0 + lane;
                 float s = -INFINITY;
-                if (lane < nkt && u <= last && u >= lo) {
+                if (r < nrows && lane < nkt && u <= last && u >= lo) {
                     const float *q = sq + r * HD, *k = sk + lane * ks;
                     float d = 0.0f;
                     for (int c = 0; c < HD; c++) d += q[c] * k[c];
@@ -91,32 +94,38 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attention_flash_kernel(FaArgs a
                     s = a.softcap > 0.0f ? a.softcap * tanhf(d / a.softcap) : d;
                 }
                 float tmax = warp_max(s);
-                if (tmax == -INFINITY) continue; /* no visible key in this tile for this row (warp-uniform) */
-                float mn = fmaxf(m[rr], tmax), corr = expf(m[rr] - mn);
-                float p = s == -INFINITY ? 0.0f : expf(s - mn);
-                l[rr] = l[rr] * corr + warp_sum(p);
-                m[rr] = mn;
-                for (int j = 0; j < FA_MAXJ; j++) acc[rr][j] *= corr;
-                for (int kk = 0; kk < nkt; kk++) {
-                    float pk = __shfl_sync(0xffffffffu, p, kk);
-                    const float *v = sv + kk * HD;
-                    for (int j = 0; j < FA_MAXJ; j++) {
-                        int c = lane + 32 * j;
-                        if (c < HD) acc[rr][j] += pk * v[c];
+                if (tmax != -INFINITY) { /* warp-uniform: some key of this tile is visible to row r */
+                    float mn = fmaxf(m[rr], tmax), corr = expf(m[rr] - mn);
+                    float p = s == -INFINITY ? 0.0f : expf(s - mn);
+                    l[rr] = l[rr] * corr + warp_sum(p);
+                    m[rr] = mn;
+#pragma unroll
+                    for (int j = 0; j < FA_MAXJ; j++) acc[rr][j] *= corr;
+                    for (int kk = 0; kk < nkt; kk++) {
+                        float pk = __shfl_sync(0xffffffffu, p, kk);
+                        const float *v = sv + kk * HD;
+#pragma unroll
+                        for (int j = 0; j < FA_MAXJ; j++) {
+                            int c = lane + 32 * j;
+                            if (c < HD) acc[rr][j] += pk * v[c];
+                        }
                     }
                 }
             }
         }
-        for (int rr = 0; rr < rows_per_warp; rr++) {
-            int r = warp * rows_per_warp + rr;
-            if (r >= nrows) break;
-            long long row = (long long)q0 + i0 + r;
-            float inv = 1.0f / l[rr];
-            for (int j = 0; j < FA_MAXJ; j++) {
-                int c = lane + 32 * j;
-                if (c < HD) a.out[row * a.NH * HD + (long long)h * HD + c] = acc[rr][j] * inv;
+#pragma unroll
+        for (int rr = 0; rr < FA_RPW; rr++) {
+            int r = warp * FA_RPW + rr;
+            if (r < nrows) {
+                long long row = (long long)q0 + i0 + r;
+                float inv = 1.0f / l[rr];
+#pragma unroll
+                for (int j = 0; j < FA_MAXJ; j++) {
+                    int c = lane + 32 * j;
+                    if (c < HD) a.out[row * a.NH * HD + (long long)h * HD + c] = acc[rr][j] * inv;
+                }
+                if (a.lse && lane == 0) a.lse[row * a.NH + h] = m[rr] + logf(l[rr]);
             }
-            if (a.lse && lane == 0) a.lse[row * a.NH + h] = m[rr] + logf(l[rr]);
         }
     }
 }

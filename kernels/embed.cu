@@ -7,27 +7,18 @@
 #include "cuda_common.cuh"
 #include "ops_cuda.cuh"
 
-/* out: (B,T,C) = wte[ids] (+ wpe[t]); ids: (B,T); wte: (V,C); wpe: (maxT,C) or NULL */
-__global__ void embedding_forward_kernel(float *out, const int *ids, const float *wte, const float *wpe,
-                                         int B, int T, int C) {
-    long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
-    if (i >= (long long)B * T * C) return;
-    long long bt = i / C;
-    int c = (int)(i % C), t = (int)(bt % T);
-    float v = wte[(long long)ids[bt] * C + c];
-    if (wpe) v += wpe[(long long)t * C + c];
-    out[i] = v;
-}
+__device__ __forceinline__ float emb_f32(float x) { return x; }
+__device__ __forceinline__ float emb_f32(uint16_t h) { return __uint_as_float((unsigned)h << 16); } /* bf16 bits */
 
-/* as embedding_forward_kernel with bf16 tables (bf16 -> fp32 is the top half of the fp32 bits) */
-__global__ void embedding_forward_bf16_kernel(float *out, const int *ids, const uint16_t *wte, const uint16_t *wpe,
-                                              int B, int T, int C) {
+/* out: (B,T,C) = wte[ids] (+ wpe[t]); ids: (B,T); wte: (V,C); wpe: (maxT,C) or NULL; tables fp32 or bf16 */
+template <typename W>
+__global__ void embedding_forward_kernel(float *out, const int *ids, const W *wte, const W *wpe, int B, int T, int C) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
     long long bt = i / C;
     int c = (int)(i % C), t = (int)(bt % T);
-    float v = __uint_as_float((unsigned)wte[(long long)ids[bt] * C + c] << 16);
-    if (wpe) v += __uint_as_float((unsigned)wpe[(long long)t * C + c] << 16);
+    float v = emb_f32(wte[(long long)ids[bt] * C + c]);
+    if (wpe) v += emb_f32(wpe[(long long)t * C + c]);
     out[i] = v;
 }
 
@@ -35,7 +26,7 @@ void embedding_forward_bf16_cuda(float *out, const int *ids, const uint16_t *wte
                                  int C) {
     long long n = (long long)B * T * C;
     if (n == 0) return;
-    embedding_forward_bf16_kernel<<<ceil_div(n, 256), 256, 0, cuda_stream()>>>(out, ids, wte, wpe, B, T, C);
+    embedding_forward_kernel<<<ceil_div(n, 256), 256, 0, cuda_stream()>>>(out, ids, wte, wpe, B, T, C);
     cudaCheckLaunch();
 }
 
