@@ -18,7 +18,7 @@
 #define LT_PLANS 16
 
 typedef struct {
-    int N, C, OC, bias, used;
+    int N, C, OC, bias, align, used; /* align: the smallest pointer alignment of the call (bytes, <= 256) */
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, d;
     cublasLtMatmulAlgo_t algo;
@@ -46,10 +46,18 @@ void cuda_lt_release(void) {
     g_lt = NULL;
 }
 
-static LtPlan *plan_get(int N, int C, int OC, int bias) {
+/* largest power of two (<= 256) dividing the address; cuBLASLt's heuristic assumes 256 unless told */
+static int ptr_align(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 1 && a % al) al /= 2;
+    return al;
+}
+
+static LtPlan *plan_get(int N, int C, int OC, int bias, int align) {
     for (int i = 0; i < LT_PLANS; i++) {
         LtPlan *p = &g_plans[i];
-        if (p->used && p->N == N && p->C == C && p->OC == OC && p->bias == bias) return p;
+        if (p->used && p->N == N && p->C == C && p->OC == OC && p->bias == bias && p->align == align) return p;
     }
     if (!g_lt) {
         cublasCheck(cublasLtCreate(&g_lt));
@@ -58,7 +66,7 @@ static LtPlan *plan_get(int N, int C, int OC, int bias) {
     LtPlan *p = &g_plans[g_next];
     g_next = (g_next + 1) % LT_PLANS;
     plan_destroy(p);
-    *p = (LtPlan){.N = N, .C = C, .OC = OC, .bias = bias};
+    *p = (LtPlan){.N = N, .C = C, .OC = OC, .bias = bias, .align = align};
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
     cublasCheck(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasCheck(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
@@ -76,6 +84,11 @@ static LtPlan *plan_get(int N, int C, int OC, int bias) {
     size_t ws = LT_WORKSPACE;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
     cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    uint32_t al = (uint32_t)align; /* weights and outputs sit at offsets inside bigger buffers */
+    cublasLtMatmulPreferenceAttributes_t which[] = {
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+        CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES};
+    for (int i = 0; i < 4; i++) cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, which[i], &al, sizeof al));
     cublasLtMatmulHeuristicResult_t res;
     int found = 0;
     cublasCheck(cublasLtMatmulAlgoGetHeuristic(g_lt, p->op, p->a, p->b, p->d, p->d, pref, 1, &res, &found));
@@ -101,7 +114,8 @@ void matmul_forward_bf16_cuda(float *out, const float *inp, const uint16_t *weig
     __nv_bfloat16 *x = (__nv_bfloat16 *)cuda_scratch(SCRATCH_BF16, sizeof(__nv_bfloat16) * (size_t)n);
     f32_to_bf16_kernel<<<ceil_div(n, 256), 256, 0, cuda_stream()>>>(x, inp, n);
     cudaCheckLaunch();
-    LtPlan *p = plan_get(N, C, OC, bias != NULL);
+    int align = min(ptr_align(weight), min(ptr_align(out), bias ? ptr_align(bias) : 256)); /* x: cudaMalloc, 256 */
+    LtPlan *p = plan_get(N, C, OC, bias != NULL, align);
     if (bias)
         cublasCheck(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     const float one = 1.0f, zero = 0.0f;

@@ -295,6 +295,7 @@ static size_t table_add(Model *m, const char *name, int64_t d0, int64_t d1, int 
     t->shape[1] = d1;
     t->dtype = m->split && d1 ? DT_BF16 : DT_F32;
     size_t *count = t->dtype == DT_BF16 ? &m->n_wbf : &m->n_params;
+    if (t->dtype == DT_BF16) *count = (*count + 127) & ~(size_t)127; /* 256-byte aligned: what GEMM kernels like */
     t->offset = *count;
     t->transposed = transposed;
     *count += (size_t)d0 * (d1 ? d1 : 1);

@@ -23,12 +23,13 @@ static Dims dims_of(const Model *m) {
  * it, and always for packed batches. Training keeps the T^2 path, whose probabilities backward reads. */
 static int flash_attention(const Model *m) { return !m->grad_enabled && m->be->attention_varlen_forward; }
 
-/* Carves every activation buffer for (B,T,M) out of one allocation (walk once with base NULL to size). */
+/* Carves every activation buffer for (B,T,M) out of one allocation (walk once with base NULL to size), each
+ * starting at a multiple of 256 bytes (cudaMalloc is 256-byte aligned: the GEMMs get aligned operands). */
 static size_t carve(Model *m, float *base, int B, int T, int M) {
     Dims d = dims_of(m);
     size_t N = (size_t)B * T, off = 0, LA = d.LA, heads = m->cfg.head == HEAD_LM ? (size_t)d.V : 1;
     Acts *a = &m->a;
-#define TAKE(ptr, count) do { a->ptr = base ? base + off : NULL; off += (count); } while (0)
+#define TAKE(ptr, count) do { a->ptr = base ? base + off : NULL; off = (off + (count) + 63) & ~(size_t)63; } while (0)
     TAKE(enc, N * d.C);
     TAKE(ln1, LA * N * d.C); TAKE(ln1_mean, LA * N); TAKE(ln1_rstd, LA * N);
     size_t t2 = !flash_attention(m); /* the (B,NH,T,T) probabilities only for the T^2 path */
