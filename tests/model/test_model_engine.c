@@ -62,6 +62,16 @@ int cmd_packed(const char *case_dir, int inference) {
     Batch b;
     batch_load(&b, &st, m);
     int n = b.B;
+    if (model_config(m)->reward_head == RHEAD_ARMO) { /* gating rows need the padded layout: refused, one line */
+        float r[64];
+        const int32_t *one[1] = {b.ids};
+        CHECK(model_reward_packed(m, one, b.lens, 1, NULL, r, NULL) == -1);
+        batch_free(&b);
+        safetensors_close(&st);
+        free(refp);
+        model_free(m);
+        TEST_MAIN_END();
+    }
     int32_t **seqs = xmalloc(sizeof(int32_t *) * 2 * n);
     int *lens = xmalloc(sizeof(int) * 2 * n);
     float *plain = xmalloc(sizeof(float) * 2 * n);
