@@ -225,6 +225,8 @@ int model_backend_supports(const ModelConfig *c, const Backend *be, const char *
 static void attn_forward(Model *m, int l, float *out, float *att, const float *qkv, int B, int T) {
     const ModelConfig *c = &m->cfg;
     if (flash_attention(m)) {
+        if (m->pad_rows) /* padded queries are no segment's: keep their rows finite (ops.h) for the ops after */
+            m->be->zero(out, sizeof(float) * (size_t)B * T * c->n_head * c->head_dim);
         m->be->attention_varlen_forward(out, NULL, qkv, m->a.segs, m->S, c->n_head, c->n_kv_head, c->head_dim,
                                         c->attn_scale, c->attn_softcap, c->layer_window[l] ? c->sliding_window : 0);
         return;
@@ -409,7 +411,11 @@ static void run_forward(Model *m, const int32_t *ids, const int *lens, const int
     m->M = M;
     int *ids_i = xmalloc(sizeof(int) * (size_t)B * T), *segs = xmalloc(sizeof(int) * 4 * (size_t)B);
     for (size_t i = 0; i < (size_t)B * T; i++) ids_i[i] = ids[i];
-    for (int b = 0; b < B; b++) segs[4 * b] = b * T, segs[4 * b + 1] = lens[b], segs[4 * b + 2] = segs[4 * b + 3] = 0;
+    m->pad_rows = 0;
+    for (int b = 0; b < B; b++) {
+        segs[4 * b] = b * T, segs[4 * b + 1] = lens[b], segs[4 * b + 2] = segs[4 * b + 3] = 0;
+        m->pad_rows |= lens[b] < T;
+    }
     be->to_backend(m->a.ids, ids_i, sizeof(int) * (size_t)B * T);
     be->to_backend(m->a.lens, lens, sizeof(int) * B);
     be->to_backend(m->a.rows, m->rows_host, sizeof(int) * M);
@@ -429,6 +435,7 @@ void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *
     m->T = N;
     m->M = M;
     m->last = 0; /* packed forwards are scoring only */
+    m->pad_rows = 0; /* the segments cover the stream */
     be->to_backend(m->a.ids, ids, sizeof(int) * (size_t)N);
     be->to_backend(m->a.pos, pos, sizeof(int) * (size_t)N);
     be->to_backend(m->a.segs, segs, sizeof(int) * 4 * (size_t)S);

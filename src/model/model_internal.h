@@ -85,6 +85,7 @@ struct Model {
     /* last forward */
     int last;         /* 0 none, 1 reward, 2 logprobs */
     int B, T, M, S;
+    int pad_rows;     /* the (B,T) batch has padded rows (flash attention leaves them to be zeroed) */
     int *rows_host;   /* (M) */
     float *tok_logp;  /* (B,T) host */
     size_t tok_cap;
