@@ -24,9 +24,9 @@ void rmsnorm_forward_cuda(float *out, float *rstd, const float *inp, const float
 void rmsnorm_backward_cuda(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                            const float *rstd, int N, int C);
 /* pointwise.cu */
-void residual_forward_cuda(float *out, const float *inp1, const float *inp2, int n);
-void gelu_forward_cuda(float *out, const float *inp, int n);
-void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, int n);
+void residual_forward_cuda(float *out, const float *inp1, const float *inp2, size_t n);
+void gelu_forward_cuda(float *out, const float *inp, size_t n);
+void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n);
 void swiglu_forward_cuda(float *out, const float *inp, int N, int F);
 void swiglu_backward_cuda(float *dinp, const float *dout, const float *inp, int N, int F);
 void rope_forward_cuda(float *qkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD);

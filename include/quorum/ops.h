@@ -22,7 +22,8 @@
  *  - Ops run in stream order on the backend; copies to/from host are synchronous (they wait for the
  *    queued ops), so no separate synchronize is needed.
  *  - Naming: backend B implements field `op` as `op_B` (matmul_forward_cpu, matmul_forward_cuda); the tables
- *    are built with designated initializers; an entry no caller uses is dropped, not kept "for completeness".
+ *    are built by QUORUM_BACKEND_TABLE from the one list of entries below the struct (designated initializers);
+ *    an entry no caller uses is dropped, not kept "for completeness".
  */
 #ifndef QUORUM_OPS_H
 #define QUORUM_OPS_H
@@ -93,10 +94,10 @@ typedef struct Backend {
                              int N, int C);
 
     /* ---- elementwise ---- */
-    void (*residual_forward)(float *out, const float *inp1, const float *inp2, int n); /* (n) = inp1 + inp2 */
+    void (*residual_forward)(float *out, const float *inp1, const float *inp2, size_t n); /* (n) = inp1 + inp2 */
     /* GPT-2 gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-    void (*gelu_forward)(float *out, const float *inp, int n);                    /* (n) */
-    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, int n);/* (n) += */
+    void (*gelu_forward)(float *out, const float *inp, size_t n);                    /* (n) */
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);/* (n) += */
     /* SwiGLU: inp rows are [gate | up] (the fused gate_proj;up_proj matmul), out = silu(gate) * up */
     void (*swiglu_forward)(float *out,          /* (N,F) */
                            const float *inp,    /* (N,2F) */
@@ -236,6 +237,24 @@ typedef struct Backend {
     void (*relu_forward)(float *out, const float *inp, size_t n);
     void (*relu_backward)(float *dinp, const float *dout, const float *out, size_t n);
 } Backend;
+
+/* Every entry of the table after `name`, once, in field order: a backend builds its table from this list with
+ * its own suffix (QUORUM_BACKEND_TABLE(cpu) wants matmul_forward_cpu, ...), so the tables cannot drift apart
+ * and C++'s designated initializers (which must follow the field order) hold. */
+#define QUORUM_BACKEND_OPS(X) \
+    X(alloc) X(free) X(to_backend) X(to_host) X(zero) X(matmul_forward) X(matmul_backward) \
+    X(matmul_forward_bf16) X(layernorm_forward) X(layernorm_backward) X(rmsnorm_forward) X(rmsnorm_backward) \
+    X(residual_forward) X(gelu_forward) X(gelu_backward) X(swiglu_forward) X(swiglu_backward) X(rope_forward) \
+    X(rope_backward) X(attention_forward) X(attention_backward) X(attention_varlen_forward) \
+    X(embedding_forward) X(embedding_forward_bf16) X(embedding_backward) X(gather_forward) X(gather_backward) \
+    X(logprob_forward) X(logprob_backward) X(adamw_update) X(qknorm_forward) X(qknorm_backward) \
+    X(attention_ex_forward) X(attention_ex_backward) X(geglu_forward) X(geglu_backward) X(scale_forward) \
+    X(softcap_forward) X(softcap_backward) X(relu_forward) X(relu_backward)
+#define QUORUM_BACKEND_ENTRY_(op, suffix) .op = op##_##suffix,
+#define QUORUM_BACKEND_ENTRY_cpu(op) QUORUM_BACKEND_ENTRY_(op, cpu)
+#define QUORUM_BACKEND_ENTRY_cuda(op) QUORUM_BACKEND_ENTRY_(op, cuda)
+/* {.name = "cpu", .alloc = alloc_cpu, ...}: the designated initializers of backend `suffix` (cpu, cuda) */
+#define QUORUM_BACKEND_TABLE(suffix) {.name = #suffix, QUORUM_BACKEND_OPS(QUORUM_BACKEND_ENTRY_##suffix)}
 
 extern const Backend backend_cpu;
 #ifdef QUORUM_HAVE_CUDA

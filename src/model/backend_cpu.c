@@ -230,19 +230,19 @@ static void rmsnorm_backward_cpu(float *dinp, float *dweight, const float *dout,
 }
 
 /* ---- elementwise ---- */
-static void residual_forward_cpu(float *out, const float *a, const float *b, int n) {
-    for (int i = 0; i < n; i++) out[i] = a[i] + b[i];
+static void residual_forward_cpu(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
-static void gelu_forward_cpu(float *out, const float *inp, int n) {
-    for (int i = 0; i < n; i++) {
+static void gelu_forward_cpu(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
     }
 }
-static void gelu_backward_cpu(float *dinp, const float *inp, const float *dout, int n) {
-    for (int i = 0; i < n; i++) {
+static void gelu_backward_cpu(float *dinp, const float *inp, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++) {
         float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x), th = tanhf(u);
         float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du);
@@ -593,29 +593,4 @@ const Backend *backend_get(const char *name) {
 static void to_backend_cpu(void *dst, const void *src, size_t bytes) { copy_cpu(dst, src, bytes); }
 static void to_host_cpu(void *dst, const void *src, size_t bytes) { copy_cpu(dst, src, bytes); }
 
-const Backend backend_cpu = {
-    .name = "cpu",
-    .alloc = alloc_cpu, .free = free_cpu, .to_backend = to_backend_cpu, .to_host = to_host_cpu,
-    .zero = zero_cpu,
-    .matmul_forward = matmul_forward_cpu, .matmul_backward = matmul_backward_cpu,
-    .matmul_forward_bf16 = matmul_forward_bf16_cpu,
-    .layernorm_forward = layernorm_forward_cpu, .layernorm_backward = layernorm_backward_cpu,
-    .rmsnorm_forward = rmsnorm_forward_cpu, .rmsnorm_backward = rmsnorm_backward_cpu,
-    .residual_forward = residual_forward_cpu,
-    .gelu_forward = gelu_forward_cpu, .gelu_backward = gelu_backward_cpu,
-    .swiglu_forward = swiglu_forward_cpu, .swiglu_backward = swiglu_backward_cpu,
-    .rope_forward = rope_forward_cpu, .rope_backward = rope_backward_cpu,
-    .attention_forward = attention_forward_cpu, .attention_backward = attention_backward_cpu,
-    .embedding_forward = embedding_forward_cpu, .embedding_forward_bf16 = embedding_forward_bf16_cpu,
-    .embedding_backward = embedding_backward_cpu,
-    .gather_forward = gather_forward_cpu, .gather_backward = gather_backward_cpu,
-    .logprob_forward = logprob_forward_cpu, .logprob_backward = logprob_backward_cpu,
-    .adamw_update = adamw_update_cpu,
-    .qknorm_forward = qknorm_forward_cpu, .qknorm_backward = qknorm_backward_cpu,
-    .attention_ex_forward = attention_ex_forward_cpu, .attention_ex_backward = attention_ex_backward_cpu,
-    .attention_varlen_forward = attention_varlen_forward_cpu,
-    .geglu_forward = geglu_forward_cpu, .geglu_backward = geglu_backward_cpu,
-    .scale_forward = scale_forward_cpu,
-    .softcap_forward = softcap_forward_cpu, .softcap_backward = softcap_backward_cpu,
-    .relu_forward = relu_forward_cpu, .relu_backward = relu_backward_cpu,
-};
+const Backend backend_cpu = QUORUM_BACKEND_TABLE(cpu);

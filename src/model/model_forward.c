@@ -164,7 +164,7 @@ static void embed_forward(Model *m, int B, int T, const int *pos) {
     size_t nc = (size_t)B * T * m->cfg.d_model;
     embed_lookup(m, m->a.enc, m->a.ids, m->wte, OFF_NONE, B, T);
     embed_lookup(m, m->a.proj, m->a.pos, m->wpe, OFF_NONE, B, T); /* wpe rows by position, as a lookup */
-    m->be->residual_forward(m->a.enc, m->a.enc, m->a.proj, (int)nc);
+    m->be->residual_forward(m->a.enc, m->a.enc, m->a.proj, nc);
 }
 
 /* A norm weight as the op sees it: 1 + w for Gemma (norm1p), else the parameter itself. */
@@ -251,13 +251,13 @@ static void attn_backward(Model *m, int l, float *dqkv, const float *dout, const
 }
 
 static void act_forward(Model *m, float *fca, const float *fch, int N, int F) {
-    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_forward(fca, fch, N * F);
+    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_forward(fca, fch, (size_t)N * F);
     else if (m->cfg.act == ACT_GEGLU) m->be->geglu_forward(fca, fch, N, F);
     else m->be->swiglu_forward(fca, fch, N, F);
 }
 
 static void act_backward(Model *m, float *dfch, const float *dfca, const float *fch, int N, int F) {
-    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_backward(dfch, fch, dfca, N * F);
+    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_backward(dfch, fch, dfca, (size_t)N * F);
     else if (m->cfg.act == ACT_GEGLU) m->be->geglu_backward(dfch, dfca, fch, N, F);
     else m->be->swiglu_backward(dfch, dfca, fch, N, F);
 }
@@ -308,13 +308,13 @@ static void trunk_forward(Model *m, int B, int T, const int *pos) {
         attn_forward(m, l, a.atty, a.att, a.qkv, B, T);
         linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
-        be->residual_forward(a.res2, a.x, m->a.proj, (int)nc);
+        be->residual_forward(a.res2, a.x, m->a.proj, nc);
         norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
         linear_forward(m, a.fch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
         act_forward(m, a.fca, a.fch, N, d.F);
         linear_forward(m, c->post_norms ? a.po2 : m->a.proj, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
-        be->residual_forward(a.res3, a.res2, m->a.proj, (int)nc);
+        be->residual_forward(a.res3, a.res2, m->a.proj, nc);
     }
 }
 

@@ -187,12 +187,12 @@ static void case_elementwise(int N, int F) {
         const Backend *be = BE[k];
         float *d_x1 = a_up(&a, x1, 2 * n), *d_x2 = a_up(&a, x2, n), *d_dout = a_up(&a, dout, n);
         float *d_out = a_nan(&a, n), *d_g1 = a_up(&a, g1, 2 * n);
-        be->residual_forward(d_out, d_x1, d_x2, (int)n);
+        be->residual_forward(d_out, d_x1, d_x2, n);
         res.r[k] = a_down(&a, d_out, n);
         float *d_gelu = a_nan(&a, n);
         be->to_backend(d_g1, g1, 2 * n * sizeof(float));
-        be->gelu_forward(d_gelu, d_x1, (int)n);
-        be->gelu_backward(d_g1, d_x1, d_dout, (int)n);
+        be->gelu_forward(d_gelu, d_x1, n);
+        be->gelu_backward(d_g1, d_x1, d_dout, n);
         gelu.r[k] = a_down(&a, d_gelu, n);
         take_delta(&dgelu, k, &a, d_g1, g1, n);
         float *d_sw = a_nan(&a, n);
