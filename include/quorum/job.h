@@ -92,15 +92,26 @@ typedef struct {
     float p;                         /* margin_*: fraction of pairs with the lowest mean margin (default 0.1) */
 } JobClean;
 
-typedef enum { DPO_SIGMOID = 0, DPO_IPO, DPO_HINGE, DPO_ROBUST } DpoLoss;
+/* TRL's DPOTrainer loss_type values (definitions: quorum/train.h), then two pre-2026 TRL forms under
+ * their own names: cdpo (sigmoid with label smoothing) and ipo_mean (ipo on length-averaged log-probs). */
+typedef enum {
+    DPO_SIGMOID = 0, DPO_IPO, DPO_HINGE, DPO_ROBUST, DPO_EXO_PAIR, DPO_NCA_PAIR, DPO_BCO_PAIR, DPO_SPPO_HARD,
+    DPO_AOT, DPO_AOT_UNPAIRED, DPO_APO_ZERO, DPO_APO_DOWN, DPO_DISCOPOP, DPO_SFT, DPO_SIGMOID_NORM, DPO_CDPO,
+    DPO_IPO_MEAN, DPO_N_LOSSES
+} DpoLoss;
 
 typedef struct {
     int enabled;                     /* 1 when the "dpo" object is present */
     char policy[JOB_STR];            /* REQUIRED when enabled: HF causal-LM folder */
     char corpus[256];                /* which cleaned corpus to train on (default: all, concatenated) */
-    DpoLoss loss;                    /* "sigmoid" (default) | "ipo" | "hinge" | "robust" */
+    DpoLoss loss;                    /* a loss_type name of quorum/train.h, default "sigmoid" */
     float beta;                      /* default 0.1 */
-    float label_smoothing;           /* cDPO / robust epsilon, default 0 */
+    float label_smoothing;           /* robust/cdpo/exo_pair/aot epsilon, default 0 (others: must be 0) */
+    float discopop_tau;              /* discopop temperature, default 0.05 (TRL's) */
+    int lora_r;                      /* LoRA rank, default 0 = full fine-tuning (quorum/train.h LoraCfg) */
+    float lora_alpha;                /* default 32 */
+    float lora_dropout;              /* must be 0 */
+    char lora_targets[256];          /* comma-separated module names; default all Llama projections */
     float lr;                        /* default 5e-6 */
     float weight_decay;              /* default 0 */
     float grad_clip;                 /* global norm, default 1.0; 0 disables */

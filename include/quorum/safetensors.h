@@ -76,5 +76,7 @@ typedef struct {
  * model-00001-of-0000K.safetensors ... plus model.safetensors.index.json. Tensors are never split;
  * each file is written to a temp name and renamed. 0 or -1. */
 int safetensors_write(const char *dir, const StWrite *ts, int n, size_t max_shard_bytes);
+/* All n tensors into one file dir/file (e.g. a PEFT "adapter_model.safetensors"), F32, temp + rename. 0 or -1. */
+int safetensors_write_file(const char *dir, const char *file, const StWrite *ts, int n);
 
 #endif /* QUORUM_SAFETENSORS_H */

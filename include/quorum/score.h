@@ -1,9 +1,46 @@
 /*
- * quorum/score.h - committee scoring: members, rank assignment, score files.
+ * quorum/score.h - committee scoring: members, the schedule of work units over ranks, score files.
  *
- * Rank assignment: with R ranks and N members, rank r hosts member r % N; the ranks hosting member m
- * (r = m, m+N, m+2N, ...) split that member's shards round-robin: the j-th of them takes shards
- * k with k % count_m == j. With R < N a rank hosts members r, r+R, r+2R, ... in turn.
+ * Work units: (member, corpus, shard). A shard is always scored whole by one rank, in batches fixed by the
+ * shard and batch_size, so a pair's rewards never depend on which rank scored it or on the schedule.
+ *
+ * Dynamic schedule (the default; src/score/score_dispatch.c, score_sched.c): rank 0 runs a dispatcher
+ * thread (needs MPI_THREAD_MULTIPLE, which `quorum` asks for at MPI_Init_thread) that hands out units
+ * one at a time to whichever rank asks, rank 0's own scoring included. A thread polling MPI_Test every
+ * millisecond rather than MPI_Fetch_and_op counters: Open MPI 4.1 over TCP has no asynchronous progress,
+ * so a one-sided request to rank 0 could wait as long as rank 0 spends scoring a shard.
+ *   Cost model: cost(unit) = text bytes of the shard (2 x prompt + chosen + rejected, from the shard's
+ *     dataset sizes: the manifest holds no token counts) x the member's parameter count (HF: the sum of
+ *     the safetensors tensors' element counts; builtin: 1). Only the order depends on it.
+ *   Choice for a rank that asks, holding members H (see "Memory budget"):
+ *     1. a member of H with units left: the one with the most cost left (no model load);
+ *     2. else a member no other rank holds: the most cost left (it must be loaded somewhere anyway);
+ *     3. else the member with the most cost left per holder, counting the asking rank (it joins the
+ *        longest tail: one large member spans ranks, its shards split among them).
+ *     Ties: the lower member index. Within a member, the largest unit first, so the tail is short.
+ *   Stop signal or error on any rank: the dispatcher hands out nothing more and answers "stop" to every
+ *   request; units in flight finish and are written; rank 0 then broadcasts the return value.
+ *   Progress (rank 0, every QUORUM_PROGRESS_SECS, default 10): pair-scores done / total, pair-scores/s,
+ *   ETA from the cost left, units done / total, and per member "name done/total [ranks holding it]". At
+ *   the end: "score: dynamic schedule, R rank(s): wall W s, work X s (..); busy r0 ..%" where work is the
+ *   sum of every rank's seconds inside units (loads included) and busy is that rank's share of the wall.
+ *   Schedule log: <out_dir>/scores/schedule.jsonl (schedule.<corpus>.jsonl for a --corpus run), written
+ *   atomically by rank 0, one line per unit this run scored: {"corpus","member","shard","pairs","rank",
+ *   "cost","predicted_s","seconds","load_s","given_s"}, predicted_s = cost x (this run's seconds per cost
+ *   unit), given_s = when the unit was handed out (seconds after the start of the scoring loop).
+ * Static schedule (QUORUM_SCORE_SCHEDULE=static, or an MPI without MPI_THREAD_MULTIPLE, said in one log
+ * line): score_owner() below; rounds of one unit per rank, each ended by one allreduce carrying the stop
+ * flag, errors and progress. Kept to compare against (benchmarks/sched.sh) and as the fallback.
+ *
+ * Memory budget: QUORUM_RANK_MEM_GB (per rank; unset or 0: one member open at a time). A member's size
+ * is its fp32 weights, 4 B x parameters (every backend holds fp32; a builtin member counts 1). Before
+ * opening a member, a rank closes least recently used members until the open ones plus the new one fit
+ * the budget, so several small members stay loaded together and the budget is never exceeded, except by
+ * a member larger than the budget on its own: it is loaded alone, with a warning line.
+ *
+ * Resume: the score files are the completion record. Every run lists the units whose file is not current
+ * (rank r checks units u with u % R == r; one allreduce merges), so a killed or preempted job restarts
+ * with any number of ranks and scores only the missing units.
  *
  * Score files (one per corpus x member x shard, so a restarted job skips finished work):
  *   <out_dir>/scores/<corpus>/<member>/shard-00000.h5
@@ -34,8 +71,7 @@
  *
  * Preemption: score_job polls quorum_stop_requested() (quorum/signal.h) after every shard; on
  * SIGUSR1/SIGTERM every rank finishes its shard in flight, writes it, and score_job returns
- * QUORUM_EXIT_REQUEUE (99) on every rank. Work proceeds in rounds of one shard per rank, each ended by
- * one small allreduce that carries the stop flag, errors and progress.
+ * QUORUM_EXIT_REQUEUE (99) on every rank (0 when every unit was written anyway).
  *
  * Test-only hooks (environment variables, never set in production):
  *   QUORUM_TEST_DIE_AFTER_SHARDS=k  rank 1 (rank 0 in a 1-rank run) raises SIGKILL right after writing
@@ -43,6 +79,9 @@
  *   QUORUM_TEST_SLOW_SHARD_MS=ms    every rank sleeps ms after each shard (so a test can signal mid-run)
  *   QUORUM_TEST_HOLD_FILE=path      every rank waits after each shard while path exists (120 s at most): a
  *                                   test holds a run busy for exactly as long as its checks take
+ *   QUORUM_TEST_UNIT_LOG=path       every rank appends "corpus member shard rank" per score file written
+ *   QUORUM_TEST_SLOW_MEMBER_US=name:us[,name:us]  the member sleeps us per pair after scoring (counted as
+ *                                   busy): members of known, unequal cost for benchmarks/sched.sh
  */
 #ifndef QUORUM_SCORE_H
 #define QUORUM_SCORE_H
@@ -81,8 +120,10 @@ void member_close(Member *m);
 int member_hf_open(Member *m, const JobMember *cfg);
 int member_hf_open_template(Member *m, const JobMember *cfg); /* tokenizer + template only: for check */
 
-/* The rank that scores (member, shard) under the assignment above, with world ranks. The vote uses the
- * same function, so each rank reads back exactly the files it (would have) scored. */
+/* The static schedule: with R ranks and N members, rank r hosts member r % N; the ranks hosting member m
+ * (r = m, m+N, m+2N, ...) split that member's shards round-robin: the j-th of them takes shards k with
+ * k % count_m == j. With R < N a rank hosts members r, r+R, r+2R, ... in turn. Returns the rank of
+ * (member, shard). (The vote reads score files by a rule of its own, whoever scored them.) */
 int score_owner(int member, int64_t shard, int n_members, int world);
 
 /* corpus_manifest_read, except that a missing manifest (corpus never ingested) is reported in one

@@ -2,14 +2,8 @@
  * quorum/train.h - data-parallel DPO and Bradley-Terry reward-model training (CPU reference backend).
  *
  * Layers, bottom up; each is a pure function or a small struct so it can be tested on its own:
- *   1. losses      DPO (sigmoid/cDPO, ipo, hinge, robust) and Bradley-Terry, forward + backward over
- *                  per-sequence values (log-prob sums or rewards). Formulas as TRL's DPOTrainer and
- *                  RewardTrainer: z = (pi_c - pi_r) - (ref_c - ref_r)
- *                    sigmoid  -(1-e) logsig(b z) - e logsig(-b z)          (e = label_smoothing: cDPO)
- *                    robust   (-(1-e) logsig(b z) + e logsig(-b z)) / (1-2e) (Chowdhury et al. 2024)
- *                    hinge    relu(1 - b z)
- *                    ipo      (z - 1/(2b))^2   (the trainer feeds length-averaged log-probs, as TRL)
- *                    BT       -logsig(r_c - r_r - margin) + center * (r_c + r_r)^2
+ *   1. losses      the DPO family (TRL's DPOTrainer loss_type list, definitions in section 1) and
+ *                  Bradley-Terry, forward + backward over per-sequence values (log-prob sums or rewards).
  *   2. optimizer   AdamW with fp32 master weights (decoupled decay, bias correction, torch semantics),
  *                  HF-style warmup + constant/cosine schedule, global-norm clipping (torch semantics).
  *   3. trainer     one loop for DPO and RM: a global batch of pairs per optimizer step, split into
@@ -34,23 +28,71 @@
 
 /* ---------------------------------------------------------------- 1. losses */
 
+/* The DPO losses, named and defined as TRL's DPOTrainer (v1.x docs and dpo_trainer.py, 2026) unless
+ * noted. Per pair i, with policy/reference completion log-prob sums pc, pr, rc, rr:
+ *   c = pc - rc   r = pr - rr   z = c - r      b = beta, e = label_smoothing, s = sigmoid, ls = log s
+ *   sigmoid       -ls(b z)                                              DPO, Rafailov et al. 2023
+ *   hinge         relu(1 - b z)                                         RSO/SLiC, Liu et al. 2023
+ *   ipo           (z - 1/(2b))^2  on SUMMED log-probs (current TRL)    IPO, Azar et al. 2023 (Eq. 17)
+ *   robust        (-(1-e) ls(b z) + e ls(-b z)) / (1-2e),  e in [0,.5)  rDPO, Chowdhury et al. 2024
+ *   exo_pair      KL(softmax(b (c, r)) || (1-e, e))
+ *                 = s(bz)(ls(bz) - log(1-e)) + s(-bz)(ls(-bz) - log e), e in (0,1), TRL suggests 1e-3
+ *                                                                       EXO, Ji et al. 2024 (Eq. 16)
+ *   nca_pair      -ls(b c) - ls(-b c)/2 - ls(-b r)/2                    NCA, Chen et al. 2024
+ *   bco_pair      -ls(b c) - ls(-b r)                                   BCO, Jung et al. 2024 (TRL: no running delta)
+ *   sppo_hard     (c - 1/(2b))^2 + (r + 1/(2b))^2                       SPPO, Wu et al. 2024 (hard labels)
+ *   aot           sort(pc - pr) and sort(rc - rr) over the B pairs; d_j = j-th - j-th;
+ *                 -(1-e) ls(b d_j) - e ls(-b d_j)                       AOT, Melnyk et al. 2024 (paired)
+ *   aot_unpaired  as aot with d_j = sort(c)_j - sort(r)_j               AOT (unpaired)
+ *   apo_zero      1 - s(b c) + s(b r)                                   APO, D'Oosterlinck et al. 2024 (Eq. 7)
+ *   apo_down      s(b c) + 1 - s(b z)                                   APO (Eq. 8)
+ *   discopop      u = b z, m = s(u / tau): -ls(u)(1-m) + exp(-u) m      DiscoPOP, Lu et al. 2024 (Eq. 5)
+ *   sft           -sum_i pc_i / sum_i nc_i  (token-mean NLL of the chosen completions)
+ *   sigmoid_norm  sigmoid with c = (pc - rc)/nc, r = (pr - rr)/nr (nc, nr: completion tokens)  SimPO-style
+ * and TRL's pre-2026 forms under their own names (TRL changed them; quorum keeps both, explicitly):
+ *   cdpo          -(1-e) ls(b z) - e ls(-b z), e in [0, .5]: TRL's old "sigmoid" with label_smoothing
+ *                 (cDPO, Mitchell 2023). TRL's sigmoid now ignores label_smoothing; quorum refuses a
+ *                 non-zero label_smoothing for any loss that does not use it instead of ignoring it.
+ *   ipo_mean      ipo on length-averaged log-probs (c, r as sigmoid_norm): TRL's earlier ipo.
+ * aot, aot_unpaired and sft are batch-level: they couple the B pairs given to one call (TRL: the
+ * per-device batch), so with these losses results depend on the micro-batch split (rank count and
+ * grad_accum); every other loss is a sum of per-pair terms. */
 typedef struct {
     DpoLoss type;
     float beta;
     float label_smoothing;
+    float discopop_tau;   /* discopop only (TRL default 0.05) */
 } DpoLossCfg;
 
-/* Sums over pairs of what TRL logs (divide by the pair count for the means). */
+/* One micro-batch of B pairs, each array (B,). */
+typedef struct {
+    int B;
+    const float *pc, *pr;   /* policy log-prob sums over the chosen / rejected completion tokens */
+    const float *rc, *rr;   /* reference model, same */
+    const float *nc, *nr;   /* completion token counts; required when dpo_loss_needs_counts(), else may be NULL */
+} DpoBatch;
+
+typedef struct { float *dpc, *dpr, *drc, *drr; } DpoGrads; /* (B,) each; a NULL array is skipped */
+
+/* Sums over pairs of what TRL logs (divide by the pair count for the means). Rewards are always
+ * b * (unnormalized) log-ratios, as TRL logs them. */
 typedef struct {
     double loss, reward_chosen, reward_rejected, accuracy, margin, logp_chosen, logp_rejected;
     double n; /* pairs summed */
 } PairMetrics;
 
-/* B pairs: policy (pc, pr) and reference (rc, rr) per-sequence log-probs, each (B,). Returns the SUM of
- * per-pair losses; writes scale * dloss_i/d{pc,pr,rc,rr}[i] into the non-NULL grad arrays (B,);
- * adds to *met when non-NULL. scale is typically 1/global_batch (the loss is a mean over pairs). */
-double dpo_loss(const DpoLossCfg *c, int B, const float *pc, const float *pr, const float *rc,
-                const float *rr, float scale, float *dpc, float *dpr, float *drc, float *drr, PairMetrics *met);
+/* Returns the SUM over the B pairs of the per-pair losses (batch-level losses: B x their batch value, so
+ * that dividing by the pair count gives TRL's mean); writes scale * dloss/d{pc,pr,rc,rr} into *g when
+ * non-NULL; adds to *met when non-NULL. scale is typically 1/global_batch (the loss is a mean over pairs). */
+double dpo_loss(const DpoLossCfg *c, const DpoBatch *x, float scale, const DpoGrads *g, PairMetrics *met);
+
+/* 1 when the loss reads DpoBatch.nc/nr (sft, sigmoid_norm, ipo_mean). */
+int dpo_loss_needs_counts(DpoLoss t);
+/* 0 when beta, label_smoothing and discopop_tau are valid for the loss, else -1 with the reason (naming
+ * the loss, the value and what is accepted) in why. */
+int dpo_loss_check(const DpoLossCfg *c, char *why, size_t n);
+/* A loss_type name -> DpoLoss. 0, or -1 for an unknown name (dpo_loss_name(i), i < DPO_N_LOSSES, lists them). */
+int dpo_loss_parse(const char *name, DpoLoss *out);
 
 /* Bradley-Terry reward loss over B pairs of rewards (B,), as dpo_loss. Metrics: reward_* are the mean
  * rewards, accuracy is r_c > r_r, margin r_c - r_r; logp_* unused. */
@@ -75,8 +117,10 @@ void optim_defaults(OptimCfg *o); /* lr 5e-6, betas (0.9, 0.999), eps 1e-8, wd 0
 float lr_at(const OptimCfg *o, int step);
 
 /* In-place clip of g[0..n) to global norm max_norm given its already-computed norm (torch
- * clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when < 1). */
+ * clip_grad_norm_: coef = max_norm / (norm + 1e-6), applied when < 1). grad_clip_coef: that factor, 1
+ * when no clipping applies. */
 void grad_clip_apply(float *g, size_t n, double norm, float max_norm);
+float grad_clip_coef(double norm, float max_norm);
 
 /* One AdamW update of p[0..n) with grads g and moments m, v; t is the 1-based step (bias correction).
  * decay (n,) or NULL: weight decay applies where decay[i] is 1 (NULL: everywhere). */
@@ -85,9 +129,34 @@ void adamw_update(float *p, const float *g, float *m, float *v, const uint8_t *d
 
 /* ---------------------------------------------------------------- 3. trainer */
 
+/* The trainer's operations on parameter-sized fp32 buffers, one table per backend (src/train/train_ops.c):
+ * train_ops_cpu works on host memory; train_ops_cuda (QUORUM_HAVE_CUDA) on device memory, so a model on
+ * the CUDA backend trains without its params or grads leaving the GPU (except checkpoints and, ZeRO-1,
+ * the host-staged all-gather). Collectives are over MPI_COMM_WORLD. */
+typedef struct {
+    const char *name;
+    float *(*alloc_zeroed)(size_t n);                       /* AdamW moments */
+    void (*free)(float *x);
+    void (*to_host)(float *host_dst, const float *src, size_t n);
+    void (*to_device)(float *dst, const float *host_src, size_t n);
+    /* in-place SUM of g[0..n) over ranks (CPU: buckets of `bucket` floats, overlapped); returns the L2
+     * norm of the summed gradient, identical on every rank */
+    double (*grads_allreduce)(float *g, size_t n, size_t bucket);
+    /* AdamW step t (1-based) on [0,n): g scaled by grad_scale first (clipping), decay (host, (n,) or
+     * NULL = everywhere) selects weight decay, torch semantics */
+    void (*adamw)(float *p, float *g, float *m, float *v, const uint8_t *decay, size_t n, float lr,
+                  float grad_scale, const OptimCfg *o, int t);
+    /* ZeRO-1: rank r's updated slice [displs[r], +counts[r]) of p (n) to every rank, in place */
+    void (*params_allgather)(float *p, size_t n, const int *counts, const int *displs);
+} TrainOps;
+extern const TrainOps train_ops_cpu;
+#ifdef QUORUM_HAVE_CUDA
+extern const TrainOps train_ops_cuda;
+#endif
+
 typedef struct TrainModel TrainModel;
 struct TrainModel {
-    float *params, *grads; /* flat fp32, n_params each; grads accumulate across backward calls */
+    float *params, *grads; /* flat fp32, n_params each (memory of ops); grads accumulate across backward calls */
     size_t n_params;
     /* ids (B,T) right-padded, lens (B,), mask (B,T): out[b] = per-sequence value (log-prob sum over the
      * mask for a policy, reward for a reward model). Keeps what backward needs. */
@@ -99,6 +168,8 @@ struct TrainModel {
     /* (n_params,) 1 where weight decay applies, or NULL for everywhere. HF Trainer's rule (what TRL
      * uses): no decay for biases and norm weights, i.e. the 1-D tensors of these architectures. */
     const uint8_t *decay_mask;
+    /* where params and grads live and how the trainer updates them; NULL = train_ops_cpu */
+    const TrainOps *ops;
     void *impl;
 };
 
@@ -126,6 +197,23 @@ void pair_truncate(int *np, int *prompt_start, int *nc, int *nr, int max_length,
 
 typedef enum { OBJ_DPO = 0, OBJ_BT = 1 } Objective;
 
+/* LoRA (Hu et al. 2021) on a DPO policy: each targeted weight W [out,in] trains as W0 + (alpha/r) B A,
+ * A [r,in] initialized as PEFT does (U(-1/sqrt(in), 1/sqrt(in))), B [out,r] zeros, so training starts at
+ * the base model, which is also the DPO reference (no second copy). Targets are module names matched
+ * against weight names "<...>.<target>.weight" (Llama family: q_proj k_proj v_proj o_proj gate_proj
+ * up_proj down_proj; GPT-2: c_attn c_proj c_fc). Only the adapters are trained, reduced, checkpointed
+ * and held in AdamW state. Exports: <out>/final = the merged full weights (an ordinary HF checkpoint),
+ * <out>/adapter = a PEFT folder (adapter_config.json + adapter_model.safetensors, tensors
+ * base_model.model.<module>.lora_A.weight / lora_B.weight, fan_in_fan_out for GPT-2's Conv1D).
+ * lora_dropout must be 0: adapters are merged into the weights for each step (exact gradients through
+ * the base model's backward), where dropout on the adapter's input has no place. */
+typedef struct {
+    int r;                /* rank; 0 = LoRA off (full fine-tuning) */
+    float alpha;          /* scale = alpha / r (default 32) */
+    float dropout;        /* must be 0 */
+    char targets[256];    /* comma-separated module names */
+} LoraCfg;
+
 typedef struct {
     Objective objective;
     DpoLossCfg dpo;             /* OBJ_DPO */
@@ -140,9 +228,20 @@ typedef struct {
     char out[1024];             /* metrics.jsonl, checkpoint/, final/ */
     size_t bucket_floats;       /* allreduce bucket size (default 1<<20) */
     int quiet;                  /* no per-step stdout lines */
+    LoraCfg lora;               /* OBJ_DPO: r > 0 trains adapters only */
 } TrainCfg;
 
 void train_cfg_defaults(TrainCfg *c);
+
+/* LoRA (src/train/lora.c). lora_check: 0, or -1 with the reason in why. lora_wrap: a TrainModel whose
+ * params are the adapters of `base` (a train_model_open policy, which must outlive it); 0 or -1 after one
+ * line. lora_merge_into_base writes W0 + s B A into the base's weights (before exporting it).
+ * lora_export_peft writes <out>/adapter (temp name, then renamed); base_dir is recorded in its config. */
+int lora_check(const LoraCfg *c, char *why, size_t n);
+int lora_wrap(TrainModel *out, TrainModel *base, const LoraCfg *c, uint64_t seed);
+void lora_merge_into_base(TrainModel *lora);
+int lora_export_peft(TrainModel *lora, const char *base_dir, const char *out);
+void lora_close(TrainModel *lora);
 
 /* Per-step log (what rank 0 writes to stdout and metrics.jsonl; tests read it back). */
 typedef struct {
@@ -167,9 +266,10 @@ void train_batch_order(uint64_t seed, int64_t n, int64_t count, int64_t *out);
 
 /* Computes data->ref_chosen/ref_rejected with model m over all ranks (each rank a slice of the pairs,
  * `batch` pairs per forward, then MPI_Allgatherv); caches them in `path` (HDF5: pair_id int64[n],
- * chosen, rejected float32[n], attr key = FNV-1a of the token data, the params and ipo_average) and
- * reuses a cache whose key matches. ipo_average: store mean per-token log-probs (TRL's ipo). 0 or -1. */
-int ref_logps_compute(TrainModel *m, TokPairs *data, int batch, const char *path, int ipo_average);
+ * chosen, rejected float32[n], attr key = FNV-1a of the token data and the params) and reuses a cache
+ * whose key matches. Values are completion log-prob SUMS; dpo_loss normalizes by length where a loss
+ * says so. 0 or -1. */
+int ref_logps_compute(TrainModel *m, TokPairs *data, int batch, const char *path);
 
 /* Fills a right-padded (B,T) batch of the sequences of pairs idx[0..B) (first all chosen, then all
  * rejected: 2B rows), the completion masks and the lengths; returns T. Buffers are grown as needed. */

@@ -2,8 +2,9 @@
  * quorum/vote.h - committee votes and agreement buckets.
  *
  * Member m agrees with the human label of pair i when chosen[m][i] - rejected[m][i] > margin (ties
- * disagree). Each rank counts the votes of the members it hosts for the shards it scored; one
- * MPI_Allreduce(SUM) over MPI_COMM_WORLD merges them into agree[i] (0..N).
+ * disagree). Each rank reads the score files of the (member m, shard k) with (k*N + m) % R == rank,
+ * whichever rank scored them, and counts their votes; one MPI_Allreduce(SUM) over MPI_COMM_WORLD merges
+ * them into agree[i] (0..N).
  *
  * Buckets (N members, h = ceil(high_frac * N), default high_frac 0.5):
  *   NoAgree   agree == 0

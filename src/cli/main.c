@@ -21,7 +21,7 @@ static const Command COMMANDS[] = {
     {"ingest", cmd_ingest, "read preference corpora (.jsonl/.jsonl.gz) into sharded HDF5"},
     {"export", cmd_export, "write ingested or cleaned shards back out as JSONL"},
     {"tokenize", cmd_tokenize, "encode/decode text with a Hugging Face tokenizer.json"},
-    {"score", cmd_score, "score every pair with every committee member (one member per rank group)"},
+    {"score", cmd_score, "score every pair with every committee member (units handed out over the ranks)"},
     {"vote", cmd_vote, "merge member votes with MPI_Allreduce into agreement buckets"},
     {"clean", cmd_clean, "Source-Aware Cleaning and the vote/margin cleaning family, with a ledger"},
     {"report", cmd_report, "bucket, accuracy, agreement and margin report (JSON, Markdown, PNG)"},
@@ -61,7 +61,10 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    mpiCheck(MPI_Init(&argc, &argv));
+    /* MPI_THREAD_MULTIPLE: the score stage's dispatcher thread on rank 0 (quorum/score.h); with less, score
+     * falls back to the static schedule and says so. */
+    int provided = MPI_THREAD_SINGLE;
+    mpiCheck(MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided));
     setvbuf(stderr, NULL, _IOLBF, 0);
     check_slurm_world();
     quorum_placement_init();

@@ -322,6 +322,10 @@ static int write_file(const char *dir, const char *name, const StWrite *ts, int 
     return ok ? 0 : -1;
 }
 
+int safetensors_write_file(const char *dir, const char *file, const StWrite *ts, int n) {
+    return write_file(dir, file, ts, 0, n);
+}
+
 int safetensors_write(const char *dir, const StWrite *ts, int n, size_t max_shard_bytes) {
     /* greedy split: a new shard starts when the next tensor would pass the limit */
     int *start = xmalloc(sizeof(int) * (n + 1)), k = 0;

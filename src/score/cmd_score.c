@@ -9,9 +9,9 @@ static void score_usage(FILE *f) {
     if (quorum_rank() != 0) return;
     fprintf(f, "usage: quorum score --job J [--corpus NAME]\n\n"
            "Scores every ingested pair of the job's corpora (or only NAME) with every committee member,\n"
-           "one score file per corpus x member x shard under <out_dir>/scores/. With R ranks and N members\n"
-           "rank r hosts member r %% N and the ranks of one member split its shards round-robin (R < N: a\n"
-           "rank hosts members r, r+R, ... in turn). Finished shards are skipped on a re-run.\n"
+           "one score file per corpus x member x shard under <out_dir>/scores/. Rank 0 hands the (member,\n"
+           "shard) units out to whichever rank asks, costliest first, keeping each rank on its loaded member\n"
+           "(QUORUM_SCORE_SCHEDULE=static: rank r hosts member r %% N). Finished shards are skipped on a re-run.\n"
            "SIGUSR1/SIGTERM: every rank finishes its shard in flight, writes it, and exits 99 (requeue).\n");
 }
 

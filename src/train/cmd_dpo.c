@@ -20,13 +20,21 @@ int cmd_dpo(int argc, char **argv) {
         {"policy", 's', o.policy, sizeof o.policy, "HF causal-LM folder (also the frozen reference)"},
         {"corpus-dir", 's', o.corpus_dir, sizeof o.corpus_dir, "corpus folder(s), comma-separated (manifest.json + shards)"},
         {"out", 's', o.out, sizeof o.out, "output: metrics.jsonl, ref_logps.h5, checkpoint/, final/"},
-        {"loss", 's', s.loss, sizeof s.loss, "sigmoid | ipo | hinge | robust (default sigmoid)"},
+        {"loss", 's', s.loss, sizeof s.loss, "a TRL loss_type: sigmoid (default) | hinge | ipo | robust | exo_pair | "
+         "nca_pair | bco_pair | sppo_hard | aot | aot_unpaired | apo_zero | apo_down | discopop | sft | sigmoid_norm; "
+         "or cdpo | ipo_mean (TRL's earlier sigmoid+label smoothing and length-averaged ipo)"},
         {"beta", 'f', &o.train.dpo.beta, 0, "DPO beta (default 0.1)"},
-        {"label-smoothing", 'f', &o.train.dpo.label_smoothing, 0, "cDPO / robust epsilon (default 0)"},
+        {"label-smoothing", 'f', &o.train.dpo.label_smoothing, 0, "robust / cdpo / exo_pair / aot epsilon (default 0)"},
+        {"discopop-tau", 'f', &o.train.dpo.discopop_tau, 0, "discopop temperature (default 0.05)"},
+        {"lora-r", 'i', &o.train.lora.r, 0, "LoRA rank; 0 = full fine-tuning (default 0)"},
+        {"lora-alpha", 'f', &o.train.lora.alpha, 0, "LoRA alpha, scale alpha/r (default 32)"},
+        {"lora-dropout", 'f', &o.train.lora.dropout, 0, "LoRA dropout (only 0 is supported)"},
+        {"lora-targets", 's', o.train.lora.targets, sizeof o.train.lora.targets,
+         "LoRA modules, comma-separated (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"},
         {"max-length", 'i', &o.max_length, 0, "prompt + response tokens (default 512)"},
         {"max-prompt-length", 'i', &o.max_prompt_length, 0, "prompt tokens kept when too long (default 256)"},
     };
-    int n = 9;
+    int n = 14;
     n += train_opts(opts + n, &o.train, &s);
     opts[n] = (Opt){0};
     if (cli_wants_help(argc, argv)) {

@@ -1,6 +1,8 @@
 /* model_adapter.c - a model.h Model as the trainer's TrainModel (policy: model_logprobs; reward model:
- * model_reward). CPU backend: params and grads are host memory the trainer and MPI use in place. */
+ * model_reward). On the CPU backend params and grads are host memory; on the CUDA backend they stay on
+ * the device and the trainer works on them through train_ops_cuda. */
 #include "internal.h"
+#include "quorum/backend.h"
 #include "quorum/common.h"
 #include "quorum/model.h"
 #include "quorum/train.h"
@@ -22,10 +24,22 @@ static void ad_backward(TrainModel *tm, const float *dout) {
 
 static void ad_zero_grad(TrainModel *tm) { model_zero_grad(tm->impl); }
 
-int train_model_open(TrainModel *tm, const char *dir, int want_reward) {
+/* backend_auto's choice (a GPU bound to this rank, unless QUORUM_BACKEND=cpu), or the CPU when asked. */
+static const Backend *train_backend(int cpu_only, const TrainOps **ops) {
+    const Backend *be = cpu_only ? &backend_cpu : backend_auto();
+    *ops = &train_ops_cpu;
+#ifdef QUORUM_HAVE_CUDA
+    if (be == &backend_cuda) *ops = &train_ops_cuda;
+#endif
+    return be;
+}
+
+int train_model_open(TrainModel *tm, const char *dir, int want_reward, int cpu_only) {
     Model *m = NULL;
     memset(tm, 0, sizeof *tm);
-    if (model_load(&m, dir, &backend_cpu)) return -1;
+    const TrainOps *ops;
+    const Backend *be = train_backend(cpu_only, &ops);
+    if (model_load(&m, dir, be)) return -1;
     const ModelConfig *c = model_config(m);
     if ((c->head == HEAD_REWARD) != !!want_reward) {
         quorum_input_error(dir, "config.json:architectures: %s is not a %s", c->architecture,
@@ -34,6 +48,7 @@ int train_model_open(TrainModel *tm, const char *dir, int want_reward) {
         return -1;
     }
     tm->impl = m;
+    tm->ops = ops;
     tm->params = model_params(m);
     tm->grads = model_grads(m);
     tm->n_params = model_n_params(m);

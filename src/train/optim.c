@@ -17,11 +17,15 @@ float lr_at(const OptimCfg *o, int step) {
     return (float)(o->lr * (f > 0 ? f : 0));
 }
 
-void grad_clip_apply(float *g, size_t n, double norm, float max_norm) {
-    if (max_norm <= 0) return;
+float grad_clip_coef(double norm, float max_norm) {
+    if (max_norm <= 0) return 1.0f;
     double coef = max_norm / (norm + 1e-6);
-    if (coef >= 1.0) return;
-    float c = (float)coef;
+    return coef >= 1.0 ? 1.0f : (float)coef;
+}
+
+void grad_clip_apply(float *g, size_t n, double norm, float max_norm) {
+    float c = grad_clip_coef(norm, max_norm);
+    if (c == 1.0f) return;
     for (size_t i = 0; i < n; i++) g[i] *= c;
 }
 

@@ -77,11 +77,12 @@ int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s) {
 }
 
 int train_opts_finish(const char *cmd, TrainCfg *c, const TrainOptStrings *s) {
-    if (!strcmp(s->loss, "sigmoid")) c->dpo.type = DPO_SIGMOID;
-    else if (!strcmp(s->loss, "ipo")) c->dpo.type = DPO_IPO;
-    else if (!strcmp(s->loss, "hinge")) c->dpo.type = DPO_HINGE;
-    else if (!strcmp(s->loss, "robust")) c->dpo.type = DPO_ROBUST;
-    else { fprintf(stderr, "quorum: error: %s: --loss: expected sigmoid|ipo|hinge|robust\n", cmd); return 2; }
+    if (dpo_loss_parse(s->loss, &c->dpo.type) != 0) {
+        fprintf(stderr, "quorum: error: %s: --loss: unknown loss \"%s\"; expected one of:", cmd, s->loss);
+        for (int i = 0; i < DPO_N_LOSSES; i++) fprintf(stderr, " %s", dpo_loss_name((DpoLoss)i));
+        fprintf(stderr, "\n");
+        return 2;
+    }
     if (strcmp(s->schedule, "constant") && strcmp(s->schedule, "cosine")) {
         fprintf(stderr, "quorum: error: %s: --schedule: expected constant|cosine\n", cmd);
         return 2;
@@ -91,8 +92,10 @@ int train_opts_finish(const char *cmd, TrainCfg *c, const TrainOptStrings *s) {
         fprintf(stderr, "quorum: error: %s: need steps >= 0, batch-size >= 1, grad-accum >= 1, lr >= 0\n", cmd);
         return 2;
     }
-    if (c->dpo.type == DPO_ROBUST && c->dpo.label_smoothing >= 0.5f) {
-        fprintf(stderr, "quorum: error: %s: --label-smoothing must be < 0.5 for the robust loss\n", cmd);
+    char why[256];
+    if (c->objective == OBJ_DPO &&
+        (dpo_loss_check(&c->dpo, why, sizeof why) != 0 || lora_check(&c->lora, why, sizeof why) != 0)) {
+        fprintf(stderr, "quorum: error: %s: %s\n", cmd, why);
         return 2;
     }
     return 0;

@@ -1,7 +1,8 @@
 /* ref_logps.c - the DPO reference log-probs, computed once with the initial weights over all ranks and
  * cached in <out>/ref_logps.h5 so the reference model never has to stay in memory:
  *   /pair_id int64[n], /chosen float32[n], /rejected float32[n]
- *   attr key (uint64): FNV-1a of the token data, the initial params and the ipo-averaging flag; a file
+ *   attr key (uint64): FNV-1a of the token data, the initial params and a 0 (values are
+ *   log-prob SUMS; earlier versions could store length-averaged ones under key flag 1); a file
  *   whose key or n disagrees is stale and recomputed. Written to a temp name, then renamed. */
 #include "quorum/common.h"
 #include "quorum/train.h"
@@ -12,13 +13,14 @@
 #include <string.h>
 #include <unistd.h>
 
-static uint64_t ref_key(const TrainModel *m, const TokPairs *d, int ipo_average) {
+static uint64_t ref_key(const TrainModel *m, const TokPairs *d) {
+    const int sums = 0;
     uint64_t h = FNV1A64_INIT;
     h = fnv1a64(d->ids, d->n_ids * sizeof(int32_t), h);
     h = fnv1a64(d->chosen_off, (d->n + 1) * sizeof(int64_t), h);
     h = fnv1a64(d->prompt_len, d->n * sizeof(int32_t), h);
     h = fnv1a64(m->params, m->n_params * sizeof(float), h);
-    return fnv1a64(&ipo_average, sizeof ipo_average, h);
+    return fnv1a64(&sums, sizeof sums, h);
 }
 
 static int ds_read(hid_t f, const char *name, hid_t type, void *dst, int64_t n) {
@@ -80,8 +82,8 @@ static int cache_write(const char *path, const TokPairs *d, uint64_t key) {
 }
 
 /* Forward of pairs [lo, hi) in batches of `batch`; values into ch/rj (already offset to lo). */
-static void ref_forward_range(TrainModel *m, const TokPairs *d, int64_t lo, int64_t hi, int batch, int ipo_average,
-                              float *ch, float *rj) {
+static void ref_forward_range(TrainModel *m, const TokPairs *d, int64_t lo, int64_t hi, int batch, float *ch,
+                              float *rj) {
     int32_t *ids = NULL; uint8_t *mask = NULL; int *lens = NULL; size_t cap = 0;
     int64_t *idx = xmalloc(batch * sizeof(int64_t));
     float *out = xmalloc(2 * batch * sizeof(float));
@@ -90,24 +92,17 @@ static void ref_forward_range(TrainModel *m, const TokPairs *d, int64_t lo, int6
         for (int i = 0; i < b; i++) idx[i] = s + i;
         int T = batch_build(d, idx, b, &ids, &mask, &lens, &cap);
         m->forward(m, ids, lens, mask, 2 * b, T, out);
-        for (int j = 0; j < 2 * b; j++) {
-            if (ipo_average) {
-                int cnt = 0;
-                for (int t = 0; t < T; t++) cnt += mask[(size_t)j * T + t];
-                out[j] /= cnt ? cnt : 1;
-            }
-            (j < b ? ch : rj)[s - lo + (j % b)] = out[j];
-        }
+        for (int j = 0; j < 2 * b; j++) (j < b ? ch : rj)[s - lo + (j % b)] = out[j];
     }
     free(ids); free(mask); free(lens); free(idx); free(out);
 }
 
-int ref_logps_compute(TrainModel *m, TokPairs *d, int batch, const char *path, int ipo_average) {
+int ref_logps_compute(TrainModel *m, TokPairs *d, int batch, const char *path) {
     int rank = quorum_rank(), R = quorum_world();
     free(d->ref_chosen); free(d->ref_rejected);
     d->ref_chosen = xmalloc(d->n * sizeof(float));
     d->ref_rejected = xmalloc(d->n * sizeof(float));
-    uint64_t key = ref_key(m, d, ipo_average);
+    uint64_t key = ref_key(m, d);
     int ok = path && cache_read(path, d, key) == 0, all_ok = 0;
     mpiCheck(MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     if (all_ok) {
@@ -119,7 +114,7 @@ int ref_logps_compute(TrainModel *m, TokPairs *d, int batch, const char *path, i
         displs[r] = (int)(d->n * r / R);
         counts[r] = (int)(d->n * (r + 1) / R) - displs[r];
     }
-    ref_forward_range(m, d, displs[rank], displs[rank] + counts[rank], batch, ipo_average, d->ref_chosen + displs[rank],
+    ref_forward_range(m, d, displs[rank], displs[rank] + counts[rank], batch, d->ref_chosen + displs[rank],
                       d->ref_rejected + displs[rank]);
     mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, d->ref_chosen, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));
     mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, d->ref_rejected, counts, displs, MPI_FLOAT, MPI_COMM_WORLD));

@@ -9,8 +9,9 @@
 #include <string.h>
 
 /* Test hook: QUORUM_TEST_DUMP_PAIRS=FILE makes rank 0 write the tokenized pairs, the reference
- * log-probs and the batch order of the run as JSON, so a torch re-implementation can replay it. */
-static void dump_pairs(const TokPairs *d, const TrainCfg *tc) {
+ * log-probs, the batch order (and with LoRA the initial adapters) of the run as JSON, so a torch
+ * re-implementation can replay it. */
+static void dump_pairs(const TokPairs *d, const TrainCfg *tc, const TrainModel *lora) {
     const char *path = getenv("QUORUM_TEST_DUMP_PAIRS");
     if (!path || quorum_rank() != 0) return;
     Buf b = {0};
@@ -29,35 +30,47 @@ static void dump_pairs(const TokPairs *d, const TrainCfg *tc) {
     train_batch_order(tc->seed, d->n, cnt, order);
     buf_append_str(&b, "], \"order\": [");
     for (int64_t i = 0; i < cnt; i++) buf_appendf(&b, "%s%lld", i ? "," : "", (long long)order[i]);
-    buf_append_str(&b, "]}\n");
+    buf_append_str(&b, "]");
+    if (lora) { /* the initial adapters, flat in lora_wrap's order (the PEFT export's tensor order) */
+        buf_append_str(&b, ", \"lora_init\": [");
+        for (size_t i = 0; i < lora->n_params; i++) buf_appendf(&b, "%s%.9g", i ? "," : "", lora->params[i]);
+        buf_append_str(&b, "]");
+    }
+    buf_append_str(&b, "}\n");
     file_write_atomic(path, b.data, b.len);
     free(order);
     buf_free(&b);
 }
 
 static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc) {
-    int reward = tc->objective == OBJ_BT;
-    TrainModel tm;
+    int reward = tc->objective == OBJ_BT, lora = !reward && tc->lora.r > 0;
+    TrainModel tm, lm = {0}, *train = &tm;
     TokPairs d = {0};
-    int rc = train_model_open(&tm, model_dir, reward);
+    if (lora) quorum_log("lora: trains on the CPU backend (the adapter wrapper works on host memory)");
+    int rc = train_model_open(&tm, model_dir, reward, lora);
     if (!rc) rc = pairs_load(&d, pc);
     if (!rc && mkdir_p(tc->out)) rc = quorum_input_error(tc->out, "cannot create the output folder");
     tc->optim.total_steps = tc->steps;
-    if (!rc && !reward) {
+    if (!rc && !reward) { /* the base model's log-probs: the reference, LoRA or not */
         char *p = path_join(tc->out, "ref_logps.h5");
-        rc = ref_logps_compute(&tm, &d, 4, p, tc->dpo.type == DPO_IPO);
+        rc = ref_logps_compute(&tm, &d, 4, p);
         free(p);
     }
-    if (!rc) dump_pairs(&d, tc);
+    if (!rc && lora && (rc = lora_wrap(&lm, &tm, &tc->lora, tc->seed)) == 0) train = &lm;
+    if (!rc) dump_pairs(&d, tc, lora ? &lm : NULL);
     if (!rc) {
-        quorum_log("%s: %zu params, %lld pairs, %d steps x %d pairs over %d ranks%s", reward ? "rm-train" : "dpo",
-                   tm.n_params, (long long)d.n, tc->steps, tc->batch_size, quorum_world(), tc->zero1 ? " (ZeRO-1)" : "");
-        rc = train_run(tc, &tm, &d, NULL);
+        quorum_log("%s: %zu trainable params, %lld pairs, %d steps x %d pairs over %d ranks%s, on the %s backend",
+                   reward ? "rm-train" : "dpo", train->n_params, (long long)d.n, tc->steps, tc->batch_size,
+                   quorum_world(), tc->zero1 ? " (ZeRO-1)" : "", tm.ops->name);
+        rc = train_run(tc, train, &d, NULL);
     }
     if (rc == 0) {
+        if (lora) lora_merge_into_base(&lm);
         if (quorum_rank() == 0) rc = train_export(&tm, model_dir, tc->out);
+        if (quorum_rank() == 0 && rc == 0 && lora) rc = lora_export_peft(&lm, model_dir, tc->out);
         mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
     }
+    if (lora) lora_close(&lm);
     tokpairs_free(&d);
     train_model_close(&tm);
     return rc;
@@ -102,7 +115,15 @@ int dpo_job(const Job *job) {
     snprintf(o.out, sizeof o.out, "%.*s", (int)sizeof o.out - 1, out);
     free(out);
     train_cfg_defaults(&o.train);
-    o.train.dpo = (DpoLossCfg){j->loss, j->beta, j->label_smoothing};
+    o.train.dpo = (DpoLossCfg){.type = j->loss, .beta = j->beta, .label_smoothing = j->label_smoothing,
+                               .discopop_tau = j->discopop_tau};
+    o.train.lora.r = j->lora_r;
+    o.train.lora.alpha = j->lora_alpha;
+    o.train.lora.dropout = j->lora_dropout;
+    if (j->lora_targets[0]) snprintf(o.train.lora.targets, sizeof o.train.lora.targets, "%s", j->lora_targets);
+    char why[256];
+    if (dpo_loss_check(&o.train.dpo, why, sizeof why) != 0 || lora_check(&o.train.lora, why, sizeof why) != 0)
+        return quorum_input_error(job->path, "key \"dpo\": %s", why);
     o.train.optim.lr = j->lr;
     o.train.optim.weight_decay = j->weight_decay;
     o.train.optim.grad_clip = j->grad_clip;

@@ -25,7 +25,8 @@ static void stop_install(void) { signal(SIGUSR1, on_usr1); }
 void train_cfg_defaults(TrainCfg *c) {
     memset(c, 0, sizeof *c);
     c->objective = OBJ_DPO;
-    c->dpo = (DpoLossCfg){DPO_SIGMOID, 0.1f, 0.0f};
+    c->dpo = (DpoLossCfg){.type = DPO_SIGMOID, .beta = 0.1f, .label_smoothing = 0.0f, .discopop_tau = 0.05f};
+    c->lora = (LoraCfg){.r = 0, .alpha = 32.0f, .targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"};
     optim_defaults(&c->optim);
     c->steps = 100;
     c->batch_size = 8;
@@ -81,8 +82,7 @@ typedef struct {
     TrainModel *m;
     const TokPairs *d;
     int32_t *ids; uint8_t *mask; int *lens; size_t cap;
-    float *out, *dout, *inv_cnt, *rc, *rr; /* (2b,) / (b,) scratch */
-    int ipo_average;
+    float *out, *dout, *cnt, *rc, *rr; /* (2b,) / (b,) scratch; cnt = completion tokens per sequence */
     PairMetrics met;
     double tokens;
 } Micro;
@@ -92,52 +92,24 @@ static void micro_run(Micro *u, const int64_t *idx, int b) {
     int T = batch_build(u->d, idx, b, &u->ids, &u->mask, &u->lens, &u->cap);
     for (int j = 0; j < 2 * b; j++) {
         u->tokens += u->lens[j];
-        u->inv_cnt[j] = 1.0f;
-        if (u->ipo_average) { /* TRL: ipo uses the mean log-prob over completion tokens */
-            int cnt = 0;
-            for (int t = 0; t < T; t++) cnt += u->mask[(size_t)j * T + t];
-            u->inv_cnt[j] = 1.0f / (cnt ? cnt : 1);
-        }
+        int n = 0;
+        for (int t = 0; t < T; t++) n += u->mask[(size_t)j * T + t];
+        u->cnt[j] = (float)n;
     }
     u->m->forward(u->m, u->ids, u->lens, u->mask, 2 * b, T, u->out);
-    for (int j = 0; j < 2 * b; j++) u->out[j] *= u->inv_cnt[j];
     float scale = 1.0f / (float)c->batch_size; /* mean over the GLOBAL batch */
     if (c->objective == OBJ_DPO) {
         for (int i = 0; i < b; i++) {
             u->rc[i] = u->d->ref_chosen[idx[i]];
             u->rr[i] = u->d->ref_rejected[idx[i]];
         }
-        dpo_loss(&c->dpo, b, u->out, u->out + b, u->rc, u->rr, scale, u->dout, u->dout + b, NULL, NULL, &u->met);
+        DpoBatch x = {b, u->out, u->out + b, u->rc, u->rr, u->cnt, u->cnt + b};
+        DpoGrads g = {u->dout, u->dout + b, NULL, NULL};
+        dpo_loss(&c->dpo, &x, scale, &g, &u->met);
     } else {
         bt_loss(b, u->out, u->out + b, c->bt_margin, c->bt_center, scale, u->dout, u->dout + b, &u->met);
     }
-    for (int j = 0; j < 2 * b; j++) u->dout[j] *= u->inv_cnt[j];
     u->m->backward(u->m, u->dout);
-}
-
-/* Sums grads over ranks in buckets: all buckets are posted at once (MPI_Iallreduce) and the squared norm
- * of each is accumulated as soon as it lands, overlapping with the buckets still in flight. Returns the
- * global L2 norm. */
-static double grads_allreduce(float *g, size_t n, size_t bucket) {
-    if (quorum_world() == 1) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-        return sqrt(s);
-    }
-    size_t nb = (n + bucket - 1) / bucket;
-    MPI_Request *req = xmalloc(nb * sizeof(MPI_Request));
-    for (size_t k = 0; k < nb; k++) {
-        size_t lo = k * bucket, cnt = (lo + bucket < n ? bucket : n - lo);
-        mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, g + lo, (int)cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req[k]));
-    }
-    double s = 0;
-    for (size_t k = 0; k < nb; k++) {
-        mpiCheck(MPI_Wait(&req[k], MPI_STATUS_IGNORE));
-        size_t lo = k * bucket, hi = (lo + bucket < n ? lo + bucket : n);
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
-    }
-    free(req);
-    return sqrt(s);
 }
 
 /* ZeRO-1 partition: rank r owns params [part[r], part[r+1]). */
@@ -192,46 +164,57 @@ typedef struct {
     size_t lo, len;
 } OptState;
 
-/* Collective. Gathers the moments to rank 0 (ZeRO-1) and writes the checkpoint there. */
+static const TrainOps *ops_of(const TrainModel *m) { return m->ops ? m->ops : &train_ops_cpu; }
+
+/* Collective. Gathers the moments to rank 0 (ZeRO-1) and writes the checkpoint there, through host copies
+ * (the buffers may live on a GPU). */
 static int checkpoint_save(const TrainCfg *c, TrainModel *m, OptState *os, const Order *o, int step) {
+    const TrainOps *ops = ops_of(m);
     size_t n = m->n_params;
-    float *fm = os->m, *fv = os->v;
     int rank = quorum_rank(), R = quorum_world();
+    float *hm = xmalloc((os->len ? os->len : 1) * sizeof(float)), *hv = xmalloc((os->len ? os->len : 1) * sizeof(float));
+    ops->to_host(hm, os->m, os->len);
+    ops->to_host(hv, os->v, os->len);
+    float *fm = hm, *fv = hv, *hp = rank == 0 ? xmalloc(n * sizeof(float)) : NULL;
     if (c->zero1 && R > 1) {
         fm = rank == 0 ? xmalloc(n * sizeof(float)) : NULL;
         fv = rank == 0 ? xmalloc(n * sizeof(float)) : NULL;
-        mpiCheck(MPI_Gatherv(os->m, (int)os->len, MPI_FLOAT, fm, os->counts, os->displs, MPI_FLOAT, 0, MPI_COMM_WORLD));
-        mpiCheck(MPI_Gatherv(os->v, (int)os->len, MPI_FLOAT, fv, os->counts, os->displs, MPI_FLOAT, 0, MPI_COMM_WORLD));
+        mpiCheck(MPI_Gatherv(hm, (int)os->len, MPI_FLOAT, fm, os->counts, os->displs, MPI_FLOAT, 0, MPI_COMM_WORLD));
+        mpiCheck(MPI_Gatherv(hv, (int)os->len, MPI_FLOAT, fv, os->counts, os->displs, MPI_FLOAT, 0, MPI_COMM_WORLD));
     }
     int rc = 0;
     if (rank == 0) {
+        ops->to_host(hp, m->params, n);
         CkptState s = {.step = step, .epoch = o->epoch, .pos = o->pos, .rng = o->rng_epoch_start, .seed = c->seed, .world = R};
-        rc = ckpt_write(c->out, &s, m->params, fm, fv, n);
+        rc = ckpt_write(c->out, &s, hp, fm, fv, n);
     }
-    if (fm != os->m) { free(fm); free(fv); }
+    if (fm != hm) { free(fm); free(fv); }
+    free(hm); free(hv); free(hp);
     mpiCheck(MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD));
     return rc;
 }
 
 /* Collective. 1 = no checkpoint, 0 = resumed, -1 = error. Every rank reads the files (shared FS). */
 static int checkpoint_load(const TrainCfg *c, TrainModel *m, OptState *os, Order *o, int *step) {
+    const TrainOps *ops = ops_of(m);
     size_t n = m->n_params;
     if (!ckpt_exists(c->out)) return 1;
-    float *fm = xmalloc(n * sizeof(float)), *fv = xmalloc(n * sizeof(float));
+    float *hp = xmalloc(n * sizeof(float)), *fm = xmalloc(n * sizeof(float)), *fv = xmalloc(n * sizeof(float));
     CkptState s;
-    int rc = ckpt_read(c->out, &s, m->params, fm, fv, n);
+    int rc = ckpt_read(c->out, &s, hp, fm, fv, n);
     if (!rc && s.seed != c->seed) rc = quorum_input_error(c->out, "checkpoint: seed %llu differs from --seed %llu",
                                                           (unsigned long long)s.seed, (unsigned long long)c->seed);
     if (!rc) {
-        memcpy(os->m, fm + os->lo, os->len * sizeof(float));
-        memcpy(os->v, fv + os->lo, os->len * sizeof(float));
+        ops->to_device(m->params, hp, n);
+        ops->to_device(os->m, fm + os->lo, os->len);
+        ops->to_device(os->v, fv + os->lo, os->len);
         *step = s.step;
         o->epoch = s.epoch;
         o->pos = s.pos;
         o->rng = s.rng;
         order_shuffle(o); /* rebuilds that epoch's permutation and the RNG state after it */
     }
-    free(fm); free(fv);
+    free(hp); free(fm); free(fv);
     int any = rc;
     mpiCheck(MPI_Allreduce(&rc, &any, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD));
     return any;
@@ -260,8 +243,9 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
     partition(n, R, os.counts, os.displs);
     os.lo = c->zero1 ? (size_t)os.displs[rank] : 0;
     os.len = c->zero1 ? (size_t)os.counts[rank] : n;
-    os.m = xcalloc(os.len ? os.len : 1, sizeof(float));
-    os.v = xcalloc(os.len ? os.len : 1, sizeof(float));
+    const TrainOps *ops = ops_of(m);
+    os.m = ops->alloc_zeroed(os.len);
+    os.v = ops->alloc_zeroed(os.len);
 
     Order o;
     order_init(&o, c->seed, d->n);
@@ -274,10 +258,10 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
     int my_lo = (int)((int64_t)B * rank / R), my_hi = (int)((int64_t)B * (rank + 1) / R);
     int64_t *gidx = xmalloc(B * sizeof(int64_t));
     int mb_max = (my_hi - my_lo + c->grad_accum - 1) / c->grad_accum;
-    Micro u = {.cfg = c, .m = m, .d = d, .ipo_average = c->objective == OBJ_DPO && c->dpo.type == DPO_IPO};
+    Micro u = {.cfg = c, .m = m, .d = d};
     u.out = xmalloc(2 * mb_max * sizeof(float));
     u.dout = xmalloc(2 * mb_max * sizeof(float));
-    u.inv_cnt = xmalloc(2 * mb_max * sizeof(float));
+    u.cnt = xmalloc(2 * mb_max * sizeof(float));
     u.rc = xmalloc(mb_max * sizeof(float));
     u.rr = xmalloc(mb_max * sizeof(float));
     rc = 0;
@@ -293,17 +277,15 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
             if (hi > lo) micro_run(&u, gidx + my_lo + lo, hi - lo);
         }
         double ta = now_seconds();
-        double norm = grads_allreduce(m->grads, n, c->bucket_floats ? c->bucket_floats : n);
+        double norm = ops->grads_allreduce(m->grads, n, c->bucket_floats ? c->bucket_floats : n);
         ta = now_seconds() - ta; /* includes waiting for the slowest rank's backward */
         double met[9] = {u.met.loss, u.met.reward_chosen, u.met.reward_rejected, u.met.accuracy, u.met.margin,
                          u.met.logp_chosen, u.met.logp_rejected, u.met.n, u.tokens};
         mpiCheck(MPI_Allreduce(MPI_IN_PLACE, met, 9, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD));
-        grad_clip_apply(m->grads + os.lo, os.len, norm, c->optim.grad_clip);
         float lr = lr_at(&c->optim, step);
-        adamw_update(m->params + os.lo, m->grads + os.lo, os.m, os.v, m->decay_mask ? m->decay_mask + os.lo : NULL,
-                     os.len, lr, &c->optim, step + 1);
-        if (c->zero1 && R > 1)
-            mpiCheck(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, m->params, os.counts, os.displs, MPI_FLOAT, MPI_COMM_WORLD));
+        ops->adamw(m->params + os.lo, m->grads + os.lo, os.m, os.v, m->decay_mask ? m->decay_mask + os.lo : NULL,
+                   os.len, lr, grad_clip_coef(norm, c->optim.grad_clip), &c->optim, step + 1);
+        if (c->zero1 && R > 1) ops->params_allgather(m->params, n, os.counts, os.displs);
         double dt = now_seconds() - t0;
         StepLog l = {.step = step + 1, .loss = met[0] / met[7], .reward_chosen = met[1] / met[7],
                      .reward_rejected = met[2] / met[7], .accuracy = met[3] / met[7], .margin = met[4] / met[7],
@@ -328,8 +310,8 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
     }
     if (mf) fclose(mf);
     free(gidx); free(u.ids); free(u.mask); free(u.lens);
-    free(u.out); free(u.dout); free(u.inv_cnt); free(u.rc); free(u.rr);
+    free(u.out); free(u.dout); free(u.cnt); free(u.rc); free(u.rr);
 done:
-    free(os.m); free(os.v); free(os.counts); free(os.displs); free(o.perm);
+    ops->free(os.m); ops->free(os.v); free(os.counts); free(os.displs); free(o.perm);
     return rc;
 }

@@ -25,10 +25,13 @@ typedef struct {
 static const char *const FORMAT_NAMES[] = {"auto", "hh", "pcr", "chat", "sharegpt", "pairs", NULL};
 static const char *const CLEAN_NAMES[] = {"none", "sac", "vote_all_remove", "vote_all_flip", "vote_maj_remove",
                                           "vote_maj_flip", "margin_remove", "margin_flip", NULL};
-static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", NULL};
+/* Order = DpoLoss (quorum/job.h); TRL's loss_type names, then quorum's names for TRL's pre-2026 forms. */
+static const char *const LOSS_NAMES[] = {"sigmoid", "ipo", "hinge", "robust", "exo_pair", "nca_pair", "bco_pair",
+                                         "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down", "discopop",
+                                         "sft", "sigmoid_norm", "cdpo", "ipo_mean", NULL};
 
 const char *clean_method_name(CleanMethod m) { return CLEAN_NAMES[m]; }
-const char *dpo_loss_name(DpoLoss l) { return LOSS_NAMES[l]; }
+const char *dpo_loss_name(DpoLoss l) { return l >= 0 && l < DPO_N_LOSSES ? LOSS_NAMES[l] : "?"; }
 
 #define S(T, f) offsetof(T, f), sizeof(((T *)0)->f)
 static const Field TOP_FIELDS[] = {
@@ -87,6 +90,11 @@ static const Field DPO_FIELDS[] = {
     {"loss", F_ENUM, S(JobDpo, loss), LOSS_NAMES},
     {"beta", F_FLOAT, S(JobDpo, beta)},
     {"label_smoothing", F_FLOAT, S(JobDpo, label_smoothing)},
+    {"discopop_tau", F_FLOAT, S(JobDpo, discopop_tau)},
+    {"lora_r", F_INT, S(JobDpo, lora_r)},
+    {"lora_alpha", F_FLOAT, S(JobDpo, lora_alpha)},
+    {"lora_dropout", F_FLOAT, S(JobDpo, lora_dropout)},
+    {"lora_targets", F_STR, S(JobDpo, lora_targets)},
     {"lr", F_FLOAT, S(JobDpo, lr)},
     {"weight_decay", F_FLOAT, S(JobDpo, weight_decay)},
     {"grad_clip", F_FLOAT, S(JobDpo, grad_clip)},
@@ -138,6 +146,8 @@ void job_defaults(Job *job) {
     JobDpo *d = &job->dpo;
     d->loss = DPO_SIGMOID;
     d->beta = 0.1f;
+    d->discopop_tau = 0.05f;
+    d->lora_alpha = 32.0f;
     d->lr = 5e-6f;
     d->grad_clip = 1.0f;
     strcpy(d->schedule, "constant");

@@ -1,7 +1,8 @@
-/* vote_job.c - per corpus: each rank reads back the score files of the (member, shard) pairs it owns
- * under score_owner(), counts agreements, and MPI_Allreduce(SUM) merges agree counts, rewards and
- * pair ids (every entry has exactly one owner, the others contribute zeros, so the sums are exact and
- * independent of the rank count). Then buckets, the votes file (collective) and the stats JSON. */
+/* vote_job.c - per corpus: each rank reads back the score files of the (member, shard) pairs
+ * vote_reader() gives it (whichever rank scored them: the score schedule is dynamic), counts agreements,
+ * and MPI_Allreduce(SUM) merges agree counts, rewards and pair ids (every entry has exactly one reader,
+ * the others contribute zeros, so the sums are exact and independent of the rank count). Then buckets, the
+ * votes file (collective) and the stats JSON. */
 #include <mpi.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,12 @@ static void votes_alloc(Votes *v, const Job *job, const JobCorpus *c, int64_t n)
     v->rejected = xcalloc(nn * nm, sizeof(float));
 }
 
+/* The rank that reads the score file of (member m, shard k): files spread evenly over the ranks,
+ * shard-major, a function of (m, k, N, R) only. */
+static int vote_reader(int m, int64_t k, int n_members, int world) {
+    return (int)(((int64_t)k * n_members + m) % world);
+}
+
 /* This rank's share: the score files of the (member, shard) it owns, into the zero-filled table. */
 static int fill_owned(Votes *v, const Job *job, const JobCorpus *c, const CorpusManifest *man, const char *cdir,
                       const uint64_t *member_fp) {
@@ -51,7 +58,7 @@ static int fill_owned(Votes *v, const Job *job, const JobCorpus *c, const Corpus
         int64_t nk = man->shard_pairs[k];
         int64_t *ids = NULL;
         for (int m = 0; m < job->n_members; m++) {
-            if (score_owner(m, k, job->n_members, world) != rank) continue;
+            if (vote_reader(m, k, job->n_members, world) != rank) continue;
             if (!ids) {
                 ids = xmalloc(sizeof(int64_t) * (size_t)(nk ? nk : 1));
                 if (shard_pair_ids(cdir, k, nk, ids) != 0) { free(ids); return -1; }

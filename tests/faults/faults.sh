@@ -294,8 +294,8 @@ for p in glob.glob(sys.argv[1] + "/**/*.h5", recursive=True):
         sys.exit("half-written under its final name: %s (%s)" % (p, e))
 PY
 }
-diskfull_stage() { # STAGE OUTPUT_FOLDER KB MARK
-  local stage=$1 sub=$2 kb=$3 mark=$4 use_mount=1 rc
+diskfull_stage() { # STAGE OUTPUT_FOLDER KB MARK [SCHEDULE]
+  local stage=$1 sub=$2 kb=$3 mark=$4 sched=${5:-dynamic} use_mount=1 rc
   reference
   mkdir -p probe && mount_small "$T/probe" 64 || use_mount=0
   [ "$use_mount" -eq 1 ] && { umount "$T/probe"; MOUNTS=(); }
@@ -308,9 +308,9 @@ diskfull_stage() { # STAGE OUTPUT_FOLDER KB MARK
   esac
   if [ "$use_mount" -eq 1 ]; then
     mount_small "$T/d/$sub" "$kb" || fail "mount failed"
-    q "$stage" --job d.json >full.log 2>&1; rc=$?
+    QUORUM_SCORE_SCHEDULE=$sched q "$stage" --job d.json >full.log 2>&1; rc=$?
   else
-    ( trap '' XFSZ; ulimit -f "$kb"; exec timeout 120 "$QUORUM" "$stage" --job d.json ) >full.log 2>&1; rc=$?
+    ( trap '' XFSZ; ulimit -f "$kb"; export QUORUM_SCORE_SCHEDULE=$sched; exec timeout 120 "$QUORUM" "$stage" --job d.json ) >full.log 2>&1; rc=$?
   fi
   expect_clean_failure full.log "$rc" "$sub" "$stage on a full disk"
   [ ! -e "d/$mark" ] || fail "$stage on a full disk left its completion mark $mark"
@@ -322,14 +322,16 @@ diskfull_stage() { # STAGE OUTPUT_FOLDER KB MARK
   pass "disk full in $stage ($([ $use_mount -eq 1 ] && echo "tmpfs of ${kb} kB" || echo RLIMIT_FSIZE)): error line, no half-written file, no completion mark; re-run matches"
 }
 case_diskfull_ingest() { diskfull_stage ingest corpora 150 corpora/harmless/manifest.json; }
-case_diskfull_score() { diskfull_stage score scores 60 scores/harmless/sorry/shard-00002.h5; }
+# score: the static schedule (score.h), whose member-major order makes sorry/shard-00002 the last file
+# written; a full disk is the same score_unit error in either schedule.
+case_diskfull_score() { diskfull_stage score scores 60 scores/harmless/sorry/shard-00002.h5 static; }
 case_diskfull_vote() { diskfull_stage vote votes 8 votes/harmless.h5; }
 case_diskfull_clean() { diskfull_stage clean cleaned 120 cleaned/harmless/ledger.json; }
 
 # A rank killed (SIGKILL) in each stage: mpirun exits non-zero without hanging, the stage's completion
 # mark is absent, verify fails, and a re-run completes with the reference's outputs.
-kill_stage() { # STAGE PATTERN MARK
-  local stage=$1 pat=$2 mark=$3
+kill_stage() { # STAGE PATTERN MARK [VERIFY_NEEDLE]
+  local stage=$1 pat=$2 mark=$3 needle=${4:-}
   [ -f "$KILLSHIM" ] || { echo "SKIP: no kill shim"; exit 77; }
   reference
   job_at k.json "$T/k"
@@ -346,14 +348,16 @@ kill_stage() { # STAGE PATTERN MARK
   [ "$rc" -ne 124 ] || { cat kill.log; fail "mpirun hung after rank 1 was killed in $stage"; }
   grep -q "killshim: rank 1 SIGKILL" kill.log || { cat kill.log; fail "the kill did not happen (pattern $pat)"; }
   [ ! -e "k/$mark" ] || fail "killed $stage left its completion mark $mark"
-  verify_fails k.json "$(dirname "$mark" | cut -d/ -f1)"
+  verify_fails k.json "${needle:-$(dirname "$mark" | cut -d/ -f1)}"
   mpi2 run k.json >rerun.log 2>&1 || { cat rerun.log; fail "re-run after the kill failed"; }
   same_outputs k ref harmless || fail "re-run after a kill in $stage differs from the reference"
   verify_ok k.json
   pass "rank 1 SIGKILLed in $stage: mpirun exit $rc (no hang), no completion mark, verify fails; re-run matches the reference"
 }
 case_kill_ingest() { kill_stage ingest "/corpora/harmless/shard-00001" corpora/harmless/manifest.json; }
-case_kill_score() { kill_stage score "/scores/harmless/hash/shard-00001" scores/harmless/hash/shard-00001.h5; }
+# score: units are handed out dynamically, so rank 1 dies at the first score file it writes, whichever that
+# is; the stage's mark is its record (written by `quorum run` once every score file is there).
+case_kill_score() { kill_stage score "/scores/harmless/" records/harmless.score.json scores; }
 case_kill_vote() { kill_stage vote "/votes/harmless.h5" votes/harmless.h5; }
 case_kill_clean() { kill_stage clean "/cleaned/harmless/shard-00001" cleaned/harmless/ledger.json; }
 

@@ -326,8 +326,10 @@ case_trust_ranks() {
     same_outputs r1 r$np harmless || fail "outputs differ between 1 and $np ranks"
   done
   mk k.json k
-  QUORUM_TEST_DIE_AFTER_SHARDS=1 timeout 120 "$MPIEXEC" "$NPFLAG" 3 --oversubscribe -x QUORUM_TEST_DIE_AFTER_SHARDS \
-    "$QUORUM" run k.json >logk 2>&1 && fail "the killed run exited 0"
+  # 1 s after each shard: units are handed out dynamically and the other ranks score on until mpirun notices
+  # the kill, so each shard must outlast that for the kill to land mid-stage
+  QUORUM_TEST_DIE_AFTER_SHARDS=1 QUORUM_TEST_SLOW_SHARD_MS=1000 timeout 120 "$MPIEXEC" "$NPFLAG" 3 --oversubscribe \
+    -x QUORUM_TEST_DIE_AFTER_SHARDS -x QUORUM_TEST_SLOW_SHARD_MS "$QUORUM" run k.json >logk 2>&1 && fail "the killed run exited 0"
   n=$(find k/scores -name 'shard-*.h5' | wc -l)
   [ "$n" -gt 0 ] && [ "$n" -lt 8 ] || fail "expected some score files before the kill, found $n"
   mpi2 run k.json >logk2 2>&1 || { cat logk2; fail "resume at 2 ranks failed"; }

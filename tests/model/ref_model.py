@@ -311,6 +311,20 @@ def forward(cfg, W, ids, lens, mask):
     return tok.sum(1), tok
 
 
+def dpo_batch(pairs, idx):
+    """A DPO micro-batch as quorum builds it from a QUORUM_TEST_DUMP_PAIRS dump: all chosen sequences, then
+    all rejected, right-padded with 0; mask = response tokens. -> ids (2B,T), lens (2B,), mask (2B,T)"""
+    seqs = [pairs[i]["chosen"] for i in idx] + [pairs[i]["rejected"] for i in idx]
+    pl = [pairs[i]["prompt_len"] for i in idx] * 2
+    T = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), T, dtype=torch.long)
+    mask = torch.zeros(len(seqs), T)
+    for j, s in enumerate(seqs):
+        ids[j, :len(s)] = torch.tensor(s)
+        mask[j, pl[j]:len(s)] = 1
+    return ids, torch.tensor([len(s) for s in seqs]), mask
+
+
 def dpo_loss(out, ref, beta):
     """pairs (0,1), (2,3), ...: -mean logsigmoid(beta * ((c - ref_c) - (r - ref_r)))"""
     d = (out - ref).view(-1, 2)

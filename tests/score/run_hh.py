@@ -4,7 +4,7 @@ reference.py (a serial re-implementation from the .jsonl.gz).
   ranks    N = 1..5 builtin members x R = 1..4 ranks: scores, agree, buckets and stats equal to the
            reference, and the stats files byte-identical for every R (and for a vote run with a rank
            count different from the score run's, N = 2 and 5).
-  crash    rank 1 SIGKILLs itself after 5 shard files (QUORUM_TEST_DIE_AFTER_SHARDS); the re-run skips
+  crash    rank 1 SIGKILLs itself after 3 shard files (QUORUM_TEST_DIE_AFTER_SHARDS); the re-run skips
            the finished files (untouched), rescores a file whose checksum was made stale, and the
            result equals the reference with no missing or duplicate pairs.
   sigusr1  SIGUSR1 to mpirun mid-run (QUORUM_TEST_SLOW_SHARD_MS): exit 99 with complete files only;
@@ -196,11 +196,13 @@ def finish_and_check(work, out, job, N, pairs, R, tag):
 
 
 def mode_crash(work, pairs):
-    N, R = 3, 4  # ranks > members: member 0 on ranks 0 and 3, member 1 on rank 1, member 2 on rank 2
+    N, R = 3, 4  # ranks > members
     out = os.path.join(work, "crash")
     link_corpora(work, out)
     job = write_job(out, os.environ["QUORUM_SHARED_DIR"] + "/data/hh-rlhf", N, 0.0, 0.5)
-    rc, log = quorum(R, "score", "--job", job, env={"QUORUM_TEST_DIE_AFTER_SHARDS": "5"})
+    # 100 ms per shard: units are handed out dynamically and the other ranks go on until mpirun notices the
+    # kill (about a second on a loaded machine), so the run must be long enough for the kill to land mid-run
+    rc, log = quorum(R, "score", "--job", job, env={"QUORUM_TEST_DIE_AFTER_SHARDS": "3", "QUORUM_TEST_SLOW_SHARD_MS": "100"})
     total = N * sum(len(manifest_checksums(work, c)) for c in pairs)
     done = count_h5(out)
     check(rc != 0, f"crash: the killed run exited 0\n{log}")

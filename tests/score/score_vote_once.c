@@ -9,7 +9,8 @@
 #include "quorum/vote.h"
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
+    int provided;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided); /* as quorum's main */
     Job job;
     int rc = argc == 2 ? 0 : 2;
     if (rc == 0 && job_load(&job, argv[1]) != 0) rc = 1;

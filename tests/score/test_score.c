@@ -1,11 +1,13 @@
 /* test_score.c - builtin members against hand-computed rewards and an independent FNV-1a loop;
  * score_owner against the assignment rules of score.h enumerated by hand; score files round-trip
  * random data bit-exact, a changed checksum makes a file stale, wrong pair ids / truncation are
- * refused; member_open refuses unknown rules and HF folders with one error.
+ * refused; member_open refuses unknown rules and HF folders with one error; the dynamic schedule's queue
+ * (sched_next) against the rule of score.h, its sequences written out by hand.
  * usage: test_score <scratch dir> */
 #include "../test.h"
 #include "quorum/common.h"
 #include "quorum/score.h"
+#include "../../src/score/score_internal.h"
 
 #include <mpi.h>
 #include <string.h>
@@ -97,6 +99,86 @@ static void test_owner(void) {
                 }
 }
 
+/* Asks in the order of `ranks` (each with the members it holds), expects units `want` (-1: none left). */
+static void sched_expect(Sched *s, int n, const int *ranks, const uint32_t *held, const int64_t *want) {
+    for (int i = 0; i < n; i++) {
+        int64_t got = sched_next(s, ranks[i], held[i]);
+        CHECK(got == want[i]);
+        if (got != want[i]) fprintf(stderr, "  ask %d (rank %d): unit %lld, expected %lld\n", i, ranks[i], (long long)got,
+                                    (long long)want[i]);
+    }
+}
+
+/* score.h "Dynamic schedule": keep a held member while it has work; else a member nobody holds (most cost
+ * left); else the one with the most cost left per holder; largest unit first within a member. */
+static void test_sched(void) {
+    /* 3 members, 2 ranks: m0 units 0..2 cost 1 5 3, m1 units 3..4 cost 2 4, m2 unit 5 cost 6. */
+    int mem1[6] = {0, 0, 0, 1, 1, 2};
+    double cost1[6] = {1, 5, 3, 2, 4, 6};
+    Sched s;
+    sched_init(&s, mem1, cost1, 6, 3, 2);
+    int r1[8] = {0, 1, 0, 1, 1, 0, 0, 1};
+    uint32_t h1[8] = {0, 0, 1, 2, 2, 1, 1, 4};
+    /* r0: all free, m0 has most left (9) -> its largest (unit 1); r1: m0 taken, m1 and m2 free with 6 each ->
+     * m1 (lower index), largest unit 4; r0 keeps m0 (unit 2); r1 keeps m1 (unit 3); r1: m1 empty, m2 free ->
+     * unit 5; r0: m0 (unit 0); then nothing for anyone. */
+    int64_t w1[8] = {1, 4, 2, 3, 5, 0, -1, -1};
+    sched_expect(&s, 8, r1, h1, w1);
+    CHECK(s.given == 6);
+    sched_free(&s);
+    /* 2 members, 3 ranks: m0 units 0..3 cost 10 each (ties: unit order), m1 units 4..5 cost 1. r0: m0 has
+     * most left -> unit 0; r1: m1 is free -> unit 4; r2: nothing free, m0 has 30/(1+1) per holder, m1 1/2 ->
+     * m0, unit 1; r1 keeps m1 (unit 5), then joins m0 (unit 2); r0 keeps m0 (unit 3); r2: none left. */
+    int mem2[6] = {0, 0, 0, 0, 1, 1};
+    double cost2[6] = {10, 10, 10, 10, 1, 1};
+    sched_init(&s, mem2, cost2, 6, 2, 3);
+    int r2[7] = {0, 1, 2, 1, 1, 0, 2};
+    uint32_t h2[7] = {0, 0, 0, 2, 2, 1, 1};
+    int64_t w2[7] = {0, 4, 1, 5, 2, 3, -1};
+    sched_expect(&s, 7, r2, h2, w2);
+    sched_free(&s);
+    /* One member on 2 ranks (a large member spans ranks): units by cost 3 2 1 alternate as asked. */
+    int mem3[3] = {0, 0, 0};
+    double cost3[3] = {1, 3, 2};
+    sched_init(&s, mem3, cost3, 3, 1, 2);
+    int r3[4] = {0, 1, 0, 1};
+    uint32_t h3[4] = {0, 0, 1, 1};
+    int64_t w3[4] = {1, 2, 0, -1};
+    sched_expect(&s, 4, r3, h3, w3);
+    sched_free(&s);
+}
+
+/* score.h "Memory budget": 3 members of 0.4 GB each (4 B x 1e8 parameters, set by hand; builtin rules so
+ * they open without weights). Budget 1 GB: two stay open, the least recently used one is closed for a
+ * third. No budget: one open at a time. */
+static void test_budget(void) {
+    Job job;
+    memset(&job, 0, sizeof job);
+    job.n_members = 3;
+    for (int m = 0; m < 3; m++) job.committee[m] = member_cfg(m == 0 ? "builtin:len" : m == 1 ? "builtin:neglen" : "builtin:hash");
+    ScoreRun run;
+    memset(&run, 0, sizeof run);
+    run.job = &job;
+    for (int m = 0; m < 3; m++) run.member_params[m] = 1e8;
+    run.budget_gb = 1.0;
+    double load_s;
+    int seq[6] = {0, 1, 2, 1, 0, 0};
+    uint32_t want[6] = {1, 3, 6, 6, 3, 3}; /* open members after each acquire */
+    for (int i = 0; i < 6; i++) {
+        CHECK(score_member_acquire(&run, seq[i], &load_s) == 0);
+        CHECK(score_open_mask(&run) == want[i]);
+        if (score_open_mask(&run) != want[i]) fprintf(stderr, "  budget step %d: open %u, expected %u\n", i,
+                                                      score_open_mask(&run), want[i]);
+    }
+    run.budget_gb = 0; /* one at a time */
+    CHECK(score_member_acquire(&run, 2, &load_s) == 0 && score_open_mask(&run) == 4);
+    CHECK(score_member_acquire(&run, 2, &load_s) == 0 && load_s == 0 && score_open_mask(&run) == 4);
+    run.budget_gb = 0.5; /* room for one: the other is closed first */
+    CHECK(score_member_acquire(&run, 1, &load_s) == 0 && score_open_mask(&run) == 2);
+    for (int m = 0; m < 3; m++)
+        if (run.open[m]) member_close(&run.member[m]);
+}
+
 static uint64_t rng = 88172645463325252ULL;
 static double urand(void) {
     rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
@@ -149,6 +231,8 @@ int main(int argc, char **argv) {
     REQUIRE(argc == 2 && mkdir_p(argv[1]) == 0);
     test_builtins();
     test_owner();
+    test_sched();
+    test_budget();
     test_files(argv[1]);
     MPI_Finalize();
     TEST_MAIN_END();

@@ -85,23 +85,12 @@ pairs, order = data["pairs"], data["order"]
 check(len(pairs) >= 20 and all(len(p["chosen"]) <= 40 and len(p["rejected"]) <= 40 for p in pairs),
       f"{len(pairs)} pairs, truncated to max_length 40")
 
-def batch(idx):
-    seqs = [pairs[i]["chosen"] for i in idx] + [pairs[i]["rejected"] for i in idx]
-    pl = [pairs[i]["prompt_len"] for i in idx] * 2
-    T = max(len(s) for s in seqs)
-    ids = torch.zeros(len(seqs), T, dtype=torch.long)
-    mask = torch.zeros(len(seqs), T)
-    for j, s in enumerate(seqs):
-        ids[j, :len(s)] = torch.tensor(s)
-        mask[j, pl[j]:len(s)] = 1
-    return ids, torch.tensor([len(s) for s in seqs]), mask
-
 params = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in W0.items()}
 with torch.no_grad():
     ref = []
     for s in range(0, len(pairs), 8):
         idx = list(range(s, min(len(pairs), s + 8)))
-        o, _ = ref_model.forward(cfg, params, *batch(idx))
+        o, _ = ref_model.forward(cfg, params, *ref_model.dpo_batch(pairs, idx))
         ref += list(zip(o[:len(idx)].tolist(), o[len(idx):].tolist()))
 ref = torch.tensor(ref, dtype=torch.float64)
 c_ref = torch.tensor([p["ref"] for p in pairs], dtype=torch.float64)
@@ -119,7 +108,7 @@ for step in range(STEPS):
     for g in opt.param_groups:
         g["lr"] = lr
     idx = order[step * B:(step + 1) * B]
-    o, _ = ref_model.forward(cfg, params, *batch(idx))
+    o, _ = ref_model.forward(cfg, params, *ref_model.dpo_batch(pairs, idx))
     z = (o[:B] - o[B:]) - (ref[idx, 0] - ref[idx, 1])
     loss = -torch.nn.functional.logsigmoid(BETA * z).mean()
     opt.zero_grad()
@@ -161,7 +150,7 @@ opt = torch.optim.AdamW(list(params.values()), lr=LR, betas=(0.9, 0.999), eps=1e
 losses = []
 for step in range(RM_STEPS):
     idx = order[step * B:(step + 1) * B]
-    o, _ = ref_model.forward(rcfg, params, *batch(idx))
+    o, _ = ref_model.forward(rcfg, params, *ref_model.dpo_batch(pairs, idx))
     rc, rr = o[:B], o[B:]
     loss = (-torch.nn.functional.logsigmoid(rc - rr - MARGIN)).mean() + CENTER * ((rc + rr) ** 2).mean()
     opt.zero_grad()

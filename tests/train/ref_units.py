@@ -13,26 +13,63 @@ def close(a, b, rtol, atol, what):
         print(f"FAIL {what}: max abs diff {float(torch.max(torch.abs(a - b))):.3g}")
     return ok
 
+def dpo_losses(kind, pc, pr, rc, rr, nc, nr, beta, ls, tau):
+    """Per-sequence losses as TRL's DPOTrainer writes them (dpo_trainer.py loss ladder), in float64."""
+    logsig, sig = F.logsigmoid, torch.sigmoid
+    if kind in ("sigmoid_norm", "ipo_mean"):  # log-ratios over completion lengths
+        cl, rl = (pc - rc) / nc.clamp(min=1), (pr - rr) / nr.clamp(min=1)
+    else:
+        cl, rl = pc - rc, pr - rr
+    d = cl - rl
+    if kind in ("sigmoid", "sigmoid_norm"):
+        return -logsig(beta * d)
+    if kind == "cdpo":
+        return -logsig(beta * d) * (1 - ls) - logsig(-beta * d) * ls
+    if kind == "robust":
+        return (-logsig(beta * d) * (1 - ls) + logsig(-beta * d) * ls) / (1 - 2 * ls)
+    if kind == "hinge":
+        return torch.relu(1 - beta * d)
+    if kind in ("ipo", "ipo_mean"):
+        return (d - 1 / (2 * beta)) ** 2
+    if kind == "exo_pair":
+        eps = torch.tensor(ls, dtype=torch.float64)
+        return sig(beta * d) * (logsig(beta * d) - torch.log1p(-eps)) + sig(-beta * d) * (logsig(-beta * d) - torch.log(eps))
+    if kind == "nca_pair":
+        return -logsig(beta * cl) - 0.5 * logsig(-beta * cl) - 0.5 * logsig(-beta * rl)
+    if kind == "bco_pair":
+        return -logsig(beta * cl) - logsig(-beta * rl)
+    if kind == "sppo_hard":
+        return (cl - 0.5 / beta) ** 2 + (rl + 0.5 / beta) ** 2
+    if kind in ("aot", "aot_unpaired"):
+        if kind == "aot":
+            delta = torch.sort(pc - pr, dim=0)[0] - torch.sort(rc - rr, dim=0)[0]
+        else:
+            delta = torch.sort(cl, dim=0)[0] - torch.sort(rl, dim=0)[0]
+        return -logsig(beta * delta) * (1 - ls) - logsig(-beta * delta) * ls
+    if kind == "apo_zero":
+        return 1 - sig(beta * cl) + sig(beta * rl)
+    if kind == "apo_down":
+        return sig(beta * cl) + 1 - sig(beta * (cl - rl))
+    if kind == "discopop":
+        u = beta * d
+        m = sig(u / tau)
+        return -logsig(u) * (1 - m) + torch.exp(-u) * m
+    if kind == "sft":  # token-mean NLL of the chosen completions, expanded per sequence
+        return (-pc.sum() / nc.sum()).expand(pc.shape[0])
+    raise SystemExit(f"ref_units.py: no reference for loss {kind}")
+
 def dpo_ref(rec):
     t = {k: torch.tensor(rec[k], dtype=torch.float64, requires_grad=True) for k in ("pc", "pr", "rc", "rr")}
-    beta, ls = rec["beta"], rec["ls"]
-    z = (t["pc"] - t["pr"]) - (t["rc"] - t["rr"])
-    kind = rec["loss_type"]
-    if kind == "sigmoid":
-        losses = -F.logsigmoid(beta * z) * (1 - ls) - F.logsigmoid(-beta * z) * ls
-    elif kind == "robust":
-        losses = (-F.logsigmoid(beta * z) * (1 - ls) + F.logsigmoid(-beta * z) * ls) / (1 - 2 * ls)
-    elif kind == "hinge":
-        losses = torch.relu(1 - beta * z)
-    elif kind == "ipo":
-        losses = (z - 1 / (2 * beta)) ** 2
-    loss = losses.mean()
+    nc, nr = (torch.tensor(rec[k], dtype=torch.float64) for k in ("nc", "nr"))
+    beta, ls, kind = rec["beta"], rec["ls"], rec["loss_type"]
+    loss = dpo_losses(kind, t["pc"], t["pr"], t["rc"], t["rr"], nc, nr, beta, ls, rec["tau"]).mean()
     loss.backward()
     cr = beta * (t["pc"] - t["rc"]).detach()
     rr = beta * (t["pr"] - t["rr"]).detach()
     ok = close(rec["loss"], loss.item(), 1e-4, 1e-7, f"{kind} ls={ls} loss")
     for k in ("pc", "pr", "rc", "rr"):
-        ok &= close(rec["d" + k], t[k].grad, 1e-3, 1e-7, f"{kind} ls={ls} d{k}")
+        grad = t[k].grad if t[k].grad is not None else torch.zeros_like(t[k])  # sft: only pc
+        ok &= close(rec["d" + k], grad, 1e-3, 1e-7, f"{kind} ls={ls} d{k}")
     ok &= close(rec["m_rc"], cr.mean(), 1e-4, 1e-6, f"{kind} rewards/chosen")
     ok &= close(rec["m_rr"], rr.mean(), 1e-4, 1e-6, f"{kind} rewards/rejected")
     ok &= close(rec["m_acc"], (cr > rr).double().mean(), 0, 1e-9, f"{kind} rewards/accuracies")
@@ -91,7 +128,7 @@ def main():
         npass += ok
         nfail += not ok
     print(f"{npass} passed, {nfail} failed")
-    sys.exit(1 if nfail or npass < 12 else 0)
+    sys.exit(1 if nfail or npass < 2 * 17 + 2 + 2 else 0)  # 17 losses x 2 settings, 2 bt, 2 adamw
 
 if __name__ == "__main__":
     main()

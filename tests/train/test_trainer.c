@@ -5,7 +5,7 @@
  * Bigram model: params W (V,V); log p(x_t | x_<t) = W[x_{t-1}, x_t] - logsumexp(W[x_{t-1}, :]).
  * Policy value: sum over masked t of that; reward value (BT): sum_{t>=1} W[x_{t-1}, x_t] / 8.
  *
- * usage: test_trainer OUT STEPS BATCH ACCUM ZERO1 LOSS   (LOSS: sigmoid|ipo|hinge|robust|bt) */
+ * usage: test_trainer OUT STEPS BATCH ACCUM ZERO1 LOSS   (LOSS: a dpo loss_type name, or bt) */
 #include "quorum/common.h"
 #include "quorum/train.h"
 
@@ -79,9 +79,9 @@ static void make_pairs(TokPairs *d, Rng *r) {
 
 static void dump_data(const char *out, const TokPairs *d, const float *w0, const TrainCfg *c) {
     Buf b = {0};
-    buf_appendf(&b, "{\"V\":%d,\"steps\":%d,\"batch\":%d,\"beta\":%.9g,\"ls\":%.9g,\"lr\":%.9g,\"wd\":%.9g,\"clip\":%.9g,"
+    buf_appendf(&b, "{\"V\":%d,\"steps\":%d,\"batch\":%d,\"beta\":%.9g,\"ls\":%.9g,\"tau\":%.9g,\"lr\":%.9g,\"wd\":%.9g,\"clip\":%.9g,"
                 "\"warmup\":%d,\"cosine\":%d,\"margin\":%.9g,\"center\":%.9g,\"seqs\":[", V, c->steps, c->batch_size,
-                c->dpo.beta, c->dpo.label_smoothing, c->optim.lr, c->optim.weight_decay, c->optim.grad_clip,
+                c->dpo.beta, c->dpo.label_smoothing, c->dpo.discopop_tau, c->optim.lr, c->optim.weight_decay, c->optim.grad_clip,
                 c->optim.warmup_steps, c->optim.cosine, c->bt_margin, c->bt_center);
     for (int64_t i = 0; i < d->n; i++) {
         buf_appendf(&b, "%s[%d,[", i ? "," : "", d->prompt_len[i]);
@@ -105,7 +105,7 @@ static void dump_data(const char *out, const TokPairs *d, const float *w0, const
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     if (argc != 7) {
-        fprintf(stderr, "usage: test_trainer OUT STEPS BATCH ACCUM ZERO1 sigmoid|ipo|hinge|robust|bt\n");
+        fprintf(stderr, "usage: test_trainer OUT STEPS BATCH ACCUM ZERO1 LOSS (a dpo loss_type name, or bt)\n");
         MPI_Finalize();
         return 2;
     }
@@ -124,9 +124,13 @@ int main(int argc, char **argv) {
     c.optim.warmup_steps = 2; c.optim.total_steps = c.steps; c.optim.cosine = 1;
     const char *loss = argv[6];
     c.objective = strcmp(loss, "bt") ? OBJ_DPO : OBJ_BT;
-    c.dpo.type = !strcmp(loss, "ipo") ? DPO_IPO : !strcmp(loss, "hinge") ? DPO_HINGE : !strcmp(loss, "robust") ? DPO_ROBUST : DPO_SIGMOID;
+    if (c.objective == OBJ_DPO && dpo_loss_parse(loss, &c.dpo.type) != 0) {
+        fprintf(stderr, "test_trainer: unknown loss %s\n", loss);
+        MPI_Finalize();
+        return 2;
+    }
     c.dpo.beta = 0.5f;
-    c.dpo.label_smoothing = c.dpo.type == DPO_ROBUST || c.dpo.type == DPO_SIGMOID ? 0.1f : 0.0f;
+    c.dpo.label_smoothing = c.dpo.type == DPO_ROBUST || c.dpo.type == DPO_CDPO ? 0.1f : 0.0f;
     c.bt_margin = 0.1f; c.bt_center = 0.01f;
 
     Rng r;
@@ -143,7 +147,7 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (c.objective == OBJ_DPO) {
         char *rp = path_join(c.out, "ref_logps.h5");
-        rc = ref_logps_compute(&m, &d, 3, rp, c.dpo.type == DPO_IPO);
+        rc = ref_logps_compute(&m, &d, 3, rp);
         free(rp);
     }
     if (!rc) rc = train_run(&c, &m, &d, NULL);

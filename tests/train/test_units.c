@@ -19,26 +19,60 @@ static void fill(Rng *r, float *x, int n, float mu, float sd) {
 
 enum { B = 16 };
 
+/* Every DPO loss on random log-prob sums and completion lengths, at two (beta, label_smoothing) settings
+ * where the loss takes label smoothing. Gradients poisoned with NaN first. */
 static void dump_losses(Rng *r) {
-    const DpoLoss types[] = {DPO_SIGMOID, DPO_IPO, DPO_HINGE, DPO_ROBUST};
-    const float smooth[] = {0.0f, 0.2f};
-    for (int t = 0; t < 4; t++)
+    for (int t = 0; t < DPO_N_LOSSES; t++)
         for (int s = 0; s < 2; s++) {
-            float pc[B], pr[B], rc[B], rr[B], g[4][B];
+            float pc[B], pr[B], rc[B], rr[B], nc[B], nr[B], g[4][B];
             fill(r, pc, B, -40, 10); fill(r, pr, B, -40, 10);
-            for (int i = 0; i < B; i++) { rc[i] = pc[i] + 3 * rng_normal(r); rr[i] = pr[i] + 3 * rng_normal(r); }
+            for (int i = 0; i < B; i++) {
+                rc[i] = pc[i] + 3 * rng_normal(r); rr[i] = pr[i] + 3 * rng_normal(r);
+                nc[i] = (float)(1 + rng_below(r, 60)); nr[i] = (float)(1 + rng_below(r, 60));
+            }
             memset(g, 0xff, sizeof g); /* NaN poison */
-            DpoLossCfg c = {types[t], 0.1f + 0.2f * s, smooth[s]};
+            DpoLossCfg c = {.type = (DpoLoss)t, .beta = 0.1f + 0.2f * s, .discopop_tau = 0.05f + 0.5f * s};
+            const float smooth[2] = {t == DPO_EXO_PAIR ? 1e-3f : 0.0f, 0.2f};
+            char why[256];
+            c.label_smoothing = smooth[s];
+            if (dpo_loss_check(&c, why, sizeof why) != 0) c.label_smoothing = 0; /* loss without smoothing */
+            CHECK(dpo_loss_check(&c, why, sizeof why) == 0);
             PairMetrics met = {0};
-            double loss = dpo_loss(&c, B, pc, pr, rc, rr, 1.0f / B, g[0], g[1], g[2], g[3], &met);
-            printf("{\"kind\":\"dpo\",\"loss_type\":\"%s\",\"beta\":%.9g,\"ls\":%.9g,\"loss\":%.12g,", dpo_loss_name(c.type),
-                   c.beta, c.label_smoothing, loss / B);
+            DpoBatch x = {B, pc, pr, rc, rr, nc, nr};
+            DpoGrads gr = {g[0], g[1], g[2], g[3]};
+            double loss = dpo_loss(&c, &x, 1.0f / B, &gr, &met);
+            CHECK(fabs(met.loss - loss) < 1e-9 * (1 + fabs(loss)));
+            printf("{\"kind\":\"dpo\",\"loss_type\":\"%s\",\"beta\":%.9g,\"ls\":%.9g,\"tau\":%.9g,\"loss\":%.12g,",
+                   dpo_loss_name(c.type), c.beta, c.label_smoothing, c.discopop_tau, loss / B);
             printf("\"m_rc\":%.9g,\"m_rr\":%.9g,\"m_acc\":%.9g,\"m_margin\":%.9g,\"m_lc\":%.9g,\"m_lr\":%.9g,", met.reward_chosen / B,
                    met.reward_rejected / B, met.accuracy / B, met.margin / B, met.logp_chosen / B, met.logp_rejected / B);
             dump("pc", pc, B); putchar(','); dump("pr", pr, B); putchar(','); dump("rc", rc, B); putchar(',');
-            dump("rr", rr, B); putchar(','); dump("dpc", g[0], B); putchar(','); dump("dpr", g[1], B); putchar(',');
+            dump("rr", rr, B); putchar(','); dump("nc", nc, B); putchar(','); dump("nr", nr, B); putchar(',');
+            dump("dpc", g[0], B); putchar(','); dump("dpr", g[1], B); putchar(',');
             dump("drc", g[2], B); putchar(','); dump("drr", g[3], B); printf("}\n");
         }
+}
+
+/* Validation: each loss refuses label smoothing it does not use, and the ranges TRL documents. */
+static void check_loss_validation(void) {
+    char why[256];
+    DpoLossCfg c = {.type = DPO_SIGMOID, .beta = 0.1f, .label_smoothing = 0.1f, .discopop_tau = 0.05f};
+    CHECK(dpo_loss_check(&c, why, sizeof why) != 0 && strstr(why, "cdpo"));
+    c.type = DPO_ROBUST; c.label_smoothing = 0.5f;
+    CHECK(dpo_loss_check(&c, why, sizeof why) != 0 && strstr(why, "[0, 0.5)"));
+    c.type = DPO_EXO_PAIR; c.label_smoothing = 0;
+    CHECK(dpo_loss_check(&c, why, sizeof why) != 0 && strstr(why, "exo_pair"));
+    c.type = DPO_DISCOPOP; c.discopop_tau = 0;
+    CHECK(dpo_loss_check(&c, why, sizeof why) != 0 && strstr(why, "discopop_tau"));
+    c.type = DPO_HINGE; c.discopop_tau = 0.05f; c.beta = 0;
+    CHECK(dpo_loss_check(&c, why, sizeof why) != 0 && strstr(why, "beta"));
+    DpoLoss t;
+    CHECK(dpo_loss_parse("aot_unpaired", &t) == 0 && t == DPO_AOT_UNPAIRED);
+    CHECK(dpo_loss_parse("kto_pair", &t) != 0);
+    for (int i = 0; i < DPO_N_LOSSES; i++) CHECK(dpo_loss_parse(dpo_loss_name((DpoLoss)i), &t) == 0 && t == (DpoLoss)i);
+}
+
+static void dump_bt(Rng *r) {
     for (int s = 0; s < 2; s++) {
         float rc[B], rr[B], g[2][B];
         fill(r, rc, B, 0, 2); fill(r, rr, B, 0.3f, 2);
@@ -121,9 +155,11 @@ int main(int argc, char **argv) {
     rng_seed(&r, 7, 0);
     if (argc > 1 && !strcmp(argv[1], "dump")) {
         dump_losses(&r);
+        dump_bt(&r);
         dump_adamw(&r);
-        return 0;
+        return t_fail_ ? 1 : 0;
     }
     test_truncate();
+    check_loss_validation();
     TEST_MAIN_END();
 }
