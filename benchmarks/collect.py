@@ -125,18 +125,24 @@ def allreduce_rows(raw):
 def model_score_cpu(raw):
     text = open(os.path.join(raw, "model_score_cpu.log")).read()
     res = {"log": "raw/model_score_cpu.log"}
-    for key, pat in (("quorum_c", r"^quorum C \(cpu backend\)\s+(.*)$"), ("torch", r"^torch reference \(fp32\)\s+(.*)$")):
-        m = re.search(pat, text, re.M)
-        if m:
-            v = [float(x) for x in m.group(1).split()]
-            res[key] = dict(pairs_per_s=v[0], tokens_per_s=v[1], seconds=v[2], tokens_per_cpu_s=v[3], cpu_s=v[4])
+    # rows "<threads> <engine> pairs/s tokens/s seconds tok/cpu-s GEMM sgemm run shared <x>x diff": the first
+    # thread count's torch row and its fastest quorum variant (packed+shared) are reported
+    eng = {}
+    for m in re.finditer(r"^\s*(\d+) (torch reference \(fp32\)|quorum packed\+shared|quorum packed|quorum padded)\s+(.*)$",
+                         text, re.M):
+        v = m.group(3).split()
+        eng.setdefault((int(m.group(1)), m.group(2)), dict(pairs_per_s=float(v[0]), tokens_per_s=float(v[1]),
+                                                           seconds=float(v[2]), tokens_per_cpu_s=float(v[3]),
+                                                           cpu_s=float(v[2]), max_rel_reward_diff=float(v[9])))
+    th = min((k[0] for k in eng), default=None)
+    if (th, "quorum packed+shared") in eng and (th, "torch reference (fp32)") in eng:
+        res["quorum_c"], res["torch"] = eng[(th, "quorum packed+shared")], eng[(th, "torch reference (fp32)")]
+        res["speedup_c_over_torch"] = res["quorum_c"]["pairs_per_s"] / res["torch"]["pairs_per_s"]
+        res["max_rel_reward_diff"] = res["quorum_c"]["max_rel_reward_diff"]
     m = re.search(r"setup [\d.]+s: (\d+) layers, (\d+) sequences, (\d+) tokens", text)
     if m:
         res["layers"], res["sequences"], res["tokens"] = (int(g) for g in m.groups())
-    m = re.search(r"speedup \(C / torch\) ([\d.]+)x; max reward diff / max \|reward\| = (\S+);", text)
-    if m:
-        res["speedup_c_over_torch"], res["max_rel_reward_diff"] = float(m.group(1)), float(m.group(2))
-    else:
+    if "quorum_c" not in res:
         res["note"] = text.strip().splitlines()[-1] if text.strip() else "no output"
     return res
 
@@ -231,10 +237,10 @@ def markdown(res):
     if "quorum_c" in m:
         p("| engine | pairs/s | tokens/s | seconds | tokens/cpu-s |")
         p("|---|---:|---:|---:|---:|")
-        for k, name in (("quorum_c", "quorum C (cpu backend)"), ("torch", "torch 1.13 reference (fp32)")):
+        for k, name in (("quorum_c", "quorum C (cpu backend, packed + shared prompts)"), ("torch", "torch 1.13 reference (fp32)")):
             e = m[k]
             p(f"| {name} | {e['pairs_per_s']:.2f} | {e['tokens_per_s']:.1f} | {e['seconds']:.2f} | {e['tokens_per_cpu_s']:.1f} |")
-        p(f"\nC / torch (wall): {m['speedup_c_over_torch']:.2f}x; max |reward diff| / max |reward| = {m['max_rel_reward_diff']:.1e}")
+        p(f"\nC / torch (pairs/s, wall): {m['speedup_c_over_torch']:.2f}x; max |reward diff| / max |reward| = {m['max_rel_reward_diff']:.1e}")
     p()
     p("Tokenizer: " + "; ".join(res["tokenizer"]["lines"]))
 

@@ -4,12 +4,17 @@
 A GPT-2-small-sized reward model (GPT2ForSequenceClassification, 12 layers, 768 wide, 12 heads, vocab
 50257, random weights) scores the chosen and rejected texts of the first --pairs HH-RLHF helpful-base
 test pairs, GPT-2 BPE-tokenized (tokenizers/gpt2 of the shared folder), truncated to --max-len tokens,
-sorted by length and cut into batches of --batch sequences. Both engines use --threads threads.
-
-  benchmarks/model_score_cpu.py [--build build] [--shared ../shared] [--pairs 32] [--batch 8]
-                                [--max-len 256] [--threads 1] [--layers 12] [--out benchmarks/model_score_cpu.md]
+sorted by length and cut into batches of --batch sequences (the padded runs). Every --threads value (e.g. "1,2")
+runs, side by side in one invocation:
+  torch          the fp32 reference on the padded batches
+  quorum padded  model_reward per padded batch (flash attention: inference load)
+  quorum packed  model_reward_packed, pairs in order, --budget tokens per forward, no padding
+  quorum shared  as packed, each pair's longest common token prefix (its prompt) run once
+  benchmarks/model_score_cpu.py [--build build] [--shared ../shared] [--pairs 32] [--batch 8] [--budget 2048]
+                                [--max-len 256] [--threads 1,2] [--layers 12] [--out benchmarks/model_score_cpu.md]
 --layers below 12 gives a shallower model of the same width (benchmarks/run --quick uses 2).
-Prints pairs/s and tokens/s of both and the max reward difference; appends a row to --out.
+Prints pairs/s, tokens/s, GEMM GFLOP/s vs this process's sgemm rate and the max reward difference to torch
+per engine; appends one row per (threads, engine) to --out.
 """
 import argparse
 import gzip
@@ -99,8 +104,13 @@ def make_batches(path, shared, pairs, batch, max_len):
             rec = json.loads(line)
             for k in ("chosen", "rejected"):
                 seqs.append(bpe.encode(rec[k])[:max_len])
-    seqs.sort(key=len)  # sort-by-length is the caller's job: it keeps padding small
-    tensors = []
+    n, T = len(seqs), max(len(s) for s in seqs)
+    all_ids = np.zeros((n, T), dtype=np.float32)  # pair order, for the packed / shared runs
+    for b, s in enumerate(seqs):
+        all_ids[b, :len(s)] = s
+    tensors = [("all_ids", all_ids), ("all_lens", np.array([len(s) for s in seqs], np.float32))]
+    order = sorted(range(n), key=lambda i: len(seqs[i]))  # sort-by-length keeps padding small
+    seqs = [seqs[i] for i in order]
     for i in range(0, len(seqs), batch):
         chunk = seqs[i:i + batch]
         T = max(len(s) for s in chunk)
@@ -109,7 +119,7 @@ def make_batches(path, shared, pairs, batch, max_len):
             ids[b, :len(s)] = s
         tensors += [(f"ids.{i // batch}", ids), (f"lens.{i // batch}", np.array([len(s) for s in chunk], np.float32))]
     ref_model.st_write(path, tensors)
-    return len(seqs), sum(len(s) for s in seqs)
+    return len(seqs), sum(len(s) for s in seqs), np.array(order)
 
 
 def main():
@@ -119,50 +129,63 @@ def main():
     ap.add_argument("--pairs", type=int, default=32)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--max-len", type=int, default=256)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--budget", type=int, default=2048)
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--out", default=os.path.join(HERE, "model_score_cpu.md"))
     a = ap.parse_args()
     exe = os.path.join(a.build, "tests", "model", "bench_model_score")
     if not os.path.exists(exe):
         sys.exit(f"{exe} missing: build first (cmake --build {a.build})")
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(a.threads), OMP_NUM_THREADS=str(a.threads),
-               QUORUM_BENCH_THREADS=str(a.threads))
+    rows = []
     with tempfile.TemporaryDirectory(prefix="quorum_bench_") as tmp:
         mdir, bfile = os.path.join(tmp, "rm"), os.path.join(tmp, "batches.safetensors")
         t0 = time.time()
         make_model(mdir, layers=a.layers)
-        n_seq, n_tok = make_batches(bfile, a.shared, a.pairs, a.batch, a.max_len)
+        n_seq, n_tok, order = make_batches(bfile, a.shared, a.pairs, a.batch, a.max_len)
         print(f"setup {time.time() - t0:.1f}s: {a.layers} layers, {n_seq} sequences, {n_tok} tokens", flush=True)
-        c = json.loads(subprocess.run([exe, mdir, bfile, bfile + ".c.f32"], env=env, check=True,
-                                      capture_output=True, text=True).stdout)
-        t = json.loads(subprocess.run([sys.executable, os.path.join(HERE, "..", "tests", "model", "ref_model.py"),
-                                       "bench", mdir, bfile], env=env, check=True, capture_output=True,
-                                      text=True).stdout.strip().splitlines()[-1])
-        rc = np.fromfile(bfile + ".c.f32", dtype=np.float32)
-        rt = np.load(bfile + ".torch_rewards.npy")
-        diff = float(np.max(np.abs(rc - rt)) / max(1e-6, float(np.max(np.abs(rt)))))
-    # per CPU-second as well as per wall second: the hosts this runs on are often shared and loaded
-    rows = []
-    for name, r in (("quorum C (cpu backend)", c), ("torch reference (fp32)", t)):
-        rows.append((name, r["sequences"] / 2 / r["seconds"], r["tokens"] / r["seconds"], r["seconds"],
-                     r["tokens"] / r["cpu_seconds"], r["cpu_seconds"]))
-    print(f"{'engine':26s} {'pairs/s':>9s} {'tokens/s':>10s} {'seconds':>8s} {'tokens/cpu-s':>13s} {'cpu-s':>8s}")
-    for name, ps, ts, s, tc, cs in rows:
-        print(f"{name:26s} {ps:9.2f} {ts:10.1f} {s:8.2f} {tc:13.1f} {cs:8.2f}")
-    print(f"speedup (C / torch) {rows[0][2] / rows[1][2]:.2f}x; max reward diff / max |reward| = {diff:.2e}; "
-          f"padding overhead {c['padded_tokens'] / c['tokens'] - 1:.1%}")
+        for threads in [int(x) for x in str(a.threads).split(",")]:
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                       QUORUM_BENCH_THREADS=str(threads), QUORUM_BLAS_THREADS=str(threads))
+            t = json.loads(subprocess.run([sys.executable, os.path.join(HERE, "..", "tests", "model", "ref_model.py"),
+                                           "bench", mdir, bfile], env=env, check=True, capture_output=True,
+                                          text=True).stdout.strip().splitlines()[-1])
+            rt = np.empty(n_seq, np.float32)
+            rt[order] = np.load(bfile + ".torch_rewards.npy")  # back to pair order
+            runs = [("torch reference (fp32)", t, rt)]
+            for name, extra in (("quorum padded", []), ("quorum packed", ["packed", str(a.budget), "0"]),
+                                ("quorum packed+shared", ["packed", str(a.budget), "1"])):
+                c = json.loads(subprocess.run([exe, mdir, bfile, bfile + ".c.f32"] + extra, env=env, check=True,
+                                              capture_output=True, text=True).stdout)
+                rc = np.fromfile(bfile + ".c.f32", dtype=np.float32)
+                if not extra:  # padded batches come back in length order
+                    back = np.empty_like(rc)
+                    back[order] = rc
+                    rc = back
+                runs.append((name, c, rc))
+            for name, r, rew in runs:
+                diff = float(np.max(np.abs(rew - rt)) / max(1e-6, float(np.max(np.abs(rt)))))
+                gemm = r.get("matmul_gflop", 0) / r["seconds"]
+                rows.append((threads, name, r["sequences"] / 2 / r["seconds"], r["tokens"] / r["seconds"], r["seconds"],
+                             r["tokens"] / r["cpu_seconds"], gemm, r.get("sgemm_gflops", 0), r.get("shared_tokens", 0),
+                             r.get("padded_tokens", r["tokens"]), diff, t["sequences"] / 2 / t["seconds"]))
+    print(f"{'thr':>3s} {'engine':22s} {'pairs/s':>8s} {'tokens/s':>9s} {'seconds':>8s} {'tok/cpu-s':>9s} "
+          f"{'GEMM GF/s':>9s} {'sgemm GF/s':>10s} {'run tok':>8s} {'shared':>7s} {'vs torch':>8s} {'rel diff':>8s}")
+    for th, name, ps, ts, s, tc, g, sg, sh, run, diff, tps in rows:
+        print(f"{th:3d} {name:22s} {ps:8.2f} {ts:9.1f} {s:8.2f} {tc:9.1f} {g:9.1f} {sg:10.1f} {run:8d} {sh:7d} "
+              f"{ps / tps:7.2f}x {diff:8.1e}")
     new = not os.path.exists(a.out)
     with open(a.out, "a") as f:
         if new:
             f.write("# Reward-model scoring on CPU (benchmarks/model_score_cpu.py)\n\nGPT-2-small-sized RM, random "
-                    "weights, HH-RLHF helpful-base test texts, sorted by length.\n\n| date | host | pairs | batch | "
-                    "max len | threads | load avg | C pairs/s | C tokens/s | C tokens/cpu-s | torch pairs/s | torch tokens/s | "
-                    "torch tokens/cpu-s | speedup (wall) | max rel reward diff |\n"
-                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-        f.write(f"| {time.strftime('%Y-%m-%d %H:%M')} | {platform.node()} | {a.pairs} | {a.batch} | {a.max_len} | "
-                f"{a.threads} | {os.getloadavg()[0]:.1f} | {rows[0][1]:.2f} | {rows[0][2]:.1f} | {rows[0][4]:.1f} | "
-                f"{rows[1][1]:.2f} | {rows[1][2]:.1f} | {rows[1][4]:.1f} | {rows[0][2] / rows[1][2]:.2f}x | {diff:.1e} |\n")
+                    "weights, HH-RLHF helpful-base test texts.\n\n")
+        f.write(f"\n{time.strftime('%Y-%m-%d %H:%M')} on {platform.node()}, load avg {os.getloadavg()[0]:.1f}: "
+                f"{a.pairs} pairs, batch {a.batch}, max len {a.max_len}, budget {a.budget}, {a.layers} layers\n\n"
+                "| threads | engine | pairs/s | tokens/s | tokens/cpu-s | GEMM GFLOP/s | sgemm GFLOP/s | tokens run | "
+                "tokens shared | pairs/s vs torch | max rel reward diff |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+        for th, name, ps, ts, s, tc, g, sg, sh, run, diff, tps in rows:
+            f.write(f"| {th} | {name} | {ps:.2f} | {ts:.1f} | {tc:.1f} | {g:.1f} | {sg:.1f} | {run} | {sh} | "
+                    f"{ps / tps:.2f}x | {diff:.1e} |\n")
 
 
 if __name__ == "__main__":

@@ -80,9 +80,11 @@ __device__ __forceinline__ void block_softmax_state(float &m, float &s, float *s
 
 /* A grow-only device scratch buffer per slot (attention permutes, reduction partials). Contents are
  * undefined on return; growing synchronises the device. Slots keep callers from clobbering each other. */
-enum { SCRATCH_ATTN = 0, SCRATCH_ATTN_GRAD, SCRATCH_PARTIALS, SCRATCH_REDUCE, SCRATCH_ATTN_SCORES, SCRATCH_COUNT };
+enum { SCRATCH_ATTN = 0, SCRATCH_ATTN_GRAD, SCRATCH_PARTIALS, SCRATCH_REDUCE, SCRATCH_ATTN_SCORES, SCRATCH_BF16,
+       SCRATCH_COUNT };
 float *cuda_scratch(int slot, size_t bytes);
 void cuda_scratch_release(void); /* frees every slot (cuda_backend_finalize) */
+void cuda_lt_release(void);      /* matmul_lt.cu: cuBLASLt handle, workspace and plans (cuda_backend_finalize) */
 
 /* Row-major GEMM on the process handle: C = alpha op(A) op(B) + beta C for `batch` matrices at the given
  * element strides (0 = shared). op(A) is (M,K), op(B) (K,N), C (M,N); lda/ldb/ldc are row strides.

@@ -7,16 +7,27 @@
 #include "cuda_common.cuh"
 #include "ops_cuda.cuh"
 
-/* out: (B,T,C) = wte[ids] (+ wpe[t]); ids: (B,T); wte: (V,C); wpe: (maxT,C) or NULL */
-__global__ void embedding_forward_kernel(float *out, const int *ids, const float *wte, const float *wpe,
-                                         int B, int T, int C) {
+__device__ __forceinline__ float emb_f32(float x) { return x; }
+__device__ __forceinline__ float emb_f32(uint16_t h) { return __uint_as_float((unsigned)h << 16); } /* bf16 bits */
+
+/* out: (B,T,C) = wte[ids] (+ wpe[t]); ids: (B,T); wte: (V,C); wpe: (maxT,C) or NULL; tables fp32 or bf16 */
+template <typename W>
+__global__ void embedding_forward_kernel(float *out, const int *ids, const W *wte, const W *wpe, int B, int T, int C) {
     long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;
     if (i >= (long long)B * T * C) return;
     long long bt = i / C;
     int c = (int)(i % C), t = (int)(bt % T);
-    float v = wte[(long long)ids[bt] * C + c];
-    if (wpe) v += wpe[(long long)t * C + c];
+    float v = emb_f32(wte[(long long)ids[bt] * C + c]);
+    if (wpe) v += emb_f32(wpe[(long long)t * C + c]);
     out[i] = v;
+}
+
+void embedding_forward_bf16_cuda(float *out, const int *ids, const uint16_t *wte, const uint16_t *wpe, int B, int T,
+                                 int C) {
+    long long n = (long long)B * T * C;
+    if (n == 0) return;
+    embedding_forward_kernel<<<ceil_div(n, 256), 256, 0, cuda_stream()>>>(out, ids, wte, wpe, B, T, C);
+    cudaCheckLaunch();
 }
 
 #define EMB_TILE 256 /* ids scanned per shared-memory tile = blockDim.x */

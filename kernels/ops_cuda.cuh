@@ -6,11 +6,15 @@
 #ifndef QUORUM_OPS_CUDA_CUH
 #define QUORUM_OPS_CUDA_CUH
 #include <stddef.h>
+#include <stdint.h>
 
 /* matmul.cu */
 void matmul_forward_cuda(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
 void matmul_backward_cuda(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                           const float *weight, int N, int C, int OC);
+/* matmul_lt.cu */
+void matmul_forward_bf16_cuda(float *out, const float *inp, const uint16_t *weight, const float *bias, int N, int C,
+                              int OC);
 /* norm.cu */
 void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                             const float *bias, int N, int C, float eps);
@@ -20,16 +24,17 @@ void rmsnorm_forward_cuda(float *out, float *rstd, const float *inp, const float
 void rmsnorm_backward_cuda(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
                            const float *rstd, int N, int C);
 /* pointwise.cu */
-void residual_forward_cuda(float *out, const float *inp1, const float *inp2, int n);
-void residual_backward_cuda(float *dinp1, float *dinp2, const float *dout, int n);
-void gelu_forward_cuda(float *out, const float *inp, int n);
-void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, int n);
+void residual_forward_cuda(float *out, const float *inp1, const float *inp2, size_t n);
+void gelu_forward_cuda(float *out, const float *inp, size_t n);
+void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n);
 void swiglu_forward_cuda(float *out, const float *inp, int N, int F);
 void swiglu_backward_cuda(float *dinp, const float *dout, const float *inp, int N, int F);
 void rope_forward_cuda(float *qkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD);
 void rope_backward_cuda(float *dqkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD);
 /* embed.cu */
 void embedding_forward_cuda(float *out, const int *ids, const float *wte, const float *wpe, int B, int T, int C);
+void embedding_forward_bf16_cuda(float *out, const int *ids, const uint16_t *wte, const uint16_t *wpe, int B, int T,
+                                 int C);
 void embedding_backward_cuda(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T, int C);
 void gather_forward_cuda(float *out, const float *inp, const int *rows, int M, int C);
 void gather_backward_cuda(float *dinp, const float *dout, const int *rows, int M, int C);
@@ -37,6 +42,9 @@ void gather_backward_cuda(float *dinp, const float *dout, const int *rows, int M
 void attention_forward_cuda(float *out, float *att, const float *qkv, const int *lens, int B, int T, int NH, int NKV, int HD);
 void attention_backward_cuda(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
                              const int *lens, int B, int T, int NH, int NKV, int HD);
+/* attention_flash.cu */
+void attention_varlen_forward_cuda(float *out, float *lse, const float *qkv, const int *segs, int S, int NH, int NKV,
+                                   int HD, float scale, float softcap, int window);
 /* optional ops (quorum/ops.h) */
 void attention_ex_forward_cuda(float *out, float *att, const float *qkv, const int *lens, int B, int T, int NH,
                                int NKV, int HD, float scale, float softcap, int window);

@@ -21,27 +21,20 @@ static void for_each(long long n, F f) {
 }
 
 /* out, inp1, inp2: (n) */
-void residual_forward_cuda(float *out, const float *inp1, const float *inp2, int n) {
+void residual_forward_cuda(float *out, const float *inp1, const float *inp2, size_t n) {
     for_each(n, [=] __device__(long long i) { out[i] = inp1[i] + inp2[i]; });
-}
-/* dinp1, dinp2: (n) += dout: (n); either may be NULL */
-void residual_backward_cuda(float *dinp1, float *dinp2, const float *dout, int n) {
-    for_each(n, [=] __device__(long long i) {
-        if (dinp1) dinp1[i] += dout[i];
-        if (dinp2) dinp2[i] += dout[i];
-    });
 }
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
 /* out, inp: (n). GPT-2 gelu_new. */
-void gelu_forward_cuda(float *out, const float *inp, int n) {
+void gelu_forward_cuda(float *out, const float *inp, size_t n) {
     for_each(n, [=] __device__(long long i) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
     });
 }
 /* dinp: (n) += gelu'(inp) * dout */
-void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, int n) {
+void gelu_backward_cuda(float *dinp, const float *inp, const float *dout, size_t n) {
     for_each(n, [=] __device__(long long i) {
         float x = inp[i];
         float th = tanhf(GELU_SCALE * (x + 0.044715f * x * x * x));

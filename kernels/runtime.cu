@@ -64,6 +64,7 @@ extern "C" void cuda_backend_finalize(void) {
     if (!g_cublas) return; /* never initialised */
     cudaCheck(cudaDeviceSynchronize());
     cuda_scratch_release();
+    cuda_lt_release();
     if (g_cublas) { cublasCheck(cublasDestroy(g_cublas)); g_cublas = NULL; }
     if (g_stream) { cudaCheck(cudaStreamDestroy(g_stream)); g_stream = NULL; }
     g_device = -1;

@@ -29,9 +29,14 @@
  * gating MLP on the hidden state at the last gating token pattern; scoring only (no backward).
  * *ForCausalLM is a policy.
  *
- * Memory: ALL parameters live in ONE contiguous fp32 backend buffer and all gradients in ONE buffer of
- * the same layout, so an optimizer or an MPI allreduce sees flat arrays. The tensor table maps HF names
- * to offsets in it. Fused layouts: q_proj,k_proj,v_proj are adjacent (one matmul, GPT-2's c_attn
+ * Memory: a model loaded for training (model_load) keeps ALL parameters in ONE contiguous fp32 backend buffer
+ * and all gradients in ONE buffer of the same layout (allocated at the first model_grads / model_zero_grad /
+ * model_backward, never for scoring), so an optimizer or an MPI allreduce sees flat arrays. A model loaded
+ * for inference (model_load_ex, .inference = 1) from a checkpoint whose trunk matrices (embeddings, q/k/v/o,
+ * MLP, untied lm_head) are all BF16 keeps those in a second, bf16 buffer as stored (half the memory of fp32;
+ * the ops compute in fp32, quorum/ops.h); norms, biases and the reward head stay fp32 in the first. Each
+ * tensor carries its dtype (ModelTensor.dtype). The tensor table maps HF names to offsets in these buffers.
+ * Fused layouts: q_proj,k_proj,v_proj are adjacent (one matmul, GPT-2's c_attn
  * layout), gate_proj,up_proj are adjacent (one matmul feeding SwiGLU).
  * Activations are sized on demand for the largest (B,T) seen. Batches are right-padded (ids[b,t] for
  * t >= lens[b] are ignored but must be valid ids in [0,V), e.g. 0); T is the padded length, so sort by
@@ -90,14 +95,22 @@ typedef struct {
     char *name;       /* HF name as saved, e.g. "model.layers.0.self_attn.q_proj.weight" */
     int ndim;
     int64_t shape[2]; /* in OUR layout (nn.Linear [out,in]); Conv1D tensors are [in,out] in the file */
-    size_t offset;    /* in floats, into the params / grads buffers */
+    size_t offset;    /* in elements, into the params / grads buffers (DT_F32) or the bf16 weights (DT_BF16) */
+    DType dtype;      /* storage in memory (quorum/ops.h): DT_BF16 only after an inference load of a bf16 file */
     int transposed;   /* stored transposed in the file (GPT-2 Conv1D) */
 } ModelTensor;
 
 typedef struct Model Model;
 
-/* Loads dir/config.json + safetensors (single or sharded) onto backend `be`. 0 or -1 (one line). */
+/* Loads dir/config.json + safetensors (single or sharded) onto backend `be`, every weight in fp32, ready to
+ * train. 0 or -1 (one line). */
 int model_load(Model **m, const char *dir, const Backend *be);
+typedef struct {
+    int inference; /* 1: scoring only. Weights stay as stored when the trunk matrices are all BF16 (and `be`
+                      has the bf16 ops), grads are disabled (model_set_grad_enabled(m, 0)); enabling grads
+                      later converts every weight to fp32 first. 0: as model_load. */
+} ModelLoadOpts;
+int model_load_ex(Model **m, const char *dir, const Backend *be, const ModelLoadOpts *opts);
 void model_free(Model *m);
 /* Writes dir/config.json + dir/model.safetensors (F32, HF-loadable; Conv1D transposed back). The folder
  * is built as <dir>.tmp.<pid> and renamed over dir, so a crash never leaves a half-written model. */
@@ -107,6 +120,23 @@ int model_save_sharded(const Model *m, const char *dir, size_t max_shard_bytes);
 
 /* Reward model forward: reward[b] = score(h[b, lens[b]-1]). ids (B,T) host, lens (B) host, 1 <= lens[b] <= T. */
 int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, float *reward /*[B]*/);
+/* Packed reward scoring of n sequences of any lengths (seqs[s] host, lens[s] >= 1 tokens): sorted by token count
+ * and packed into forwards of at most opts->token_budget tokens (a larger one runs alone), back to back with no
+ * padding, attention flash-style per sequence. With opts->share_pairs, sequences 2i and 2i+1 (a pair's chosen
+ * and rejected) run their longest common token prefix once, capped so each keeps at least its last token,
+ * and both continue from its K/V: sharing follows the rendered tokens, so it is exact whatever the template or
+ * truncation did (a left-truncated pair whose cuts differ simply shares nothing). reward[s] in input order;
+ * equal to model_reward within fp32 rounding. Reward models on a backend with attention_varlen_forward, not
+ * ArmoRM; a model loaded for training is switched to inference (model_set_grad_enabled(m, 0)). */
+typedef struct {
+    int token_budget; /* tokens per forward (<= 0: 8192) */
+    int share_pairs;  /* 1: pairs (2i, 2i+1) share their common prefix */
+} ModelPackOpts;
+typedef struct {
+    int64_t forwards, tokens, shared_tokens; /* totals of the last model_reward_packed call: tokens run, tokens saved */
+} ModelPackStats;
+int model_reward_packed(Model *m, const int32_t *const *seqs, const int *lens, int n, const ModelPackOpts *opts,
+                        float *reward, ModelPackStats *stats /* or NULL */);
 /* Causal LM forward: seq_logp[b] = sum_t mask[b,t] * log p(ids[b,t] | ids[b,<t]). mask (B,T) host marks
  * completion targets; positions t == 0 or t >= lens[b] are ignored. -1 on a reward model. */
 int model_logprobs(Model *m, const int32_t *ids, const int *lens, const uint8_t *mask, int B, int T,
@@ -120,10 +150,12 @@ const float *model_token_logprobs(const Model *m);
 int model_backward(Model *m, const float *dseq /*[B]*/);
 void model_zero_grad(Model *m);
 /* 0 = inference only: activations of one layer are reused across layers (memory / L) and
- * model_backward refuses. Default 1. */
+ * model_backward refuses. Default 1 (model_load) or 0 (model_load_ex inference). 1 on a model holding bf16
+ * weights converts them to fp32 first (the tensor table's offsets change: re-read model_tensors). */
 void model_set_grad_enabled(Model *m, int on);
 
-/* Accessors. params/grads are backend memory. */
+/* Accessors. params/grads are backend memory. model_n_params counts the fp32 buffer (every parameter unless
+ * bf16 weights were kept); model_grads allocates the gradient buffer on first use. */
 float *model_params(Model *m);
 float *model_grads(Model *m);
 size_t model_n_params(const Model *m);

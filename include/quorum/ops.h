@@ -14,22 +14,31 @@
  *  - Backward ops ACCUMULATE (+=) into every gradient they write, parameter AND activation gradients
  *    alike (llm.c style): the caller zeroes activation-gradient scratch before reuse and parameter
  *    gradients in model_zero_grad. A NULL gradient pointer means "not needed, skip it".
- *  - The residual stream of a transformer thus needs no explicit residual backward: branch backward
- *    ops accumulate straight into the running d(residual). residual_backward exists for completeness.
+ *  - The residual stream of a transformer thus needs no residual backward op: branch backward ops
+ *    accumulate straight into the running d(residual).
  *  - Batches are right-padded: sequence b of a (B,T) batch has lens[b] valid tokens at t < lens[b].
  *    Positions are t (0-based), so RoPE tables are per t. Work on padded positions may be skipped;
  *    their outputs are unspecified but finite, and their gradients must be treated as zero.
- *  - Ops run in stream order on the backend; synchronize() waits for all of them (a no-op on cpu).
- *    Copies to/from host are synchronous.
+ *  - Ops run in stream order on the backend; copies to/from host are synchronous (they wait for the
+ *    queued ops), so no separate synchronize is needed.
+ *  - Naming: backend B implements field `op` as `op_B` (matmul_forward_cpu, matmul_forward_cuda); the tables
+ *    are built by QUORUM_BACKEND_TABLE from the one list of entries below the struct (designated initializers);
+ *    an entry no caller uses is dropped, not kept "for completeness".
  */
 #ifndef QUORUM_OPS_H
 #define QUORUM_OPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* Storage type of a weight tensor (quorum/model.h ModelTensor.dtype). Activations, norm statistics, biases
+ * and accumulation are fp32 on every backend; a bf16 weight is the top 16 bits of an fp32 (uint16_t),
+ * exactly as a safetensors BF16 tensor stores it, so loading one is a copy. */
+typedef enum { DT_F32 = 0, DT_BF16 = 1 } DType;
 
 typedef struct Backend {
     const char *name; /* "cpu", "cuda" */
@@ -39,9 +48,7 @@ typedef struct Backend {
     void (*free)(void *p);                                         /* NULL is fine */
     void (*to_backend)(void *dst, const void *host_src, size_t bytes);
     void (*to_host)(void *host_dst, const void *src, size_t bytes);
-    void (*copy)(void *dst, const void *src, size_t bytes);        /* backend -> backend */
     void (*zero)(void *p, size_t bytes);                           /* memset 0 */
-    void (*synchronize)(void);
 
     /* ---- linear: out = inp @ weight^T + bias (PyTorch nn.Linear; GPT-2 Conv1D is transposed on load) ---- */
     void (*matmul_forward)(float *out,          /* (N,OC) */
@@ -56,6 +63,15 @@ typedef struct Backend {
                             const float *inp,   /* (N,C) */
                             const float *weight,/* (OC,C) */
                             int N, int C, int OC);
+
+    /* As matmul_forward with a bf16 weight (inference: the weight stays bf16 in memory, half of fp32).
+     * cpu converts row panels of the weight to fp32 per GEMM call (never the whole weight); cuda runs a
+     * cuBLASLt bf16 GEMM with fp32 accumulate (the activations are rounded to bf16 for it). */
+    void (*matmul_forward_bf16)(float *out,             /* (N,OC) */
+                                const float *inp,       /* (N,C) */
+                                const uint16_t *weight, /* (OC,C) bf16 */
+                                const float *bias,      /* (OC) or NULL */
+                                int N, int C, int OC);
 
     /* ---- norms (per row, biased variance) ---- */
     void (*layernorm_forward)(float *out,       /* (N,C) */
@@ -78,11 +94,10 @@ typedef struct Backend {
                              int N, int C);
 
     /* ---- elementwise ---- */
-    void (*residual_forward)(float *out, const float *inp1, const float *inp2, int n); /* (n) = inp1 + inp2 */
-    void (*residual_backward)(float *dinp1, float *dinp2, const float *dout, int n);  /* both += dout */
+    void (*residual_forward)(float *out, const float *inp1, const float *inp2, size_t n); /* (n) = inp1 + inp2 */
     /* GPT-2 gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-    void (*gelu_forward)(float *out, const float *inp, int n);                    /* (n) */
-    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, int n);/* (n) += */
+    void (*gelu_forward)(float *out, const float *inp, size_t n);                    /* (n) */
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);/* (n) += */
     /* SwiGLU: inp rows are [gate | up] (the fused gate_proj;up_proj matmul), out = silu(gate) * up */
     void (*swiglu_forward)(float *out,          /* (N,F) */
                            const float *inp,    /* (N,2F) */
@@ -118,6 +133,21 @@ typedef struct Backend {
                                const float *qkv, const float *att, const int *lens,
                                int B, int T, int NH, int NKV, int HD);
 
+    /* Packed (variable-length) attention, flash-style: blocks of keys with a running max and sum (online
+     * softmax), so no (T,T) scores exist; inference uses it (attention_forward's probabilities are what a
+     * backward needs, and it stays as the fallback and the oracle). GQA reads kv head h / (NH/NKV) in place.
+     * qkv holds the N rows of a packed token stream (no padding). Segment s of segs (S,4) = {q0, nq, k0, nk}:
+     * its queries are rows q0..q0+nq-1, and query i sees the nk rows k0.. of a prefix it continues from (a
+     * prompt shared by two sequences; nk = 0 for none) followed by its own rows q0..q0+i: virtual key index
+     * u in [0, nk + i], which is also the position difference the window uses (key u visible when
+     * (nk + i) - u < window, for window > 0). Scores s = softcap-ed (q.k * scale) as in attention_ex_forward.
+     * lse (N,NH) gets each query's logsumexp (NULL = skip). Rows outside every segment are not written. */
+    void (*attention_varlen_forward)(float *out,       /* (N,NH*HD) */
+                                     float *lse,       /* (N,NH) or NULL */
+                                     const float *qkv, /* (N,(NH+2*NKV)*HD) post-RoPE */
+                                     const int *segs,  /* (S,4) backend ints */
+                                     int S, int NH, int NKV, int HD, float scale, float softcap, int window);
+
     /* ---- embeddings ---- */
     /* out[b,t] = wte[ids[b,t]] (+ wpe[t] when wpe != NULL, GPT-2 learned positions) */
     void (*embedding_forward)(float *out,       /* (B,T,C) */
@@ -125,6 +155,11 @@ typedef struct Backend {
                               const float *wte, /* (V,C) */
                               const float *wpe, /* (maxT,C) or NULL */
                               int B, int T, int C);
+    /* as embedding_forward with bf16 tables (rows converted to fp32 on the fly) */
+    void (*embedding_forward_bf16)(float *out, const int *ids,     /* (B,T,C) (B,T) */
+                                   const uint16_t *wte,             /* (V,C) bf16 */
+                                   const uint16_t *wpe,             /* (maxT,C) bf16 or NULL */
+                                   int B, int T, int C);
     /* deterministic: same inputs give bit-identical dwte on every run (no float atomics in arbitrary order) */
     void (*embedding_backward)(float *dwte,     /* (V,C) += */
                                float *dwpe,     /* (maxT,C) += or NULL */
@@ -202,6 +237,24 @@ typedef struct Backend {
     void (*relu_forward)(float *out, const float *inp, size_t n);
     void (*relu_backward)(float *dinp, const float *dout, const float *out, size_t n);
 } Backend;
+
+/* Every entry of the table after `name`, once, in field order: a backend builds its table from this list with
+ * its own suffix (QUORUM_BACKEND_TABLE(cpu) wants matmul_forward_cpu, ...), so the tables cannot drift apart
+ * and C++'s designated initializers (which must follow the field order) hold. */
+#define QUORUM_BACKEND_OPS(X) \
+    X(alloc) X(free) X(to_backend) X(to_host) X(zero) X(matmul_forward) X(matmul_backward) \
+    X(matmul_forward_bf16) X(layernorm_forward) X(layernorm_backward) X(rmsnorm_forward) X(rmsnorm_backward) \
+    X(residual_forward) X(gelu_forward) X(gelu_backward) X(swiglu_forward) X(swiglu_backward) X(rope_forward) \
+    X(rope_backward) X(attention_forward) X(attention_backward) X(attention_varlen_forward) \
+    X(embedding_forward) X(embedding_forward_bf16) X(embedding_backward) X(gather_forward) X(gather_backward) \
+    X(logprob_forward) X(logprob_backward) X(adamw_update) X(qknorm_forward) X(qknorm_backward) \
+    X(attention_ex_forward) X(attention_ex_backward) X(geglu_forward) X(geglu_backward) X(scale_forward) \
+    X(softcap_forward) X(softcap_backward) X(relu_forward) X(relu_backward)
+#define QUORUM_BACKEND_ENTRY_(op, suffix) .op = op##_##suffix,
+#define QUORUM_BACKEND_ENTRY_cpu(op) QUORUM_BACKEND_ENTRY_(op, cpu)
+#define QUORUM_BACKEND_ENTRY_cuda(op) QUORUM_BACKEND_ENTRY_(op, cuda)
+/* {.name = "cpu", .alloc = alloc_cpu, ...}: the designated initializers of backend `suffix` (cpu, cuda) */
+#define QUORUM_BACKEND_TABLE(suffix) {.name = #suffix, QUORUM_BACKEND_OPS(QUORUM_BACKEND_ENTRY_##suffix)}
 
 extern const Backend backend_cpu;
 #ifdef QUORUM_HAVE_CUDA

@@ -12,6 +12,7 @@
  * a -1 return; nothing is half-loaded. Sharded checkpoints are read through model.safetensors.index.json
  * ({"weight_map": {"<tensor>": "<shard file>"}}); every named tensor must be in its shard.
  * F32, F16 and BF16 tensors convert to fp32 on read; other known dtypes can be listed but not read.
+ * The writer stores F32 or BF16.
  */
 #ifndef QUORUM_SAFETENSORS_H
 #define QUORUM_SAFETENSORS_H
@@ -52,17 +53,25 @@ void safetensors_close(SafeTensors *st);
 const StTensor *safetensors_find(const SafeTensors *st, const char *name);
 /* Converts t to fp32 into out[t->numel]. -1 (one line naming file and tensor) for a non-float dtype. */
 int safetensors_read_f32(const SafeTensors *st, const StTensor *t, float *out);
+/* Elements [first, first+count) of t as fp32 into out[count] (a model loads a big tensor in slices through
+ * one small buffer instead of widening it whole). Same errors. */
+int safetensors_read_f32_range(const SafeTensors *st, const StTensor *t, int64_t first, int64_t count, float *out);
+/* Drops t's pages of the mapping from memory (they are re-read from the file if touched again): a loader
+ * that has copied t calls it so the peak RSS of a load is the model, not the model plus the file. */
+void safetensors_release(const SafeTensors *st, const StTensor *t);
 const char *safetensors_dtype_name(StDtype d);
 
-/* One tensor to write (fp32, row-major). */
+/* One tensor to write (fp32 data, row-major), stored as dtype: ST_F32 (0, the default) or ST_BF16
+ * (rounded to nearest even). */
 typedef struct {
     const char *name;
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     const float *data;
+    StDtype dtype;
 } StWrite;
 
-/* Writes the tensors into folder `dir` (must exist) as F32 with __metadata__ {"format":"pt"}:
+/* Writes the tensors into folder `dir` (must exist) as F32/BF16 (StWrite.dtype) with __metadata__ {"format":"pt"}:
  * model.safetensors when the total data is <= max_shard_bytes (0 = no limit), else
  * model-00001-of-0000K.safetensors ... plus model.safetensors.index.json. Tensors are never split;
  * each file is written to a temp name and renamed. 0 or -1. */

@@ -34,17 +34,17 @@ int backend_cpu_use_blas(int on) {
 }
 
 /* ---- memory ---- */
-static void *cpu_alloc(size_t bytes) { return xmalloc(bytes); }
-static void cpu_free(void *p) { free(p); }
-static void cpu_copy(void *dst, const void *src, size_t bytes) { if (bytes) memmove(dst, src, bytes); }
-static void cpu_zero(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
-static void cpu_synchronize(void) {}
+static void *alloc_cpu(size_t bytes) { return xmalloc(bytes); }
+static void free_cpu(void *p) { free(p); }
+static void copy_cpu(void *dst, const void *src, size_t bytes) { if (bytes) memmove(dst, src, bytes); }
+static void zero_cpu(void *p, size_t bytes) { if (bytes) memset(p, 0, bytes); }
 
 /* ---- matmul ---- */
 enum { TILE = 64 };
 
-/* out (N,OC) = inp (N,C) @ weight^T: row-by-row dot products, tiled so a block of weight rows stays in cache */
-static void gemm_nt_loop(float *out, const float *inp, const float *weight, int N, int C, int OC) {
+/* out (N,OC) = inp (N,C) @ weight^T, out rows `ldo` apart: row-by-row dot products, tiled so a block of
+ * weight rows stays in cache */
+static void gemm_nt_loop(float *out, int ldo, const float *inp, const float *weight, int N, int C, int OC) {
     for (int n0 = 0; n0 < N; n0 += TILE)
         for (int o0 = 0; o0 < OC; o0 += TILE) {
             int n1 = n0 + TILE < N ? n0 + TILE : N, o1 = o0 + TILE < OC ? o0 + TILE : OC;
@@ -54,10 +54,27 @@ static void gemm_nt_loop(float *out, const float *inp, const float *weight, int 
                     const float *w = weight + (size_t)o * C;
                     float s = 0.0f;
                     for (int c = 0; c < C; c++) s += x[c] * w[c];
-                    out[(size_t)n * OC + o] = s;
+                    out[(size_t)n * ldo + o] = s;
                 }
             }
         }
+}
+
+/* out (N,OC) rows ldo apart = inp (N,C) @ weight^T, weight fp32 */
+static void gemm_nt(float *out, int ldo, const float *inp, const float *weight, int N, int C, int OC) {
+#ifdef QUORUM_HAVE_CBLAS
+    if (use_blas) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, ldo);
+        return;
+    }
+#endif
+    gemm_nt_loop(out, ldo, inp, weight, N, C, OC);
+}
+
+static void add_bias(float *out, const float *bias, int N, int OC) {
+    if (bias)
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
 }
 
 /* y (R,K) += a (R,J) @ b (J,K), all row-major: axpy rows of b, tiled over j */
@@ -90,20 +107,45 @@ static void gemm_tn_acc_loop(float *y, const float *a, const float *b, int R, in
     }
 }
 
-static void cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+static void matmul_forward_cpu(float *out, const float *inp, const float *weight, const float *bias,
                                int N, int C, int OC) {
-#ifdef QUORUM_HAVE_CBLAS
-    if (use_blas)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C, 1.0f, inp, C, weight, C, 0.0f, out, OC);
-    else
-#endif
-        gemm_nt_loop(out, inp, weight, N, C, OC);
-    if (bias)
-        for (int n = 0; n < N; n++)
-            for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
+    gemm_nt(out, OC, inp, weight, N, C, OC);
+    add_bias(out, bias, N, OC);
 }
 
-static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* The bf16 GEMM converts PANEL_FLOATS worth of weight rows at a time into a reused fp32 panel and runs the
+ * fp32 GEMM on it: the whole weight is never widened, and the conversion (OC*C per call) is small next to
+ * the 2*N*OC*C flops once N is a few dozen rows. */
+enum { PANEL_FLOATS = 1 << 20 }; /* 4 MiB: a panel stays in L2/L3 while the GEMM streams inp past it */
+static float *panel;             /* grown once, kept (one BLAS thread per rank: no concurrent callers) */
+static size_t panel_cap;
+
+static void matmul_forward_bf16_cpu(float *out, const float *inp, const uint16_t *weight, const float *bias, int N,
+                                    int C, int OC) {
+    int rows = PANEL_FLOATS / C;
+    rows = rows < 16 ? 16 : rows > OC ? OC : rows;
+    if ((size_t)rows * C > panel_cap) {
+        free(panel);
+        panel_cap = (size_t)rows * C;
+        panel = xmalloc(sizeof(float) * panel_cap);
+    }
+    for (int o0 = 0; o0 < OC; o0 += rows) {
+        int r = OC - o0 < rows ? OC - o0 : rows;
+        const uint16_t *w = weight + (size_t)o0 * C;
+        for (size_t i = 0; i < (size_t)r * C; i++) panel[i] = bf16_to_f32(w[i]);
+        gemm_nt(out + o0, OC, inp, panel, N, C, r);
+    }
+    add_bias(out, bias, N, OC);
+}
+
+static void matmul_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout,
                                 const float *inp, const float *weight, int N, int C, int OC) {
 #ifdef QUORUM_HAVE_CBLAS
     if (use_blas) {
@@ -123,7 +165,7 @@ static void cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const
 }
 
 /* ---- norms ---- */
-static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+static void layernorm_forward_cpu(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                   const float *bias, int N, int C, float eps) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -139,7 +181,7 @@ static void cpu_layernorm_forward(float *out, float *mean, float *rstd, const fl
     }
 }
 
-static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+static void layernorm_backward_cpu(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                    const float *weight, const float *mean, const float *rstd, int N, int C) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
@@ -160,7 +202,7 @@ static void cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, co
     }
 }
 
-static void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
+static void rmsnorm_forward_cpu(float *out, float *rstd, const float *inp, const float *weight, int N, int C,
                                 float eps) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -173,7 +215,7 @@ static void cpu_rmsnorm_forward(float *out, float *rstd, const float *inp, const
     }
 }
 
-static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp,
+static void rmsnorm_backward_cpu(float *dinp, float *dweight, const float *dout, const float *inp,
                                  const float *weight, const float *rstd, int N, int C) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C, *dy = dout + (size_t)n * C;
@@ -188,38 +230,32 @@ static void cpu_rmsnorm_backward(float *dinp, float *dweight, const float *dout,
 }
 
 /* ---- elementwise ---- */
-static void cpu_residual_forward(float *out, const float *a, const float *b, int n) {
-    for (int i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-static void cpu_residual_backward(float *da, float *db, const float *dout, int n) {
-    for (int i = 0; i < n; i++) {
-        if (da) da[i] += dout[i];
-        if (db) db[i] += dout[i];
-    }
+static void residual_forward_cpu(float *out, const float *a, const float *b, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
 #define GELU_SCALE 0.7978845608028654f /* sqrt(2/pi) */
-static void cpu_gelu_forward(float *out, const float *inp, int n) {
-    for (int i = 0; i < n; i++) {
+static void gelu_forward_cpu(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         out[i] = 0.5f * x * (1.0f + tanhf(GELU_SCALE * (x + 0.044715f * x * x * x)));
     }
 }
-static void cpu_gelu_backward(float *dinp, const float *inp, const float *dout, int n) {
-    for (int i = 0; i < n; i++) {
+static void gelu_backward_cpu(float *dinp, const float *inp, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++) {
         float x = inp[i], u = GELU_SCALE * (x + 0.044715f * x * x * x), th = tanhf(u);
         float du = GELU_SCALE * (1.0f + 3.0f * 0.044715f * x * x);
         dinp[i] += dout[i] * (0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du);
     }
 }
 
-static void cpu_swiglu_forward(float *out, const float *inp, int N, int F) {
+static void swiglu_forward_cpu(float *out, const float *inp, int N, int F) {
     for (int n = 0; n < N; n++) {
         const float *g = inp + (size_t)n * 2 * F, *u = g + F;
         for (int f = 0; f < F; f++) out[(size_t)n * F + f] = g[f] / (1.0f + expf(-g[f])) * u[f];
     }
 }
-static void cpu_swiglu_backward(float *dinp, const float *dout, const float *inp, int N, int F) {
+static void swiglu_backward_cpu(float *dinp, const float *dout, const float *inp, int N, int F) {
     for (int n = 0; n < N; n++) {
         const float *g = inp + (size_t)n * 2 * F, *u = g + F, *dy = dout + (size_t)n * F;
         float *dg = dinp + (size_t)n * 2 * F, *du = dg + F;
@@ -250,10 +286,10 @@ static void rope_rotate(float *qkv, const float *cos, const float *sin, int B, i
             }
         }
 }
-static void cpu_rope_forward(float *qkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD) {
+static void rope_forward_cpu(float *qkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD) {
     rope_rotate(qkv, cos, sin, B, T, NH, NKV, HD, 1.0f);
 }
-static void cpu_rope_backward(float *dqkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD) {
+static void rope_backward_cpu(float *dqkv, const float *cos, const float *sin, int B, int T, int NH, int NKV, int HD) {
     rope_rotate(dqkv, cos, sin, B, T, NH, NKV, HD, -1.0f);
 }
 
@@ -261,7 +297,7 @@ static void cpu_rope_backward(float *dqkv, const float *cos, const float *sin, i
  * Visible keys: lo <= t2 <= t, lo = t - window + 1 (0 without a window). */
 static int att_lo(int t, int window) { return window > 0 && t - window + 1 > 0 ? t - window + 1 : 0; }
 
-static void cpu_attention_ex_forward(float *out, float *att, const float *qkv, const int *lens, int B, int T,
+static void attention_ex_forward_cpu(float *out, float *att, const float *qkv, const int *lens, int B, int T,
                                      int NH, int NKV, int HD, float scale, float softcap, int window) {
     int width = (NH + 2 * NKV) * HD, group = NH / NKV;
     for (int b = 0; b < B; b++)
@@ -295,7 +331,7 @@ static void cpu_attention_ex_forward(float *out, float *att, const float *qkv, c
         }
 }
 
-static void cpu_attention_ex_backward(float *dqkv, float *datt, const float *dout, const float *qkv,
+static void attention_ex_backward_cpu(float *dqkv, float *datt, const float *dout, const float *qkv,
                                       const float *att, const int *lens, int B, int T, int NH, int NKV, int HD,
                                       float scale, float softcap, int window) {
     int width = (NH + 2 * NKV) * HD, group = NH / NKV;
@@ -340,81 +376,137 @@ static void cpu_attention_ex_backward(float *dqkv, float *datt, const float *dou
         }
 }
 
-static void cpu_attention_forward(float *out, float *att, const float *qkv, const int *lens, int B, int T,
+static void attention_forward_cpu(float *out, float *att, const float *qkv, const int *lens, int B, int T,
                                   int NH, int NKV, int HD) {
-    cpu_attention_ex_forward(out, att, qkv, lens, B, T, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0.0f, 0);
+    attention_ex_forward_cpu(out, att, qkv, lens, B, T, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0.0f, 0);
 }
 
-static void cpu_attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
+static void attention_backward_cpu(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
                                    const int *lens, int B, int T, int NH, int NKV, int HD) {
-    cpu_attention_ex_backward(dqkv, datt, dout, qkv, att, lens, B, T, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0.0f, 0);
+    attention_ex_backward_cpu(dqkv, datt, dout, qkv, att, lens, B, T, NH, NKV, HD, 1.0f / sqrtf((float)HD), 0.0f, 0);
+}
+
+/* ---- packed flash-style attention (ops.h attention_varlen_forward) ---- */
+enum { KEY_BLOCK = 64 };
+
+/* One query row against its visible keys, KEY_BLOCK at a time: scores of the block, then the running max m
+ * and sum l rescaled once per block (acc *= exp(m_old - m_new)). */
+static void varlen_row(float *y, float *lse, const float *q, const float *qkv, int width, int koff, int voff,
+                       int q0, int k0, int nk, int i, int HD, float scale, float softcap, int window, float *acc) {
+    int last = nk + i, lo = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0;
+    float m = -INFINITY, l = 0.0f, s[KEY_BLOCK];
+    memset(acc, 0, sizeof(float) * HD);
+    for (int u0 = lo; u0 <= last; u0 += KEY_BLOCK) {
+        int u1 = u0 + KEY_BLOCK <= last + 1 ? u0 + KEY_BLOCK : last + 1;
+        float bm = -INFINITY;
+        for (int u = u0; u < u1; u++) {
+            const float *k = qkv + (size_t)(u < nk ? k0 + u : q0 + u - nk) * width + koff;
+            float d = 0.0f;
+            for (int c = 0; c < HD; c++) d += q[c] * k[c];
+            d *= scale;
+            if (softcap > 0) d = softcap * tanhf(d / softcap);
+            s[u - u0] = d;
+            bm = d > bm ? d : bm;
+        }
+        float mn = bm > m ? bm : m, corr = expf(m - mn); /* m = -inf: corr = 0, acc and l are 0 anyway */
+        l *= corr;
+        for (int c = 0; c < HD; c++) acc[c] *= corr;
+        for (int u = u0; u < u1; u++) {
+            const float *v = qkv + (size_t)(u < nk ? k0 + u : q0 + u - nk) * width + voff;
+            float p = expf(s[u - u0] - mn);
+            l += p;
+            for (int c = 0; c < HD; c++) acc[c] += p * v[c];
+        }
+        m = mn;
+    }
+    for (int c = 0; c < HD; c++) y[c] = acc[c] / l;
+    if (lse) *lse = m + logf(l);
+}
+
+static void attention_varlen_forward_cpu(float *out, float *lse, const float *qkv, const int *segs, int S, int NH,
+                                         int NKV, int HD, float scale, float softcap, int window) {
+    int width = (NH + 2 * NKV) * HD, group = NH / NKV;
+    float *acc = xmalloc(sizeof(float) * HD);
+    for (int sg = 0; sg < S; sg++) {
+        int q0 = segs[4 * sg], nq = segs[4 * sg + 1], k0 = segs[4 * sg + 2], nk = segs[4 * sg + 3];
+        for (int i = 0; i < nq; i++) {
+            size_t row = (size_t)q0 + i;
+            for (int h = 0; h < NH; h++) {
+                int kh = h / group;
+                varlen_row(out + row * NH * HD + (size_t)h * HD, lse ? lse + row * NH + h : NULL,
+                           qkv + row * width + (size_t)h * HD, qkv, width, (NH + kh) * HD, (NH + NKV + kh) * HD, q0,
+                           k0, nk, i, HD, scale, softcap, window, acc);
+            }
+        }
+    }
+    free(acc);
 }
 
 /* ---- Qwen3 q/k norm: per token, the NH q heads and the NKV k heads are contiguous HD-rows ---- */
-static void cpu_qknorm_forward(float *out, float *rstd, const float *inp, const float *qw, const float *kw, int N,
+static void qknorm_forward_cpu(float *out, float *rstd, const float *inp, const float *qw, const float *kw, int N,
                                int NH, int NKV, int HD, float eps) {
     size_t width = (size_t)(NH + 2 * NKV) * HD;
     for (int n = 0; n < N; n++) {
         const float *x = inp + n * width;
         float *y = out + n * width, *r = rstd + (size_t)n * (NH + NKV);
-        cpu_rmsnorm_forward(y, r, x, qw, NH, HD, eps);
-        cpu_rmsnorm_forward(y + (size_t)NH * HD, r + NH, x + (size_t)NH * HD, kw, NKV, HD, eps);
+        rmsnorm_forward_cpu(y, r, x, qw, NH, HD, eps);
+        rmsnorm_forward_cpu(y + (size_t)NH * HD, r + NH, x + (size_t)NH * HD, kw, NKV, HD, eps);
         memcpy(y + (size_t)(NH + NKV) * HD, x + (size_t)(NH + NKV) * HD, sizeof(float) * NKV * HD);
     }
 }
 
-static void cpu_qknorm_backward(float *dinp, float *dqw, float *dkw, const float *dout, const float *inp,
+static void qknorm_backward_cpu(float *dinp, float *dqw, float *dkw, const float *dout, const float *inp,
                                 const float *qw, const float *kw, const float *rstd, int N, int NH, int NKV, int HD) {
     size_t width = (size_t)(NH + 2 * NKV) * HD, v0 = (size_t)(NH + NKV) * HD;
     for (int n = 0; n < N; n++) {
         const float *x = inp + n * width, *dy = dout + n * width, *r = rstd + (size_t)n * (NH + NKV);
         float *dx = dinp + n * width;
-        cpu_rmsnorm_backward(dx, dqw, dy, x, qw, r, NH, HD);
-        cpu_rmsnorm_backward(dx + (size_t)NH * HD, dkw, dy + (size_t)NH * HD, x + (size_t)NH * HD, kw, r + NH, NKV, HD);
+        rmsnorm_backward_cpu(dx, dqw, dy, x, qw, r, NH, HD);
+        rmsnorm_backward_cpu(dx + (size_t)NH * HD, dkw, dy + (size_t)NH * HD, x + (size_t)NH * HD, kw, r + NH, NKV, HD);
         for (size_t i = 0; i < (size_t)NKV * HD; i++) dx[v0 + i] += dy[v0 + i];
     }
 }
 
 /* ---- small elementwise ops of the optional table ---- */
-static void cpu_geglu_forward(float *out, const float *inp, int N, int F) {
+static void geglu_forward_cpu(float *out, const float *inp, int N, int F) {
     for (int n = 0; n < N; n++) {
         const float *g = inp + (size_t)n * 2 * F;
-        cpu_gelu_forward(out + (size_t)n * F, g, F);
+        gelu_forward_cpu(out + (size_t)n * F, g, F);
         for (int f = 0; f < F; f++) out[(size_t)n * F + f] *= g[F + f];
     }
 }
-static void cpu_geglu_backward(float *dinp, const float *dout, const float *inp, int N, int F) {
+static void geglu_backward_cpu(float *dinp, const float *dout, const float *inp, int N, int F) {
     float *tmp = xmalloc(sizeof(float) * 2 * (size_t)F);
     for (int n = 0; n < N; n++) {
         const float *g = inp + (size_t)n * 2 * F, *dy = dout + (size_t)n * F;
         float *dg = dinp + (size_t)n * 2 * F;
-        cpu_gelu_forward(tmp, g, F); /* d up = dy * gelu(gate); d gate = gelu'(gate) * dy * up */
+        gelu_forward_cpu(tmp, g, F); /* d up = dy * gelu(gate); d gate = gelu'(gate) * dy * up */
         for (int f = 0; f < F; f++) {
             dg[F + f] += dy[f] * tmp[f];
             tmp[F + f] = dy[f] * g[F + f];
         }
-        cpu_gelu_backward(dg, g, tmp + F, F);
+        gelu_backward_cpu(dg, g, tmp + F, F);
     }
     free(tmp);
 }
-static void cpu_scale_forward(float *out, const float *inp, float s, size_t n) {
+static void scale_forward_cpu(float *out, const float *inp, float s, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = inp[i] * s;
 }
-static void cpu_softcap_forward(float *out, const float *inp, float cap, size_t n) {
+static void softcap_forward_cpu(float *out, const float *inp, float cap, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = cap * tanhf(inp[i] / cap);
 }
-static void cpu_softcap_backward(float *dinp, const float *dout, const float *out, float cap, size_t n) {
+static void softcap_backward_cpu(float *dinp, const float *dout, const float *out, float cap, size_t n) {
     for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * (1.0f - (out[i] / cap) * (out[i] / cap));
 }
-static void cpu_relu_forward(float *out, const float *inp, size_t n) {
+static void relu_forward_cpu(float *out, const float *inp, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
 }
-static void cpu_relu_backward(float *dinp, const float *dout, const float *out, size_t n) {
+static void relu_backward_cpu(float *dinp, const float *dout, const float *out, size_t n) {
     for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 /* ---- embeddings ---- */
-static void cpu_embedding_forward(float *out, const int *ids, const float *wte, const float *wpe, int B, int T,
+static void embedding_forward_cpu(float *out, const int *ids, const float *wte, const float *wpe, int B, int T,
                                   int C) {
     for (int bt = 0; bt < B * T; bt++) {
         float *y = out + (size_t)bt * C;
@@ -423,7 +515,15 @@ static void cpu_embedding_forward(float *out, const int *ids, const float *wte, 
         for (int c = 0; c < C; c++) y[c] = e[c] + (p ? p[c] : 0.0f);
     }
 }
-static void cpu_embedding_backward(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T,
+static void embedding_forward_bf16_cpu(float *out, const int *ids, const uint16_t *wte, const uint16_t *wpe, int B,
+                                       int T, int C) {
+    for (int bt = 0; bt < B * T; bt++) {
+        float *y = out + (size_t)bt * C;
+        const uint16_t *e = wte + (size_t)ids[bt] * C, *p = wpe ? wpe + (size_t)(bt % T) * C : NULL;
+        for (int c = 0; c < C; c++) y[c] = bf16_to_f32(e[c]) + (p ? bf16_to_f32(p[c]) : 0.0f);
+    }
+}
+static void embedding_backward_cpu(float *dwte, float *dwpe, const float *dout, const int *ids, int B, int T,
                                    int C) {
     for (int bt = 0; bt < B * T; bt++) { /* serial, fixed order: deterministic */
         const float *dy = dout + (size_t)bt * C;
@@ -437,15 +537,15 @@ static void cpu_embedding_backward(float *dwte, float *dwpe, const float *dout, 
 }
 
 /* ---- heads ---- */
-static void cpu_gather_forward(float *out, const float *inp, const int *rows, int M, int C) {
+static void gather_forward_cpu(float *out, const float *inp, const int *rows, int M, int C) {
     for (int m = 0; m < M; m++) memcpy(out + (size_t)m * C, inp + (size_t)rows[m] * C, sizeof(float) * C);
 }
-static void cpu_gather_backward(float *dinp, const float *dout, const int *rows, int M, int C) {
+static void gather_backward_cpu(float *dinp, const float *dout, const int *rows, int M, int C) {
     for (int m = 0; m < M; m++)
         for (int c = 0; c < C; c++) dinp[(size_t)rows[m] * C + c] += dout[(size_t)m * C + c];
 }
 
-static void cpu_logprob_forward(float *logp, float *lse, const float *logits, const int *targets, int M, int V) {
+static void logprob_forward_cpu(float *logp, float *lse, const float *logits, const int *targets, int M, int V) {
     for (int m = 0; m < M; m++) {
         const float *x = logits + (size_t)m * V;
         float mx = -INFINITY;
@@ -456,7 +556,7 @@ static void cpu_logprob_forward(float *logp, float *lse, const float *logits, co
         logp[m] = x[targets[m]] - lse[m];
     }
 }
-static void cpu_logprob_backward(float *dlogits, const float *dlogp, const float *logits, const float *lse,
+static void logprob_backward_cpu(float *dlogits, const float *dlogp, const float *logits, const float *lse,
                                  const int *targets, int M, int V) {
     for (int m = 0; m < M; m++) {
         const float *x = logits + (size_t)m * V;
@@ -467,7 +567,7 @@ static void cpu_logprob_backward(float *dlogits, const float *dlogp, const float
 }
 
 /* ---- optimizer ---- */
-static void cpu_adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+static void adamw_update_cpu(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
                              float beta2, float eps, float wd, int step) {
     float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
     for (size_t i = 0; i < n; i++) {
@@ -490,29 +590,7 @@ const Backend *backend_get(const char *name) {
     return NULL;
 }
 
-static void cpu_to_backend(void *dst, const void *src, size_t bytes) { cpu_copy(dst, src, bytes); }
-static void cpu_to_host(void *dst, const void *src, size_t bytes) { cpu_copy(dst, src, bytes); }
+static void to_backend_cpu(void *dst, const void *src, size_t bytes) { copy_cpu(dst, src, bytes); }
+static void to_host_cpu(void *dst, const void *src, size_t bytes) { copy_cpu(dst, src, bytes); }
 
-const Backend backend_cpu = {
-    .name = "cpu",
-    .alloc = cpu_alloc, .free = cpu_free, .to_backend = cpu_to_backend, .to_host = cpu_to_host,
-    .copy = cpu_copy, .zero = cpu_zero, .synchronize = cpu_synchronize,
-    .matmul_forward = cpu_matmul_forward, .matmul_backward = cpu_matmul_backward,
-    .layernorm_forward = cpu_layernorm_forward, .layernorm_backward = cpu_layernorm_backward,
-    .rmsnorm_forward = cpu_rmsnorm_forward, .rmsnorm_backward = cpu_rmsnorm_backward,
-    .residual_forward = cpu_residual_forward, .residual_backward = cpu_residual_backward,
-    .gelu_forward = cpu_gelu_forward, .gelu_backward = cpu_gelu_backward,
-    .swiglu_forward = cpu_swiglu_forward, .swiglu_backward = cpu_swiglu_backward,
-    .rope_forward = cpu_rope_forward, .rope_backward = cpu_rope_backward,
-    .attention_forward = cpu_attention_forward, .attention_backward = cpu_attention_backward,
-    .embedding_forward = cpu_embedding_forward, .embedding_backward = cpu_embedding_backward,
-    .gather_forward = cpu_gather_forward, .gather_backward = cpu_gather_backward,
-    .logprob_forward = cpu_logprob_forward, .logprob_backward = cpu_logprob_backward,
-    .adamw_update = cpu_adamw_update,
-    .qknorm_forward = cpu_qknorm_forward, .qknorm_backward = cpu_qknorm_backward,
-    .attention_ex_forward = cpu_attention_ex_forward, .attention_ex_backward = cpu_attention_ex_backward,
-    .geglu_forward = cpu_geglu_forward, .geglu_backward = cpu_geglu_backward,
-    .scale_forward = cpu_scale_forward,
-    .softcap_forward = cpu_softcap_forward, .softcap_backward = cpu_softcap_backward,
-    .relu_forward = cpu_relu_forward, .relu_backward = cpu_relu_backward,
-};
+const Backend backend_cpu = QUORUM_BACKEND_TABLE(cpu);

@@ -285,6 +285,7 @@ done:
 
 /* ---- tensor table ---- */
 
+/* Appends a tensor; while m->split, a matrix goes to the bf16 buffer. Returns its offset. */
 static size_t table_add(Model *m, const char *name, int64_t d0, int64_t d1, int transposed) {
     m->tensors = xrealloc(m->tensors, sizeof(ModelTensor) * (m->n_tensors + 1));
     ModelTensor *t = &m->tensors[m->n_tensors++];
@@ -292,11 +293,16 @@ static size_t table_add(Model *m, const char *name, int64_t d0, int64_t d1, int 
     t->ndim = d1 ? 2 : 1;
     t->shape[0] = d0;
     t->shape[1] = d1;
-    t->offset = m->n_params;
+    t->dtype = m->split && d1 ? DT_BF16 : DT_F32;
+    size_t *count = t->dtype == DT_BF16 ? &m->n_wbf : &m->n_params;
+    if (t->dtype == DT_BF16) *count = (*count + 127) & ~(size_t)127; /* 256-byte aligned: what GEMM kernels like */
+    t->offset = *count;
     t->transposed = transposed;
-    m->n_params += (size_t)d0 * (d1 ? d1 : 1);
+    *count += (size_t)d0 * (d1 ? d1 : 1);
     return t->offset;
 }
+
+static size_t tensor_numel(const ModelTensor *t) { return (size_t)t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1); }
 
 static size_t table_addf(Model *m, int64_t d0, int64_t d1, int transposed, const char *fmt, int layer) {
     char name[256];
@@ -385,13 +391,27 @@ static void table_build_llama(Model *m) {
     }
 }
 
-static void table_build(Model *m) {
+/* split: the trunk matrices (and an untied lm_head) go to the bf16 buffer; reward heads stay fp32. */
+static void table_build(Model *m, int split) {
     m->layers = xcalloc(m->cfg.n_layer, sizeof(LayerOffsets));
+    m->split = split;
     if (m->cfg.arch == ARCH_GPT2) table_build_gpt2(m);
     else table_build_llama(m);
+    if (m->cfg.head == HEAD_LM) m->head_w = m->cfg.tied ? m->wte : table_add(m, "lm_head.weight", m->cfg.vocab_size,
+                                                                             m->cfg.d_model, 0);
+    m->split = 0;
     if (m->cfg.head == HEAD_REWARD) head_table_build(m, table_add);
-    else if (m->cfg.tied) m->head_w = m->wte;
-    else m->head_w = table_add(m, "lm_head.weight", m->cfg.vocab_size, m->cfg.d_model, 0);
+    m->wdtype = m->n_wbf ? DT_BF16 : DT_F32;
+}
+
+static void table_free(Model *m) {
+    for (int i = 0; i < m->n_tensors; i++) free(m->tensors[i].name);
+    free(m->tensors);
+    free(m->layers);
+    m->tensors = NULL;
+    m->layers = NULL;
+    m->n_tensors = 0;
+    m->n_params = m->n_wbf = 0;
 }
 
 const ModelTensor *model_find_tensor(const Model *m, const char *name) {
@@ -409,13 +429,44 @@ static const StTensor *find_in_file(const SafeTensors *st, const ModelTensor *t)
     return s;
 }
 
-static void transpose(float *dst, const float *src, int64_t rows, int64_t cols) { /* src (rows,cols) */
+/* dst (cols,rows) = src (rows,cols)^T, elements of `es` bytes */
+static void transpose(void *dst, const void *src, int64_t rows, int64_t cols, size_t es) {
     for (int64_t r = 0; r < rows; r++)
-        for (int64_t c = 0; c < cols; c++) dst[c * rows + r] = src[r * cols + c];
+        for (int64_t c = 0; c < cols; c++) memcpy((char *)dst + (c * rows + r) * es, (const char *)src + (r * cols + c) * es, es);
+}
+
+enum { LOAD_CHUNK = 1 << 20 }; /* floats staged per copy: a load never widens a whole big tensor on the host */
+
+/* Copies file tensor s into table slot t: bf16 as stored, else fp32 in slices through buf[LOAD_CHUNK]. */
+static int load_data(Model *m, const SafeTensors *st, const StTensor *s, const ModelTensor *t, float *buf) {
+    size_t n = tensor_numel(t);
+    if (t->dtype == DT_BF16) { /* the file is BF16 (bf16_file checked it): a copy, little-endian like F32 */
+        void *tr = NULL;
+        const void *src = s->data;
+        if (t->transposed) src = tr = xmalloc(2 * n), transpose(tr, s->data, t->shape[1], t->shape[0], 2);
+        m->be->to_backend(m->wbf + t->offset, src, 2 * n);
+        free(tr);
+        return 0;
+    }
+    if (t->transposed) { /* GPT-2 Conv1D: whole tensor (at most a few MB per layer) */
+        float *a = xmalloc(sizeof(float) * n), *b = xmalloc(sizeof(float) * n);
+        int rc = safetensors_read_f32(st, s, a);
+        if (!rc) transpose(b, a, t->shape[1], t->shape[0], sizeof(float));
+        if (!rc) m->be->to_backend(m->params + t->offset, b, sizeof(float) * n);
+        free(a);
+        free(b);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i += LOAD_CHUNK) {
+        size_t k = n - i < LOAD_CHUNK ? n - i : LOAD_CHUNK;
+        if (safetensors_read_f32_range(st, s, (int64_t)i, (int64_t)k, buf)) return -1;
+        m->be->to_backend(m->params + t->offset + i, buf, sizeof(float) * k);
+    }
+    return 0;
 }
 
 static int load_tensor(Model *m, const SafeTensors *st, const ModelTensor *t, const char *cfg_path,
-                       const char *dir, float *tmp, float *tmp2) {
+                       const char *dir, float *buf) {
     const StTensor *s = find_in_file(st, t);
     char where[1024];
     if (!s) {
@@ -434,18 +485,40 @@ static int load_tensor(Model *m, const SafeTensors *st, const ModelTensor *t, co
         return quorum_input_error(where, "is [%s] but %s implies [%lld,%lld]", got, cfg_path, (long long)want0,
                                   (long long)want1);
     }
-    if (safetensors_read_f32(st, s, tmp)) return -1;
-    const float *src = tmp;
-    if (t->transposed) {
-        transpose(tmp2, tmp, want0, want1);
-        src = tmp2;
-    }
-    m->be->to_backend(m->params + t->offset, src, sizeof(float) * (size_t)s->numel);
-    return 0;
+    int rc = load_data(m, st, s, t, buf);
+    safetensors_release(st, s); /* the peak RSS of a load is the model, not model + file */
+    return rc;
 }
 
-int model_load(Model **out, const char *dir, const Backend *be) {
+/* 1 when every tensor the table put in the bf16 buffer is BF16 in the file (a missing one is load_tensor's error) */
+static int bf16_file(const Model *m, const SafeTensors *st) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const StTensor *s = find_in_file(st, &m->tensors[i]);
+        if (m->tensors[i].dtype == DT_BF16 && s && s->dtype != ST_BF16) return 0;
+    }
+    return 1;
+}
+
+/* Table and buffers for the file: bf16 matrices kept when asked for and possible, else all fp32. */
+static int params_load(Model *m, const SafeTensors *st, const char *cfg_path, const char *dir, int keep_bf16) {
+    const Backend *be = m->be;
+    table_build(m, keep_bf16 && be->matmul_forward_bf16 && be->embedding_forward_bf16);
+    if (m->n_wbf && !bf16_file(m, st)) {
+        table_free(m);
+        table_build(m, 0);
+    }
+    m->params = be->alloc(sizeof(float) * (m->n_params ? m->n_params : 1));
+    if (m->n_wbf) m->wbf = be->alloc(sizeof(uint16_t) * m->n_wbf);
+    float *buf = xmalloc(sizeof(float) * LOAD_CHUNK);
+    int rc = 0;
+    for (int i = 0; i < m->n_tensors && !rc; i++) rc = load_tensor(m, st, &m->tensors[i], cfg_path, dir, buf);
+    free(buf);
+    return rc;
+}
+
+int model_load_ex(Model **out, const char *dir, const Backend *be, const ModelLoadOpts *opts) {
     *out = NULL;
+    int inference = opts && opts->inference;
     char *cfg_path = path_join(dir, "config.json");
     const char *err = NULL;
     size_t len;
@@ -457,7 +530,7 @@ int model_load(Model **out, const char *dir, const Backend *be) {
     }
     Model *m = xcalloc(1, sizeof(Model));
     m->be = be;
-    m->grad_enabled = 1;
+    m->grad_enabled = !inference;
     int rc = model_config_parse(&m->cfg, text, cfg_path);
     if (!rc) m->config_json = cJSON_Parse(text);
     free(text);
@@ -471,19 +544,7 @@ int model_load(Model **out, const char *dir, const Backend *be) {
         m->be = be = &backend_cpu;
     }
     if (!rc) {
-        table_build(m);
-        m->params = be->alloc(sizeof(float) * m->n_params);
-        m->grads = be->alloc(sizeof(float) * m->n_params);
-        be->zero(m->grads, sizeof(float) * m->n_params);
-        size_t biggest = 0;
-        for (int i = 0; i < m->n_tensors; i++) {
-            size_t n = (size_t)m->tensors[i].shape[0] * (m->tensors[i].ndim == 2 ? m->tensors[i].shape[1] : 1);
-            biggest = n > biggest ? n : biggest;
-        }
-        float *tmp = xmalloc(sizeof(float) * biggest), *tmp2 = xmalloc(sizeof(float) * biggest);
-        for (int i = 0; i < m->n_tensors && !rc; i++) rc = load_tensor(m, &st, &m->tensors[i], cfg_path, dir, tmp, tmp2);
-        free(tmp);
-        free(tmp2);
+        rc = params_load(m, &st, cfg_path, dir, inference);
         safetensors_close(&st);
     }
     free(cfg_path);
@@ -495,12 +556,50 @@ int model_load(Model **out, const char *dir, const Backend *be) {
     return 0;
 }
 
+int model_load(Model **out, const char *dir, const Backend *be) { return model_load_ex(out, dir, be, NULL); }
+
+/* Host fp32 copy of tensor t (our layout) into dst[numel]. */
+static void tensor_host_f32(const Model *m, const ModelTensor *t, float *dst) {
+    size_t n = tensor_numel(t);
+    if (t->dtype == DT_F32) {
+        m->be->to_host(dst, m->params + t->offset, sizeof(float) * n);
+        return;
+    }
+    uint16_t *h = xmalloc(sizeof(uint16_t) * n);
+    m->be->to_host(h, m->wbf + t->offset, sizeof(uint16_t) * n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits = (uint32_t)h[i] << 16;
+        memcpy(&dst[i], &bits, sizeof bits);
+    }
+    free(h);
+}
+
+/* bf16 weights -> one fp32 buffer in the training layout (exact: bf16 widens losslessly). */
+static void params_to_f32(Model *m) {
+    int n = m->n_tensors;
+    float **host = xcalloc(n, sizeof(float *));
+    for (int i = 0; i < n; i++) {
+        host[i] = xmalloc(sizeof(float) * tensor_numel(&m->tensors[i]));
+        tensor_host_f32(m, &m->tensors[i], host[i]);
+    }
+    m->be->free(m->params);
+    m->be->free(m->wbf);
+    m->wbf = NULL;
+    table_free(m);
+    table_build(m, 0);
+    m->params = m->be->alloc(sizeof(float) * m->n_params);
+    for (int i = 0; i < n; i++) {
+        m->be->to_backend(m->params + m->tensors[i].offset, host[i], sizeof(float) * tensor_numel(&m->tensors[i]));
+        free(host[i]);
+    }
+    free(host);
+}
+
 void model_free(Model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_tensors; i++) free(m->tensors[i].name);
-    free(m->tensors);
-    free(m->layers);
+    table_free(m);
     if (m->params) m->be->free(m->params);
+    if (m->wbf) m->be->free(m->wbf);
     if (m->grads) m->be->free(m->grads);
     if (m->act_mem) m->be->free(m->act_mem);
     if (m->act_int) m->be->free(m->act_int);
@@ -522,28 +621,28 @@ int model_save_sharded(const Model *m, const char *dir_arg, size_t max_shard_byt
     snprintf(olddir, sizeof olddir, "%s.old.%d", dir, (int)getpid());
     dir_remove_flat(tmpdir);
     if (mkdir_p(tmpdir)) return quorum_input_error(tmpdir, "cannot create folder");
-    /* host copy of the params, Conv1D tensors transposed back to the file layout */
-    float *host = xmalloc(sizeof(float) * m->n_params);
-    m->be->to_host(host, m->params, sizeof(float) * m->n_params);
+    /* host fp32 copy of every tensor, Conv1D tensors transposed back to the file layout */
     StWrite *ws = xcalloc(m->n_tensors, sizeof(StWrite));
     float **owned = xcalloc(m->n_tensors, sizeof(float *));
     for (int i = 0; i < m->n_tensors; i++) {
         const ModelTensor *t = &m->tensors[i];
-        ws[i] = (StWrite){.name = t->name, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]},
-                          .data = host + t->offset};
+        size_t n = tensor_numel(t);
+        owned[i] = xmalloc(sizeof(float) * n);
+        tensor_host_f32(m, t, owned[i]);
+        ws[i] = (StWrite){.name = t->name, .ndim = t->ndim, .shape = {t->shape[0], t->shape[1]}, .data = owned[i]};
         if (t->transposed) {
-            owned[i] = xmalloc(sizeof(float) * t->shape[0] * t->shape[1]);
-            transpose(owned[i], host + t->offset, t->shape[0], t->shape[1]);
+            float *tr = xmalloc(sizeof(float) * n);
+            transpose(tr, owned[i], t->shape[0], t->shape[1], sizeof(float));
+            free(owned[i]);
+            ws[i].data = owned[i] = tr;
             ws[i].shape[0] = t->shape[1];
             ws[i].shape[1] = t->shape[0];
-            ws[i].data = owned[i];
         }
     }
     int rc = safetensors_write(tmpdir, ws, m->n_tensors, max_shard_bytes);
     for (int i = 0; i < m->n_tensors; i++) free(owned[i]);
     free(owned);
     free(ws);
-    free(host);
     if (!rc) {
         cJSON *cfg = cJSON_Duplicate(m->config_json, 1);
         cJSON_DeleteItemFromObjectCaseSensitive(cfg, "torch_dtype");
@@ -570,7 +669,15 @@ int model_save(const Model *m, const char *dir) { return model_save_sharded(m, d
 
 /* ---- accessors ---- */
 float *model_params(Model *m) { return m->params; }
-float *model_grads(Model *m) { return m->grads; }
+void grads_ensure(Model *m) {
+    if (m->grads) return;
+    m->grads = m->be->alloc(sizeof(float) * (m->n_params ? m->n_params : 1));
+    m->be->zero(m->grads, sizeof(float) * m->n_params);
+}
+float *model_grads(Model *m) {
+    grads_ensure(m);
+    return m->grads;
+}
 size_t model_n_params(const Model *m) { return m->n_params; }
 const ModelConfig *model_config(const Model *m) { return &m->cfg; }
 const Backend *model_backend(const Model *m) { return m->be; }
@@ -578,8 +685,12 @@ const ModelTensor *model_tensors(const Model *m, int *n) {
     *n = m->n_tensors;
     return m->tensors;
 }
-void model_zero_grad(Model *m) { m->be->zero(m->grads, sizeof(float) * m->n_params); }
+void model_zero_grad(Model *m) {
+    grads_ensure(m);
+    m->be->zero(m->grads, sizeof(float) * m->n_params);
+}
 void model_set_grad_enabled(Model *m, int on) {
+    if (on && m->wdtype == DT_BF16) params_to_f32(m); /* training updates fp32 weights */
     if (m->grad_enabled != !!on) m->act_cap = 0; /* re-carve the activations on the next forward */
     m->grad_enabled = !!on;
     m->last = 0;

@@ -19,15 +19,21 @@ static Dims dims_of(const Model *m) {
     return d;
 }
 
-/* Carves every activation buffer for (B,T,M) out of one allocation (walk once with base NULL to size). */
+/* 1 when attention runs flash-style (attention_varlen_forward over m->a.segs): inference on a backend that has
+ * it, and always for packed batches. Training keeps the T^2 path, whose probabilities backward reads. */
+static int flash_attention(const Model *m) { return !m->grad_enabled && m->be->attention_varlen_forward; }
+
+/* Carves every activation buffer for (B,T,M) out of one allocation (walk once with base NULL to size), each
+ * starting at a multiple of 256 bytes (cudaMalloc is 256-byte aligned: the GEMMs get aligned operands). */
 static size_t carve(Model *m, float *base, int B, int T, int M) {
     Dims d = dims_of(m);
     size_t N = (size_t)B * T, off = 0, LA = d.LA, heads = m->cfg.head == HEAD_LM ? (size_t)d.V : 1;
     Acts *a = &m->a;
-#define TAKE(ptr, count) do { a->ptr = base ? base + off : NULL; off += (count); } while (0)
+#define TAKE(ptr, count) do { a->ptr = base ? base + off : NULL; off = (off + (count) + 63) & ~(size_t)63; } while (0)
     TAKE(enc, N * d.C);
     TAKE(ln1, LA * N * d.C); TAKE(ln1_mean, LA * N); TAKE(ln1_rstd, LA * N);
-    TAKE(qkv, LA * N * d.QKV); TAKE(att, LA * B * d.NH * T * T); TAKE(atty, LA * N * d.NH * d.HD);
+    size_t t2 = !flash_attention(m); /* the (B,NH,T,T) probabilities only for the T^2 path */
+    TAKE(qkv, LA * N * d.QKV); TAKE(att, t2 * LA * B * d.NH * T * T); TAKE(atty, LA * N * d.NH * d.HD);
     TAKE(res2, LA * N * d.C);
     TAKE(ln2, LA * N * d.C); TAKE(ln2_mean, LA * N); TAKE(ln2_rstd, LA * N);
     TAKE(fch, LA * N * d.FC); TAKE(fca, LA * N * d.F); TAKE(res3, LA * N * d.C);
@@ -55,8 +61,9 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
     return off;
 }
 
-static void acts_ensure(Model *m, int B, int T, int M) {
-    size_t need = carve(m, NULL, B, T, M), need_int = (size_t)B * T + B + 2 * (size_t)M;
+/* ints: ids (N), lens (B), rows (M), targets (M), segs (4S), pos (N) */
+static void acts_ensure(Model *m, int B, int T, int M, int S) {
+    size_t N = (size_t)B * T, need = carve(m, NULL, B, T, M), need_int = 2 * N + B + 2 * (size_t)M + 4 * (size_t)S;
     if (need > m->act_cap) {
         if (m->act_mem) m->be->free(m->act_mem);
         m->act_mem = m->be->alloc(sizeof(float) * need);
@@ -70,15 +77,18 @@ static void acts_ensure(Model *m, int B, int T, int M) {
     }
     if (carve(m, m->act_mem, B, T, M) != need) abort();
     m->a.ids = m->act_int;
-    m->a.lens = m->a.ids + (size_t)B * T;
+    m->a.lens = m->a.ids + N;
     m->a.rows = m->a.lens + B;
     m->a.targets = m->a.rows + M;
+    m->a.segs = m->a.targets + M;
+    m->a.pos = m->a.segs + 4 * (size_t)S;
+    m->S = S;
     m->rope_T = 0; /* carving may have moved the tables */
 }
 
-/* cos/sin (T,HD/2) for positions 0..T-1 into backend cos_d/sin_d: inv_freq = theta^(-2i/HD), with llama3 or
- * linear scaling applied as in HF when `scaled` */
-static void rope_table(Model *m, int T, double theta, int scaled, float *cos_d, float *sin_d) {
+/* cos/sin (T,HD/2) for positions pos[0..T) (NULL: 0..T-1) into backend cos_d/sin_d: inv_freq = theta^(-2i/HD),
+ * with llama3 or linear scaling applied as in HF when `scaled` */
+static void rope_table(Model *m, int T, const int *pos, double theta, int scaled, float *cos_d, float *sin_d) {
     const ModelConfig *c = &m->cfg;
     int half = c->head_dim / 2;
     float *cs = xmalloc(sizeof(float) * 2 * (size_t)T * half), *sn = cs + (size_t)T * half;
@@ -97,7 +107,7 @@ static void rope_table(Model *m, int T, double theta, int scaled, float *cos_d, 
         }
         float invf = (float)inv; /* HF keeps inv_freq in fp32 and multiplies by the fp32 position */
         for (int t = 0; t < T; t++) {
-            float ang = (float)t * invf;
+            float ang = (float)(pos ? pos[t] : t) * invf;
             cs[(size_t)t * half + i] = cosf(ang);
             sn[(size_t)t * half + i] = sinf(ang);
         }
@@ -107,13 +117,14 @@ static void rope_table(Model *m, int T, double theta, int scaled, float *cos_d, 
     free(cs);
 }
 
-/* The RoPE table(s) for T: every layer's, and Gemma-3's second one for its sliding layers. */
-static void rope_tables(Model *m, int T) {
+/* The RoPE table(s) for T rows: every layer's, and Gemma-3's second one for its sliding layers. Row t is position
+ * t, or pos[t] for a packed stream (tables rebuilt every time then). */
+static void rope_tables(Model *m, int T, const int *pos) {
     const ModelConfig *c = &m->cfg;
-    if (c->arch == ARCH_GPT2 || m->rope_T == T) return;
-    rope_table(m, T, c->rope_theta, 1, m->a.rope_cos, m->a.rope_sin);
-    if (c->rope_local_theta > 0) rope_table(m, T, c->rope_local_theta, 0, m->a.rope_cos_l, m->a.rope_sin_l);
-    m->rope_T = T;
+    if (c->arch == ARCH_GPT2 || (!pos && m->rope_T == T)) return;
+    rope_table(m, T, pos, c->rope_theta, 1, m->a.rope_cos, m->a.rope_sin);
+    if (c->rope_local_theta > 0) rope_table(m, T, pos, c->rope_local_theta, 0, m->a.rope_cos_l, m->a.rope_sin_l);
+    m->rope_T = pos ? 0 : T;
 }
 
 /* layer l's table: Gemma-3's sliding layers use the local one */
@@ -128,6 +139,33 @@ static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) 
 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
 #define G(off) ((off) == OFF_NONE ? NULL : m->grads + (off))
+
+/* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored */
+static void linear_forward(Model *m, float *out, const float *inp, size_t w, size_t b, int N, int C, int OC) {
+    if (m->wdtype == DT_BF16) m->be->matmul_forward_bf16(out, inp, m->wbf + w, P(b), N, C, OC);
+    else m->be->matmul_forward(out, inp, P(w), P(b), N, C, OC);
+}
+
+/* one embedding lookup out[n] = table[ids[n]] (+ pos_table[n % T]) in the stored dtype */
+static void embed_lookup(Model *m, float *out, const int *ids, size_t table, size_t pos_table, int B, int T) {
+    if (m->wdtype == DT_BF16)
+        m->be->embedding_forward_bf16(out, ids, m->wbf + table, pos_table == OFF_NONE ? NULL : m->wbf + pos_table, B, T,
+                                      m->cfg.d_model);
+    else
+        m->be->embedding_forward(out, ids, P(table), P(pos_table), B, T, m->cfg.d_model);
+}
+
+/* token (+ GPT-2 learned position) embeddings; a packed stream looks its positions up by a.pos */
+static void embed_forward(Model *m, int B, int T, const int *pos) {
+    if (!pos || m->wpe == OFF_NONE) {
+        embed_lookup(m, m->a.enc, m->a.ids, m->wte, m->wpe, B, T);
+        return;
+    }
+    size_t nc = (size_t)B * T * m->cfg.d_model;
+    embed_lookup(m, m->a.enc, m->a.ids, m->wte, OFF_NONE, B, T);
+    embed_lookup(m, m->a.proj, m->a.pos, m->wpe, OFF_NONE, B, T); /* wpe rows by position, as a lookup */
+    m->be->residual_forward(m->a.enc, m->a.enc, m->a.proj, nc);
+}
 
 /* A norm weight as the op sees it: 1 + w for Gemma (norm1p), else the parameter itself. */
 static const float *NW(const Model *m, size_t off) {
@@ -186,6 +224,13 @@ int model_backend_supports(const ModelConfig *c, const Backend *be, const char *
 
 static void attn_forward(Model *m, int l, float *out, float *att, const float *qkv, int B, int T) {
     const ModelConfig *c = &m->cfg;
+    if (flash_attention(m)) {
+        if (m->pad_rows) /* padded queries are no segment's: keep their rows finite (ops.h) for the ops after */
+            m->be->zero(out, sizeof(float) * (size_t)B * T * c->n_head * c->head_dim);
+        m->be->attention_varlen_forward(out, NULL, qkv, m->a.segs, m->S, c->n_head, c->n_kv_head, c->head_dim,
+                                        c->attn_scale, c->attn_softcap, c->layer_window[l] ? c->sliding_window : 0);
+        return;
+    }
     int win = attn_window(m, l, T);
     if (!win && attn_plain(c))
         m->be->attention_forward(out, att, qkv, m->a.lens, B, T, c->n_head, c->n_kv_head, c->head_dim);
@@ -206,13 +251,13 @@ static void attn_backward(Model *m, int l, float *dqkv, const float *dout, const
 }
 
 static void act_forward(Model *m, float *fca, const float *fch, int N, int F) {
-    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_forward(fca, fch, N * F);
+    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_forward(fca, fch, (size_t)N * F);
     else if (m->cfg.act == ACT_GEGLU) m->be->geglu_forward(fca, fch, N, F);
     else m->be->swiglu_forward(fca, fch, N, F);
 }
 
 static void act_backward(Model *m, float *dfch, const float *dfca, const float *fch, int N, int F) {
-    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_backward(dfch, fch, dfca, N * F);
+    if (m->cfg.act == ACT_GELU_NEW) m->be->gelu_backward(dfch, fch, dfca, (size_t)N * F);
     else if (m->cfg.act == ACT_GEGLU) m->be->geglu_backward(dfch, dfca, fch, N, F);
     else m->be->swiglu_backward(dfch, dfca, fch, N, F);
 }
@@ -240,35 +285,36 @@ static LayerActs layer_acts(Model *m, int l, int B, int T) {
     return a;
 }
 
-/* Runs embedding + every layer for ids (B,T); the output is AT(res3, L-1).
+/* Runs embedding + every layer for ids (B,T) (pos: host positions of a packed stream, B = 1, else NULL); the
+ * output is AT(res3, L-1).
  * Layer: res2 = x + [postnorm](o(attn(rope([qknorm](qkv(ln1(x))))))), res3 = res2 + [postnorm](proj(act(fc(ln2(res2))))) */
-static void trunk_forward(Model *m, int B, int T) {
+static void trunk_forward(Model *m, int B, int T, const int *pos) {
     const Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     Dims d = dims_of(m);
     int N = B * T;
     size_t nc = (size_t)N * d.C;
-    be->embedding_forward(m->a.enc, m->a.ids, P(m->wte), P(m->wpe), B, T, d.C);
+    embed_forward(m, B, T, pos);
     if (c->embed_scale > 0) be->scale_forward(m->a.enc, m->a.enc, c->embed_scale, nc);
-    rope_tables(m, T);
+    rope_tables(m, T, pos);
     for (int l = 0; l < d.L; l++) {
         const LayerOffsets *L = &m->layers[l];
         LayerActs a = layer_acts(m, l, B, T);
         norm_forward(m, a.ln1, a.ln1_mean, a.ln1_rstd, a.x, L->ln1_w, L->ln1_b, N);
-        be->matmul_forward(c->qk_norm ? a.qkr : a.qkv, a.ln1, P(L->qkv_w), P(L->qkv_b), N, d.C, d.QKV);
+        linear_forward(m, c->qk_norm ? a.qkr : a.qkv, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
         if (c->qk_norm)
             be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
         rope_apply(m, l, a.qkv, B, T, 0);
         attn_forward(m, l, a.atty, a.att, a.qkv, B, T);
-        be->matmul_forward(c->post_norms ? a.po1 : m->a.proj, a.atty, P(L->o_w), P(L->o_b), N, d.NH * d.HD, d.C);
+        linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
-        be->residual_forward(a.res2, a.x, m->a.proj, (int)nc);
+        be->residual_forward(a.res2, a.x, m->a.proj, nc);
         norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
-        be->matmul_forward(a.fch, a.ln2, P(L->fc_w), P(L->fc_b), N, d.C, d.FC);
+        linear_forward(m, a.fch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
         act_forward(m, a.fca, a.fch, N, d.F);
-        be->matmul_forward(c->post_norms ? a.po2 : m->a.proj, a.fca, P(L->proj_w), P(L->proj_b), N, d.F, d.C);
+        linear_forward(m, c->post_norms ? a.po2 : m->a.proj, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
-        be->residual_forward(a.res3, a.res2, m->a.proj, (int)nc);
+        be->residual_forward(a.res3, a.res2, m->a.proj, nc);
     }
 }
 
@@ -340,23 +386,10 @@ static int check_batch(const Model *m, const int32_t *ids, const int *lens, int 
     return 0;
 }
 
-/* Uploads ids/lens/rows(/targets), runs the trunk, gathers rows and applies the final norm + head. */
-static void run_forward(Model *m, const int32_t *ids, const int *lens, const int *targets, int B, int T, int M) {
+/* The final norm and the head on the gathered rows a.rows of the trunk output. */
+static void head_forward(Model *m, int B, int T, int M) {
     const Backend *be = m->be;
     Dims d = dims_of(m);
-    acts_ensure(m, B, T, M);
-    m->B = B;
-    m->T = T;
-    m->M = M;
-    int *ids_i = xmalloc(sizeof(int) * (size_t)B * T);
-    for (size_t i = 0; i < (size_t)B * T; i++) ids_i[i] = ids[i];
-    be->to_backend(m->a.ids, ids_i, sizeof(int) * (size_t)B * T);
-    be->to_backend(m->a.lens, lens, sizeof(int) * B);
-    be->to_backend(m->a.rows, m->rows_host, sizeof(int) * M);
-    if (targets) be->to_backend(m->a.targets, targets, sizeof(int) * M);
-    free(ids_i);
-    norm1p_refresh(m);
-    trunk_forward(m, B, T);
     size_t nc = (size_t)B * T * d.C;
     be->gather_forward(m->a.g, AT(res3, d.L - 1, nc), m->a.rows, M, d.C);
     norm_forward(m, m->a.gn, m->a.g_mean, m->a.g_rstd, m->a.g, m->lnf_w, m->lnf_b, M);
@@ -364,8 +397,52 @@ static void run_forward(Model *m, const int32_t *ids, const int *lens, const int
         rhead_forward(m, M);
         return;
     }
-    be->matmul_forward(m->a.logits, m->a.gn, P(m->head_w), NULL, M, d.C, d.V);
+    linear_forward(m, m->a.logits, m->a.gn, m->head_w, OFF_NONE, M, d.C, d.V);
     if (m->cfg.final_softcap > 0) be->softcap_forward(m->a.logits, m->a.logits, m->cfg.final_softcap, (size_t)M * d.V);
+}
+
+/* Uploads ids/lens/rows(/targets) (+ one attention segment per sequence for the flash path), runs the trunk,
+ * gathers rows and applies the final norm + head. */
+static void run_forward(Model *m, const int32_t *ids, const int *lens, const int *targets, int B, int T, int M) {
+    const Backend *be = m->be;
+    acts_ensure(m, B, T, M, B);
+    m->B = B;
+    m->T = T;
+    m->M = M;
+    int *ids_i = xmalloc(sizeof(int) * (size_t)B * T), *segs = xmalloc(sizeof(int) * 4 * (size_t)B);
+    for (size_t i = 0; i < (size_t)B * T; i++) ids_i[i] = ids[i];
+    m->pad_rows = 0;
+    for (int b = 0; b < B; b++) {
+        segs[4 * b] = b * T, segs[4 * b + 1] = lens[b], segs[4 * b + 2] = segs[4 * b + 3] = 0;
+        m->pad_rows |= lens[b] < T;
+    }
+    be->to_backend(m->a.ids, ids_i, sizeof(int) * (size_t)B * T);
+    be->to_backend(m->a.lens, lens, sizeof(int) * B);
+    be->to_backend(m->a.rows, m->rows_host, sizeof(int) * M);
+    be->to_backend(m->a.segs, segs, sizeof(int) * 4 * (size_t)B);
+    if (targets) be->to_backend(m->a.targets, targets, sizeof(int) * M);
+    free(ids_i);
+    free(segs);
+    norm1p_refresh(m);
+    trunk_forward(m, B, T, NULL);
+    head_forward(m, B, T, M);
+}
+
+void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M) {
+    const Backend *be = m->be;
+    acts_ensure(m, 1, N, M, S);
+    m->B = 1;
+    m->T = N;
+    m->M = M;
+    m->last = 0; /* packed forwards are scoring only */
+    m->pad_rows = 0; /* the segments cover the stream */
+    be->to_backend(m->a.ids, ids, sizeof(int) * (size_t)N);
+    be->to_backend(m->a.pos, pos, sizeof(int) * (size_t)N);
+    be->to_backend(m->a.segs, segs, sizeof(int) * 4 * (size_t)S);
+    be->to_backend(m->a.rows, rows, sizeof(int) * (size_t)M);
+    norm1p_refresh(m);
+    trunk_forward(m, 1, N, pos);
+    head_forward(m, 1, N, M);
 }
 
 int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, float *reward) {
@@ -430,6 +507,7 @@ int model_backward(Model *m, const float *dseq) {
         m->last = 0;
         return quorum_input_error("model:backward", "%s: the ArmoRM head is forward-only (scoring)", m->cfg.architecture);
     }
+    grads_ensure(m); /* grad_enabled implies fp32 weights (model_set_grad_enabled converts) */
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;

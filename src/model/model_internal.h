@@ -51,6 +51,8 @@ typedef struct {
     float *dg, *dgn, *dlogp;                        /* (M,C) (M,C) (M) */
     float *dqkr, *dpo, *dhact, *dlogits;            /* (N,QKV) (N,C) (M,HW) (M,V) only when used */
     int *ids, *lens, *rows, *targets;               /* (N) (B) (M) (M) backend ints */
+    int *segs, *pos;                                /* (S,4) attention segments (ops.h attention_varlen_forward),
+                                                       (N) positions of a packed stream */
 } Acts;
 
 struct Model {
@@ -59,8 +61,12 @@ struct Model {
     cJSON *config_json; /* kept to write config.json back */
     int n_tensors;
     ModelTensor *tensors;
-    size_t n_params;
-    float *params, *grads;
+    size_t n_params;         /* elements of params (and grads) */
+    float *params, *grads;   /* grads: NULL until training asks for them */
+    size_t n_wbf;            /* elements of wbf */
+    uint16_t *wbf;           /* bf16 trunk matrices (inference load of a bf16 checkpoint), else NULL */
+    DType wdtype;            /* DT_BF16 when the trunk matrices live in wbf */
+    int split;               /* table building: 2-D tensors go to wbf */
     size_t wte, wpe, lnf_w, lnf_b, head_w; /* head_w == wte when tied */
     LayerOffsets *layers;
     size_t norm_lo, norm_hi; /* Gemma: every RMSNorm weight lives in params[norm_lo, norm_hi) ... */
@@ -78,13 +84,21 @@ struct Model {
     int rope_T;       /* T the RoPE tables were built for */
     /* last forward */
     int last;         /* 0 none, 1 reward, 2 logprobs */
-    int B, T, M;
+    int B, T, M, S;
+    int pad_rows;     /* the (B,T) batch has padded rows (flash attention leaves them to be zeroed) */
     int *rows_host;   /* (M) */
     float *tok_logp;  /* (B,T) host */
     size_t tok_cap;
 };
 
 #define OFF_NONE ((size_t)-1)
+
+/* model_forward.c: a packed stream of N tokens (host ids, positions, attention segments, rows to score) through
+ * the trunk, the final norm and the head (a.logits (M,...)); inference only (flash attention). */
+void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M);
+
+/* model.c: allocates and zeroes the gradient buffer when absent */
+void grads_ensure(Model *m);
 
 /* model_head.c: reward head programs */
 int head_detect(Model *m, const SafeTensors *st, const char *cfg_path); /* sets cfg.reward_head */

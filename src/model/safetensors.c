@@ -221,17 +221,18 @@ static float half_to_float(uint16_t h) {
     return f;
 }
 
-int safetensors_read_f32(const SafeTensors *st, const StTensor *t, float *out) {
+int safetensors_read_f32_range(const SafeTensors *st, const StTensor *t, int64_t first, int64_t count, float *out) {
     const uint8_t *p = t->data;
     switch (t->dtype) {
-    case ST_F32: memcpy(out, p, t->nbytes); return 0; /* little-endian host assumed (x86, arm64) */
+    case ST_F32: memcpy(out, p + 4 * first, 4 * (size_t)count); return 0; /* little-endian host assumed (x86, arm64) */
     case ST_F16:
-        for (int64_t i = 0; i < t->numel; i++) out[i] = half_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
+        for (int64_t i = first; i < first + count; i++)
+            out[i - first] = half_to_float((uint16_t)(p[2 * i] | p[2 * i + 1] << 8));
         return 0;
     case ST_BF16:
-        for (int64_t i = 0; i < t->numel; i++) {
+        for (int64_t i = first; i < first + count; i++) {
             uint32_t bits = (uint32_t)(p[2 * i] | p[2 * i + 1] << 8) << 16;
-            memcpy(&out[i], &bits, 4);
+            memcpy(&out[i - first], &bits, 4);
         }
         return 0;
     default:
@@ -240,7 +241,37 @@ int safetensors_read_f32(const SafeTensors *st, const StTensor *t, float *out) {
     }
 }
 
+int safetensors_read_f32(const SafeTensors *st, const StTensor *t, float *out) {
+    return safetensors_read_f32_range(st, t, 0, t->numel, out);
+}
+
+void safetensors_release(const SafeTensors *st, const StTensor *t) {
+    (void)st;
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)t->data + page - 1) & ~(uintptr_t)(page - 1); /* whole pages inside the tensor */
+    uintptr_t hi = ((uintptr_t)t->data + t->nbytes) & ~(uintptr_t)(page - 1);
+    if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED); /* read-only private mapping: pages re-read on demand */
+}
+
+static uint16_t f32_to_bf16(float f) { /* round to nearest even; NaN stays a (quiet) NaN */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
 /* ---- writer ---- */
+
+/* fp32 data rounded to bf16, through a small buffer. 1 on success. */
+static int write_bf16(FILE *fp, const float *x, size_t n) {
+    uint16_t buf[4096];
+    for (size_t i = 0; i < n; i += 4096) {
+        size_t k = n - i < 4096 ? n - i : 4096;
+        for (size_t j = 0; j < k; j++) buf[j] = f32_to_bf16(x[i + j]);
+        if (fwrite(buf, 2, k, fp) != k) return 0;
+    }
+    return 1;
+}
 
 /* Writes tensors [i0,i1) as one file `name` in dir. */
 static int write_file(const char *dir, const char *name, const StWrite *ts, int i0, int i1) {
@@ -249,10 +280,10 @@ static int write_file(const char *dir, const char *name, const StWrite *ts, int 
     cJSON_AddStringToObject(meta, "format", "pt");
     size_t off = 0;
     for (int i = i0; i < i1; i++) {
-        size_t nb = sizeof(float);
+        size_t nb = ts[i].dtype == ST_BF16 ? 2 : sizeof(float);
         cJSON *e = cJSON_AddObjectToObject(h, ts[i].name), *sh = cJSON_AddArrayToObject(e, "shape"),
               *of = cJSON_AddArrayToObject(e, "data_offsets");
-        cJSON_AddStringToObject(e, "dtype", "F32");
+        cJSON_AddStringToObject(e, "dtype", ts[i].dtype == ST_BF16 ? "BF16" : "F32");
         for (int d = 0; d < ts[i].ndim; d++) {
             cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)ts[i].shape[d]));
             nb *= (size_t)ts[i].shape[d];
@@ -276,7 +307,8 @@ static int write_file(const char *dir, const char *name, const StWrite *ts, int 
         for (int i = i0; i < i1 && ok; i++) {
             size_t numel = 1;
             for (int d = 0; d < ts[i].ndim; d++) numel *= (size_t)ts[i].shape[d];
-            ok = fwrite(ts[i].data, sizeof(float), numel, fp) == numel;
+            ok = ts[i].dtype == ST_BF16 ? write_bf16(fp, ts[i].data, numel)
+                                        : fwrite(ts[i].data, sizeof(float), numel, fp) == numel;
         }
         ok = (fclose(fp) == 0) && ok;
     }
@@ -299,7 +331,7 @@ int safetensors_write(const char *dir, const StWrite *ts, int n, size_t max_shar
     int *start = xmalloc(sizeof(int) * (n + 1)), k = 0;
     size_t cur = 0, total = 0;
     for (int i = 0; i < n; i++) {
-        size_t nb = sizeof(float);
+        size_t nb = ts[i].dtype == ST_BF16 ? 2 : sizeof(float);
         for (int d = 0; d < ts[i].ndim; d++) nb *= (size_t)ts[i].shape[d];
         if (i == 0 || (max_shard_bytes && cur > 0 && cur + nb > max_shard_bytes)) { start[k++] = i; cur = 0; }
         cur += nb;

@@ -9,8 +9,10 @@
  * and the response must stay whole), after a leading BOS, which stays (Llama-3 <|begin_of_text|>,
  * Gemma <bos>, Mistral <s>; GPT-2 and Qwen3 render none); only a response longer than max_length
  * (less the BOS) itself is cut, at its end. Every truncation is counted and reported once per call on
- * stderr. The 2n sequences are sorted
- * by length so each batch of batch_size carries little padding (right padding, lens per row).
+ * stderr. The 2n sequences go to model_reward_packed (quorum/model.h): packed back to back into forwards of
+ * batch_size x max_length tokens without padding, each pair's common token prefix (its prompt, when the
+ * template and truncation left the two sides starting alike) run once. Models it refuses (ArmoRM) score
+ * sorted-by-length padded batches of batch_size instead.
  * A pair whose two sequences are identical after truncation is a tie by construction: both sides get
  * the chosen side's reward, bit for bit, and the count is reported.
  */
@@ -98,20 +100,24 @@ static int render_fit(HfMember *h, const Member *m, const Pair *p, int rejected,
     return 0;
 }
 
-static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, float *rejected) {
-    HfMember *h = m->impl;
-    int64_t n_seq = 2 * n;
-    I32Vec *seqs = xcalloc((size_t)n_seq, sizeof(I32Vec));
-    SeqRef *order = xmalloc(sizeof(SeqRef) * (size_t)(n_seq ? n_seq : 1));
-    int rc = 0;
-    int64_t truncated_before = h->n_truncated, folded_before = h->n_folded;
-    for (int64_t s = 0; s < n_seq && rc == 0; s++) {
-        rc = render_fit(h, m, &pairs[s / 2], (int)(s % 2), &seqs[s]);
-        order[s].idx = s;
-        order[s].len = (int)seqs[s].len;
-    }
-    qsort(order, (size_t)n_seq, sizeof(SeqRef), cmp_len);
-    int B = m->cfg.batch_size;
+/* seqs[2i], seqs[2i+1] = pair i's chosen and rejected, packed with shared prefixes */
+static int score_packed(HfMember *h, const Member *m, const I32Vec *seqs, int64_t n_seq, float *chosen,
+                        float *rejected) {
+    const int32_t **sp = xmalloc(sizeof(int32_t *) * (size_t)(n_seq + 1));
+    int *lens = xmalloc(sizeof(int) * (size_t)(n_seq + 1));
+    float *reward = xmalloc(sizeof(float) * (size_t)(n_seq + 1));
+    for (int64_t s = 0; s < n_seq; s++) sp[s] = seqs[s].data, lens[s] = (int)seqs[s].len;
+    ModelPackOpts o = {.token_budget = m->cfg.batch_size * m->cfg.max_length, .share_pairs = 1};
+    int rc = model_reward_packed(h->model, sp, lens, (int)n_seq, &o, reward, NULL);
+    for (int64_t s = 0; s < n_seq && rc == 0; s++) (s % 2 ? rejected : chosen)[s / 2] = reward[s];
+    free(sp), free(lens), free(reward);
+    return rc;
+}
+
+/* sequences in `order` (sorted by length) in right-padded batches of batch_size */
+static int score_padded(HfMember *h, const Member *m, const I32Vec *seqs, const SeqRef *order, int64_t n_seq,
+                        float *chosen, float *rejected) {
+    int B = m->cfg.batch_size, rc = 0;
     int32_t *ids = NULL;
     int *lens = xmalloc(sizeof(int) * (size_t)B);
     float *reward = xmalloc(sizeof(float) * (size_t)B);
@@ -134,6 +140,28 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
             (s % 2 ? rejected : chosen)[s / 2] = reward[b];
         }
     }
+    free(ids), free(lens), free(reward);
+    return rc;
+}
+
+static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, float *rejected) {
+    HfMember *h = m->impl;
+    int64_t n_seq = 2 * n;
+    I32Vec *seqs = xcalloc((size_t)n_seq, sizeof(I32Vec));
+    SeqRef *order = xmalloc(sizeof(SeqRef) * (size_t)(n_seq ? n_seq : 1));
+    int rc = 0;
+    int64_t truncated_before = h->n_truncated, folded_before = h->n_folded;
+    for (int64_t s = 0; s < n_seq && rc == 0; s++) {
+        rc = render_fit(h, m, &pairs[s / 2], (int)(s % 2), &seqs[s]);
+        order[s].idx = s;
+        order[s].len = (int)seqs[s].len;
+    }
+    if (rc == 0 && model_config(h->model)->reward_head != RHEAD_ARMO) {
+        rc = score_packed(h, m, seqs, n_seq, chosen, rejected);
+    } else if (rc == 0) {
+        qsort(order, (size_t)n_seq, sizeof(SeqRef), cmp_len);
+        rc = score_padded(h, m, seqs, order, n_seq, chosen, rejected);
+    }
     /* Chosen and rejected identical after truncation: a tie by construction (the two were scored in
      * different batches, whose rounding may differ in the last bits, which would decide the vote). */
     int64_t ties = 0;
@@ -154,7 +182,7 @@ static int hf_score(Member *m, const Pair *pairs, int64_t n, float *chosen, floa
                     "user turn", m->cfg.name, (long long)(h->n_folded - folded_before), (long long)n,
                     chat_family_name(chat_template_family(h->ct)));
     for (int64_t s = 0; s < n_seq; s++) free(seqs[s].data);
-    free(seqs); free(order); free(ids); free(lens); free(reward);
+    free(seqs); free(order);
     return rc;
 }
 
@@ -204,11 +232,12 @@ int member_hf_open(Member *m, const JobMember *cfg) {
     if (member_hf_open_template(m, cfg) != 0) return -1;
     HfMember *h = m->impl;
     m->score = hf_score;
-    if (model_load(&h->model, cfg->path, backend_auto()) != 0) {
+    ModelLoadOpts lo = {.inference = 1}; /* scoring only: weights as stored (bf16 stays bf16), no gradients,
+                                            activations reused across layers */
+    if (model_load_ex(&h->model, cfg->path, backend_auto(), &lo) != 0) {
         hf_close(m);
         return -1;
     }
-    model_set_grad_enabled(h->model, 0); /* scoring only: activations reused across layers */
     if (hf_check_fit(h, cfg) != 0) {
         hf_close(m);
         return -1;

@@ -436,6 +436,10 @@ CASES = {
                        "max_position_embeddings": 64, "tie_word_embeddings": False, "num_objectives": 5,
                        "gating_hidden_dim": 12, "gating_n_hidden": 2, "gating_temperature": 0.5}, "F32",
                       {"armo": True}),
+    # bf16 GPT-2: Conv1D matrices transposed on load as bf16, learned positions and the tied LM head in bf16
+    "gpt2_bf16_lm": ({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": 97, "n_embd": 32,
+                      "n_layer": 2, "n_head": 4, "n_positions": 16, "activation_function": "gelu_new",
+                      "layer_norm_epsilon": 1e-5}, "BF16", {}),
 }
 
 

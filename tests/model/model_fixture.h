@@ -1,0 +1,28 @@
+/* tests/model/model_fixture.h - what test_model.c shares with test_model_engine.c: the backend under test, the
+ * torch fixtures' batch (ref_model.py make: ref.safetensors) and the comparison helpers. */
+#ifndef QUORUM_TEST_MODEL_FIXTURE_H
+#define QUORUM_TEST_MODEL_FIXTURE_H
+#include <stdint.h>
+
+#include "quorum/model.h"
+#include "quorum/safetensors.h"
+
+extern const Backend *BE; /* backend_cpu, or cuda with QUORUM_MODEL_BACKEND=cuda */
+
+typedef struct {
+    int B, T, is_rm;
+    int32_t *ids;
+    int *lens;
+    uint8_t *mask;
+    float *out, *tok, *dseq, *ref; /* torch: outputs, token log-probs, dLoss/dout, DPO reference */
+} Batch;
+
+float *ref_get(const SafeTensors *st, const char *name, int64_t *numel); /* malloc'd fp32, NULL when absent */
+double max_rel(const float *a, const float *b, size_t n);               /* max_i |a-b| / max(1,|b|) */
+void poison(float *x, size_t n);                                        /* every element NaN */
+void batch_load(Batch *b, const SafeTensors *st, const Model *m);
+void batch_free(Batch *b);
+
+int cmd_packed(const char *case_dir, int inference); /* test_model_engine.c */
+int cmd_bf16_ops(void);
+#endif

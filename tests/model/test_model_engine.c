@@ -1,0 +1,171 @@
+/* test_model_engine.c - the scoring engine's inference paths (test_model.c's main dispatches here):
+ *   test_model packed <case_dir> [inference]  packed + shared-prefix scoring (model_reward_packed) vs plain scoring
+ *                                             and the torch reference
+ *   test_model bf16_ops                       matmul_forward_bf16 / embedding_forward_bf16 vs float64 sums */
+#define _GNU_SOURCE
+#include "../test.h"
+#include "model_fixture.h"
+#include "quorum/common.h"
+
+#include <string.h>
+
+/* rewards of sequences seqs/lens through model_reward one padded batch (the T^2 attention of a training load) */
+static void plain_rewards(Model *m, int32_t **seqs, const int *lens, int n, float *out) {
+    int T = 0;
+    for (int s = 0; s < n; s++) T = lens[s] > T ? lens[s] : T;
+    int32_t *ids = xcalloc((size_t)n * T, sizeof(int32_t));
+    for (int s = 0; s < n; s++) memcpy(ids + (size_t)s * T, seqs[s], sizeof(int32_t) * lens[s]);
+    REQUIRE(model_reward(m, ids, lens, n, T, out) == 0);
+    free(ids);
+}
+
+/* packed (budgets that split and that do not split the batch) x (sharing on / off) vs plain and vs torch */
+static void check_packed_variants(Model *m, int32_t **seqs, const int *lens, int n, const float *plain,
+                                  const float *torch_out, const char *label) {
+    int total = 0, longest = 0;
+    for (int s = 0; s < n; s++) total += lens[s], longest = lens[s] > longest ? lens[s] : longest;
+    float *got = xmalloc(sizeof(float) * n);
+    for (int share = 0; share <= 1; share++)
+        for (int split = 0; split <= 1; split++) {
+            ModelPackOpts o = {.token_budget = split ? longest + longest / 2 : total, .share_pairs = share};
+            ModelPackStats ps;
+            poison(got, n);
+            REQUIRE(model_reward_packed(m, (const int32_t *const *)seqs, lens, n, &o, got, &ps) == 0);
+            double ep = max_rel(got, plain, n), et = torch_out ? max_rel(got, torch_out, n) : 0;
+            printf("  %s packed share=%d budget=%d: %lld forwards, %lld tokens, %lld shared; max rel err vs plain "
+                   "%.3g, vs torch %.3g\n", label, share, o.token_budget, (long long)ps.forwards, (long long)ps.tokens,
+                   (long long)ps.shared_tokens, ep, et);
+            CHECKF(ep < 1e-5 && et < 1e-4, "%s share=%d split=%d: vs plain %.3g vs torch %.3g", label, share, split, ep, et);
+            CHECK(ps.tokens + ps.shared_tokens == total && (share || ps.shared_tokens == 0));
+            CHECK(!split || ps.forwards > 1);
+        }
+    free(got);
+}
+
+/* Packed + shared-prefix scoring (model_reward_packed) equals plain scoring: on the fixture's rows (HH pairs
+ * (2k, 2k+1) for the *_hh_* cases, with their real template and left truncation), and on pairs made to share
+ * a prefix of every length from 0 to the whole shorter sequence. */
+int cmd_packed(const char *case_dir, int inference) {
+    char *cfg = path_join(case_dir, "config.json");
+    int made = file_exists(cfg);
+    free(cfg);
+    if (!made) {
+        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
+        return 77;
+    }
+    Model *m = NULL;
+    ModelLoadOpts lo = {.inference = inference}; /* inference: a bf16 file stays bf16, plain = flash attention too */
+    REQUIRE(model_load_ex(&m, case_dir, BE, &lo) == 0);
+    char *refp = path_join(case_dir, "ref.safetensors");
+    SafeTensors st;
+    REQUIRE(safetensors_open(&st, refp) == 0);
+    Batch b;
+    batch_load(&b, &st, m);
+    int n = b.B;
+    if (model_config(m)->reward_head == RHEAD_ARMO) { /* gating rows need the padded layout: refused, one line */
+        float r[64];
+        const int32_t *one[1] = {b.ids};
+        CHECK(model_reward_packed(m, one, b.lens, 1, NULL, r, NULL) == -1);
+        batch_free(&b);
+        safetensors_close(&st);
+        free(refp);
+        model_free(m);
+        TEST_MAIN_END();
+    }
+    int32_t **seqs = xmalloc(sizeof(int32_t *) * 2 * n);
+    int *lens = xmalloc(sizeof(int) * 2 * n);
+    float *plain = xmalloc(sizeof(float) * 2 * n);
+    for (int s = 0; s < n; s++) {
+        lens[s] = b.lens[s];
+        seqs[s] = xmalloc(sizeof(int32_t) * b.T);
+        memcpy(seqs[s], b.ids + (size_t)s * b.T, sizeof(int32_t) * b.lens[s]);
+    }
+    plain_rewards(m, seqs, lens, n, plain);
+    check_packed_variants(m, seqs, lens, n, plain, b.out, "fixture rows");
+    /* synthetic pairs: row s and a copy of its first k tokens followed by other tokens, k = 0 .. lens[s] */
+    for (int s = 0; s < n; s++) {
+        int k = (int)((long)lens[s] * s / (n - 1)), len2 = k + 1 + s % 3;
+        seqs[n + s] = xmalloc(sizeof(int32_t) * len2);
+        memcpy(seqs[n + s], seqs[s], sizeof(int32_t) * k);
+        for (int t = k; t < len2; t++) seqs[n + s][t] = (seqs[s][t % lens[s]] + 1 + t) % model_config(m)->vocab_size;
+        lens[n + s] = len2;
+    }
+    int32_t **pairs = xmalloc(sizeof(int32_t *) * 2 * n);
+    int *plens = xmalloc(sizeof(int) * 2 * n);
+    for (int s = 0; s < n; s++) pairs[2 * s] = seqs[s], pairs[2 * s + 1] = seqs[n + s], plens[2 * s] = lens[s],
+                                plens[2 * s + 1] = lens[n + s];
+    model_set_grad_enabled(m, 1); /* plain = the T^2 path of a training load */
+    plain_rewards(m, pairs, plens, 2 * n, plain);
+    check_packed_variants(m, pairs, plens, 2 * n, plain, NULL, "prefix pairs");
+    for (int s = 0; s < 2 * n; s++) free(seqs[s]);
+    free(seqs), free(lens), free(plain), free(pairs), free(plens);
+    batch_free(&b);
+    safetensors_close(&st);
+    free(refp);
+    model_free(m);
+    TEST_MAIN_END();
+}
+
+static float bf16_widen(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* matmul_forward_bf16 (a C wide enough for several weight panels, with bias, both GEMM paths) and
+ * embedding_forward_bf16 against float64 sums of the widened weights. */
+int cmd_bf16_ops(void) {
+    if (!BE->matmul_forward_bf16) {
+        printf("backend %s has no bf16 ops: skipped\n", BE->name);
+        return 77;
+    }
+    enum { N = 3, C = 70001, OC = 40, V = 7, T = 2 };
+    uint16_t *w = xmalloc(sizeof(uint16_t) * OC * C);
+    float *x = xmalloc(sizeof(float) * N * C), bias[OC], out[N * OC];
+    uint32_t st = 12345;
+    for (size_t i = 0; i < (size_t)OC * C; i++) { /* random bf16 in about [-2, 2] */
+        st = st * 1664525u + 1013904223u;
+        w[i] = (uint16_t)(0x3c00u + (st >> 20) % 0x400u) | (uint16_t)((st >> 8) & 1u) << 15;
+    }
+    for (size_t i = 0; i < (size_t)N * C; i++) x[i] = (float)sin(0.37 * (double)i);
+    for (int o = 0; o < OC; o++) bias[o] = 0.25f * (float)o - 3.0f;
+    uint16_t *dw = BE->alloc(sizeof(uint16_t) * OC * C);
+    float *dx = BE->alloc(sizeof(float) * N * C), *db = BE->alloc(sizeof bias), *dout = BE->alloc(sizeof out);
+    BE->to_backend(dw, w, sizeof(uint16_t) * OC * C);
+    BE->to_backend(dx, x, sizeof(float) * N * C);
+    BE->to_backend(db, bias, sizeof bias);
+    for (int blas = 1; blas >= 0; blas--) {
+        int prev = backend_cpu_use_blas(blas);
+        poison(out, N * OC);
+        BE->matmul_forward_bf16(dout, dx, dw, db, N, C, OC);
+        BE->to_host(out, dout, sizeof out);
+        double worst = 0;
+        for (int n = 0; n < N; n++)
+            for (int o = 0; o < OC; o++) {
+                double ref = bias[o], mag = fabs(bias[o]);
+                for (int c = 0; c < C; c++) {
+                    double t = (double)bf16_widen(w[(size_t)o * C + c]) * x[(size_t)n * C + c];
+                    ref += t, mag += fabs(t);
+                }
+                double e = fabs(out[n * OC + o] - ref) / mag; /* relative to the sum of |terms| */
+                worst = !(e <= worst) ? e : worst;
+            }
+        printf("matmul_forward_bf16 (%s): worst err / sum|terms| %.3g\n", blas ? "blas" : "loop", worst);
+        CHECKF(worst < 1e-5, "matmul_forward_bf16 %s: %.3g", blas ? "blas" : "loop", worst);
+        backend_cpu_use_blas(prev);
+    }
+    int ids[T] = {5, 2}, *did = BE->alloc(sizeof ids);
+    float emb[T * 16], *demb = BE->alloc(sizeof emb);
+    BE->to_backend(did, ids, sizeof ids);
+    BE->embedding_forward_bf16(demb, did, dw, dw + (size_t)V * 16, 1, T, 16); /* wte (V,16), wpe after it */
+    BE->to_host(emb, demb, sizeof emb);
+    int same = 1;
+    for (int t = 0; t < T; t++)
+        for (int c = 0; c < 16; c++)
+            same &= emb[t * 16 + c] == bf16_widen(w[ids[t] * 16 + c]) + bf16_widen(w[(size_t)V * 16 + t * 16 + c]);
+    CHECK(same);
+    BE->free(dw), BE->free(dx), BE->free(db), BE->free(dout), BE->free(did), BE->free(demb);
+    free(w), free(x);
+    TEST_MAIN_END();
+}
