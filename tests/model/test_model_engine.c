@@ -3,6 +3,7 @@
  *                                             and the torch reference
  *   test_model bf16_ops                       matmul_forward_bf16 / embedding_forward_bf16 vs float64 sums */
 #define _GNU_SOURCE
+#define TEST_EXTERN_COUNTERS /* test_model.c (main) defines them */
 #include "../test.h"
 #include "model_fixture.h"
 #include "quorum/common.h"
