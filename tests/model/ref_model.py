@@ -311,6 +311,25 @@ def forward(cfg, W, ids, lens, mask):
     return tok.sum(1), tok
 
 
+def hf_lr(step, lr, warmup, total, cosine=True):
+    """HF get_constant/cosine_schedule_with_warmup at 0-based optimizer step `step` (quorum's lr_at)."""
+    if step < warmup:
+        return lr * step / max(1, warmup)
+    if not cosine:
+        return lr
+    return lr * max(0.0, 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
+
+
+def optimizer_step(opt, loss, params, clip, lr):
+    """One replayed optimizer step as quorum's trainer takes it: backward, clip_grad_norm_, AdamW at lr."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+
+
 def dpo_batch(pairs, idx):
     """A DPO micro-batch as quorum builds it from a QUORUM_TEST_DUMP_PAIRS dump: all chosen sequences, then
     all rejected, right-padded with 0; mask = response tokens. -> ids (2B,T), lens (2B,), mask (2B,T)"""

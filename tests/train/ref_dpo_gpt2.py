@@ -4,7 +4,7 @@ cosine-with-warmup schedule, on the exact tokenized pairs and batch order the C 
 init-model's checkpoint (normal(0,0.02) / zeros / ones), the cached reference log-probs, the loss of
 each of 10 steps (grad_accum 2), and the exported final weights.
 usage: ref_dpo_gpt2.py QUORUM TRAIN_TOOL SHARED_DIR WORKDIR"""
-import json, math, os, shutil, subprocess, sys
+import json, math, os, shutil, sys
 import numpy as np
 import torch
 
@@ -93,17 +93,11 @@ opt = torch.optim.AdamW([{"params": decay, "weight_decay": WD}, {"params": no_de
                         lr=LR, betas=(0.9, 0.999), eps=1e-8)
 losses = []
 for step in range(STEPS):
-    lr = LR * step / WARM if step < WARM else LR * max(0.0, 0.5 * (1 + math.cos(math.pi * (step - WARM) / (STEPS - WARM))))
-    for g in opt.param_groups:
-        g["lr"] = lr
     idx = order[step * B:(step + 1) * B]
     o, _ = ref_model.forward(cfg, params, *ref_model.dpo_batch(pairs, idx))
     z = (o[:B] - o[B:]) - (ref[idx, 0] - ref[idx, 1])
     loss = -torch.nn.functional.logsigmoid(BETA * z).mean()
-    opt.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(list(params.values()), CLIP)
-    opt.step()
+    ref_model.optimizer_step(opt, loss, list(params.values()), CLIP, ref_model.hf_lr(step, LR, WARM, STEPS))
     losses.append(loss.item())
 
 met = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]

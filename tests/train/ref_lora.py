@@ -7,7 +7,7 @@ dumped. Checks: the initial adapters (A within PEFT's kaiming bound, B = 0), the
 adapter applied by hand to the base gives the log-probs of the merged export (final/), that untargeted
 weights did not move, and that 2 ranks (ZeRO-1) give the 1-rank adapters.
 usage: ref_lora.py QUORUM MPIEXEC NPFLAG SHARED_DIR WORKDIR"""
-import json, math, os, shutil, subprocess, sys
+import json, math, os, shutil, sys
 import numpy as np
 import torch
 
@@ -101,9 +101,6 @@ adapters = [A[t] for t in targets] + [Bm[t] for t in targets]
 opt = torch.optim.AdamW(adapters, lr=LR, betas=(0.9, 0.999), eps=1e-8, weight_decay=WD)
 losses = []
 for step in range(STEPS):
-    lr = LR * step / WARM if step < WARM else LR * max(0.0, 0.5 * (1 + math.cos(math.pi * (step - WARM) / (STEPS - WARM))))
-    for g in opt.param_groups:
-        g["lr"] = lr
     idx = order[step * B:(step + 1) * B]
     W = merged(A, Bm)
     loss = 0
@@ -113,10 +110,7 @@ for step in range(STEPS):
         k = len(mb)
         z = (o[:k] - o[k:]) - (ref[mb, 0] - ref[mb, 1])
         loss = loss - torch.nn.functional.logsigmoid(BETA * z).sum() / B
-    opt.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(adapters, CLIP)
-    opt.step()
+    ref_model.optimizer_step(opt, loss, adapters, CLIP, ref_model.hf_lr(step, LR, WARM, STEPS))
     losses.append(loss.item())
 
 met = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]

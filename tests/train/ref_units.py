@@ -1,7 +1,10 @@
 """ref_units.py - recomputes test_units' dumped losses, gradients and AdamW runs with torch.
 usage: ref_units.py <test_units binary>"""
-import json, math, subprocess, sys
+import json, os, subprocess, sys
 import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model"))
+import ref_model  # noqa: E402
 
 torch.set_num_threads(1)
 import torch.nn.functional as F
@@ -90,15 +93,6 @@ def bt_ref(rec):
     ok &= close(rec["m_acc"], (rc > rr).double().mean(), 0, 1e-9, "bt accuracy")
     return ok
 
-def hf_lr(rec, step):
-    w, total, lr = rec["warmup"], rec["total"], rec["lr"]
-    if step < w:
-        return lr * step / max(1, w)
-    if not rec["cosine"]:
-        return lr
-    progress = (step - w) / max(1, total - w)
-    return lr * max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
-
 def adamw_ref(rec):
     p0 = torch.tensor(rec["p0"], dtype=torch.float32)
     nd = 10 if rec["cosine"] else 0  # the C side exempts the first 10 from decay in the cosine run
@@ -107,7 +101,7 @@ def adamw_ref(rec):
                             lr=rec["lr"], betas=(0.9, 0.999), eps=1e-8)
     ok = True
     for t, g in enumerate(rec["grads"]):
-        lr = hf_lr(rec, t)
+        lr = ref_model.hf_lr(t, rec["lr"], rec["warmup"], rec["total"], rec["cosine"])
         ok &= close(rec["lrs"][t], lr, 1e-6, 1e-12, f"lr step {t}")
         for group in opt.param_groups:
             group["lr"] = lr

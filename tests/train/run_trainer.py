@@ -8,13 +8,15 @@
      killed at 2 ranks and resumed at 3, the weights equal the 1-rank run's to fp32 tolerance;
      SIGUSR1 after step 4 exits 99 with a checkpoint at 4, and the re-run again gives the same weights.
 usage: run_trainer.py TEST_TRAINER OUTDIR MPIEXEC NPFLAG"""
-import json, math, os, shutil, subprocess, sys
+import json, os, shutil, subprocess, sys
 import numpy as np
 import torch
 
 torch.set_num_threads(1)
 import torch.nn.functional as F
 from ref_units import dpo_losses
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model"))
+import ref_model  # noqa: E402
 
 BIN, ROOT, MPIEXEC, NP = sys.argv[1:5]
 STEPS, BATCH = 10, 8
@@ -66,11 +68,6 @@ def torch_run(data, loss):
     losses = []
     for step in range(data["steps"]):
         idx = data["order"][step * BATCH:(step + 1) * BATCH]
-        w, total = data["warmup"], data["steps"]
-        lr = data["lr"] * step / max(1, w) if step < w else \
-            data["lr"] * max(0.0, 0.5 * (1 + math.cos(math.pi * (step - w) / max(1, total - w))))
-        for g in opt.param_groups:
-            g["lr"] = lr
         per_pair = []
         for a in range(ACCUM):
             mb = idx[BATCH * a // ACCUM:BATCH * (a + 1) // ACCUM]
@@ -82,10 +79,7 @@ def torch_run(data, loss):
                 per_pair.append(dpo_losses(loss, vc.double(), vr.double(), ref_c[mb].double(), ref_r[mb].double(),
                                            nc, nr, beta, ls, data["tau"]))
         l = torch.cat(per_pair).mean()
-        opt.zero_grad()
-        l.backward()
-        torch.nn.utils.clip_grad_norm_([W], data["clip"])
-        opt.step()
+        ref_model.optimizer_step(opt, l, [W], data["clip"], ref_model.hf_lr(step, data["lr"], data["warmup"], data["steps"]))
         losses.append(l.item())
     return losses, W.detach().numpy().ravel()
 
