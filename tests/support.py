@@ -52,6 +52,16 @@ def skip(why):
     sys.exit(77)
 
 
+def shared_hh_gpt2(shared):
+    """(HH harmless test split, GPT-2 tokenizer folder) under the shared folder; skips the test (exit 77)
+    with one line when either is missing."""
+    hh = os.path.join(shared, "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
+    tok = os.path.join(shared, "tokenizers", "gpt2")
+    if not os.path.exists(hh) or not os.path.exists(os.path.join(tok, "tokenizer.json")):
+        skip(f"shared data not found under {shared}")
+    return hh, tok
+
+
 def rng(seed):
     """The one RNG of the Python tests: numpy's PCG64, seeded, so every failure reproduces."""
     return np.random.default_rng(seed)

@@ -11,17 +11,13 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import ref_model  # noqa: E402
 
 QUORUM, PROBE, MPIEXEC, NP, SHARED, WORK = sys.argv[1:7]
-HH = os.path.join(SHARED, "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
-TOK = os.path.join(SHARED, "tokenizers", "gpt2")
 if subprocess.run([PROBE, "--probe"]).returncode != 0:
     print("skipping: no visible GPU")
     sys.exit(77)
-if not os.path.exists(HH) or not os.path.exists(os.path.join(TOK, "tokenizer.json")):
-    print(f"skipping: shared data not found under {SHARED}")
-    sys.exit(77)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from support import check, finish, sh, verbose  # noqa: E402
+from support import check, finish, sh, shared_hh_gpt2, verbose  # noqa: E402
 verbose()
+HH, TOK = shared_hh_gpt2(SHARED)
 
 
 shutil.rmtree(WORK, ignore_errors=True)

@@ -15,15 +15,11 @@ sys.path.insert(0, os.path.join(HERE, "..", "model"))
 import ref_model  # noqa: E402
 
 QUORUM, TOOL, SHARED, WORK = sys.argv[1:5]
-HH = os.path.join(SHARED, "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
-TOK = os.path.join(SHARED, "tokenizers", "gpt2")
-if not os.path.exists(HH) or not os.path.exists(os.path.join(TOK, "tokenizer.json")):
-    print(f"skipping: shared data not found under {SHARED}")
-    sys.exit(77)
-STEPS, B, LR, WD, CLIP, WARM, BETA = 10, 4, 2e-3, 0.01, 1.0, 2, 0.1
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from support import check, finish, sh, verbose  # noqa: E402
+from support import check, finish, sh, shared_hh_gpt2, verbose  # noqa: E402
 verbose()
+HH, TOK = shared_hh_gpt2(SHARED)
+STEPS, B, LR, WD, CLIP, WARM, BETA = 10, 4, 2e-3, 0.01, 1.0, 2, 0.1
 
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
