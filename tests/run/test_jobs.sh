@@ -23,7 +23,8 @@ PY
   [ "$(echo "$out" | grep -c 'quorum: error: .*\(the source is missing\|no readable config.json\|dpo.policy: missing\)')" -eq "$missing" ] ||
     { echo "$out"; echo "FAIL: $j: expected one error line per missing input ($missing)"; exit 1; }
   for s in ingest score vote clean report; do
-    echo "$out" | grep -Eq "\] $s +.*: to run" || { echo "$out"; echo "FAIL: $j: $s not planned"; exit 1; }
+    # a here-string, not `echo | grep -q`: under pipefail, grep -q leaving early can SIGPIPE the echo
+    grep -Eq "\] $s +.*: to run" <<<"$out" || { echo "$out"; echo "FAIL: $j: $s not planned"; exit 1; }
   done
   n=$((n + 1))
 done
