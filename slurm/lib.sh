@@ -9,6 +9,7 @@
 #   QUORUM_SRUN_MPI  default pmix
 #   QUORUM_MPIRUN_ARGS  extra mpirun arguments (e.g. "--oversubscribe --bind-to none")
 #   QUORUM_MAX_REQUEUE  stop requeueing after this many restarts (default 20)
+#   QUORUM_STEP_RETRIES  in-place relaunches of a step that crashed (SIGSEGV/SIGBUS/SIGABRT), default 1
 
 QUORUM_EXIT_PREEMPTED=99
 
@@ -36,16 +37,9 @@ quorum_launcher() {
   esac
 }
 
-# quorum_step ARGS...: runs "$QUORUM_BIN ARGS..." under the launcher; on SIGUSR1 forwards the signal and
-# waits; when the step exits 99 (or fails after a SIGUSR1), requeues this job (the requeued job resumes
-# from per-shard / checkpoint state). Returns the step's exit code (0 after a requeue).
-quorum_step() {
-  : "${QUORUM_BIN:?QUORUM_BIN must name the quorum binary}" "${QUORUM_JOB:?QUORUM_JOB must name the job file}"
-  local launcher corpus child rc
-  launcher=$(quorum_launcher) || return 1
-  corpus=$(quorum_corpus_args) || return 1
-  quorum_log "restart ${SLURM_RESTART_COUNT:-0}: $launcher $QUORUM_BIN $* $corpus"
-  QUORUM_GOT_USR1=0
+# quorum_launch ARGS...: starts the step, forwards SIGUSR1 to it, waits until it is gone; rc in $rc.
+quorum_launch() {
+  local child
   trap 'QUORUM_GOT_USR1=1; quorum_log "SIGUSR1: forwarding to the step (pid $child)"; kill -USR1 "$child" 2>/dev/null' USR1
   # shellcheck disable=SC2086 # launcher and corpus are word lists on purpose
   $launcher "$QUORUM_BIN" "$@" $corpus &
@@ -58,6 +52,30 @@ quorum_step() {
   done
   wait "$child" 2>/dev/null; rc=$?
   trap - USR1
+}
+
+# quorum_step ARGS...: runs "$QUORUM_BIN ARGS..." under the launcher; on SIGUSR1 forwards the signal and
+# waits; when the step exits 99 (or fails after a SIGUSR1), requeues this job (the requeued job resumes
+# from per-shard / checkpoint state). A step that crashed (rank died of SIGSEGV, SIGBUS or SIGABRT: 139,
+# 135, 134) without a SIGUSR1 is relaunched in place up to QUORUM_STEP_RETRIES times (default 1): every
+# quorum output is written by temp + rename and a rerun skips finished work, so this is safe, and it rides
+# out transient crashes in MPI start-up (Open MPI 4.1's PMIx model callback races getenv against setenv,
+# open-mpi/ompi#13428: a rank dies before quorum runs a line). A deterministic crash fails again and the
+# step fails with its code. Returns the step's exit code (0 after a requeue).
+quorum_step() {
+  : "${QUORUM_BIN:?QUORUM_BIN must name the quorum binary}" "${QUORUM_JOB:?QUORUM_JOB must name the job file}"
+  local launcher corpus rc attempt=0
+  launcher=$(quorum_launcher) || return 1
+  corpus=$(quorum_corpus_args) || return 1
+  quorum_log "restart ${SLURM_RESTART_COUNT:-0}: $launcher $QUORUM_BIN $* $corpus"
+  QUORUM_GOT_USR1=0
+  while :; do
+    quorum_launch "$@"
+    case "$rc" in 134|135|139) ;; *) break ;; esac
+    [ "$QUORUM_GOT_USR1" = 0 ] && [ "$attempt" -lt "${QUORUM_STEP_RETRIES:-1}" ] || break
+    attempt=$((attempt + 1))
+    quorum_log "step crashed (exit $rc): relaunching in place ($attempt of ${QUORUM_STEP_RETRIES:-1})"
+  done
   quorum_log "step exited $rc"
   # A step that died of the forwarded signal before quorum installed its handler failed for the same
   # reason: every quorum output is written by temp + rename, so requeueing it is just as safe.
