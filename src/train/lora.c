@@ -33,17 +33,22 @@ typedef struct {
     LoraSite *site;
 } Lora;
 
+/* The next name of a comma-separated target list at *p (its length in *len, possibly 0 for ",,"), *p
+ * moved past it; NULL at the end. */
+static const char *target_next(const char **p, size_t *len) {
+    if (!**p) return NULL;
+    const char *name = *p, *e = strchr(name, ',');
+    *len = e ? (size_t)(e - name) : strlen(name);
+    *p = name + *len + (e != NULL);
+    return name;
+}
+
 /* 1 when tensor `name` is "<...>.<target>.weight" for one of the comma-separated targets. */
 static int targeted(const char *targets, const char *name) {
-    size_t nl = strlen(name);
+    size_t nl = strlen(name), tl;
     if (nl < 8 || strcmp(name + nl - 7, ".weight")) return 0;
-    const char *p = targets;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t tl = e ? (size_t)(e - p) : strlen(p);
-        if (tl && nl >= tl + 8 && !strncmp(name + nl - 7 - tl, p, tl) && name[nl - 8 - tl] == '.') return 1;
-        p += tl + (e != NULL);
-    }
+    for (const char *p = targets, *t; (t = target_next(&p, &tl));)
+        if (tl && nl >= tl + 8 && !strncmp(name + nl - 7 - tl, t, tl) && name[nl - 8 - tl] == '.') return 1;
     return 0;
 }
 
@@ -200,14 +205,11 @@ static char *adapter_config(const Lora *L, const char *base_dir) {
     cJSON_AddBoolToObject(j, "inference_mode", 1);
     cJSON_AddBoolToObject(j, "use_rslora", 0);
     cJSON *t = cJSON_AddArrayToObject(j, "target_modules");
-    const char *p = L->cfg.targets;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t tl = e ? (size_t)(e - p) : strlen(p);
+    size_t tl;
+    for (const char *p = L->cfg.targets, *name; (name = target_next(&p, &tl));) {
         char buf[128];
-        snprintf(buf, sizeof buf, "%.*s", (int)(tl < sizeof buf - 1 ? tl : sizeof buf - 1), p);
+        snprintf(buf, sizeof buf, "%.*s", (int)(tl < sizeof buf - 1 ? tl : sizeof buf - 1), name);
         if (tl) cJSON_AddItemToArray(t, cJSON_CreateString(buf));
-        p += tl + (e != NULL);
     }
     char *txt = cJSON_Print(j);
     cJSON_Delete(j);

@@ -97,9 +97,8 @@ static double grads_allreduce_cuda(float *g, size_t n, size_t bucket) {
 static void adamw_cuda(float *p, float *g, float *m, float *v, const uint8_t *decay, size_t n, float lr,
                        float grad_scale, const OptimCfg *o, int t) {
     for (size_t lo = 0; lo < n;) {
-        size_t hi = lo + 1;
-        while (decay && hi < n && decay[hi] == decay[lo]) hi++;
-        if (!decay) hi = n;
+        size_t hi = decay ? lo + 1 : n;
+        while (hi < n && decay[hi] == decay[lo]) hi++;
         float wd = !decay || decay[lo] ? o->weight_decay : 0.0f;
         cuda_adamw_step(p + lo, g + lo, m + lo, v + lo, hi - lo, t, lr, o->beta1, o->beta2, o->eps, wd, grad_scale);
         lo = hi;
