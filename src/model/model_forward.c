@@ -146,6 +146,12 @@ static void linear_forward(Model *m, float *out, const float *inp, size_t w, siz
     else m->be->matmul_forward(out, inp, P(w), P(b), N, C, OC);
 }
 
+/* backward of linear_forward: dinp (N,C) += dout @ W, dW += dout^T @ inp, db += sum dout (NULL dinp: skipped) */
+static void linear_backward(Model *m, float *dinp, const float *dout, const float *inp, size_t w, size_t b, int N,
+                            int C, int OC) {
+    m->be->matmul_backward(dinp, G(w), G(b), dout, inp, P(w), N, C, OC);
+}
+
 /* one embedding lookup out[n] = table[ids[n]] (+ pos_table[n % T]) in the stored dtype */
 static void embed_lookup(Model *m, float *out, const int *ids, size_t table, size_t pos_table, int B, int T) {
     if (m->wdtype == DT_BF16)
@@ -338,16 +344,16 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         /* MLP branch */
         const float *dmo = postnorm_backward(m, a.po2, a.po2_rstd, L->pf_w, N);
         be->zero(m->a.dfca, sizeof(float) * N * d.F);
-        be->matmul_backward(m->a.dfca, G(L->proj_w), G(L->proj_b), dmo, a.fca, P(L->proj_w), N, d.F, d.C);
+        linear_backward(m, m->a.dfca, dmo, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
         be->zero(m->a.dfch, sizeof(float) * N * d.FC);
         act_backward(m, m->a.dfch, m->a.dfca, a.fch, N, d.F);
         be->zero(m->a.dln, sizeof(float) * nc);
-        be->matmul_backward(m->a.dln, G(L->fc_w), G(L->fc_b), m->a.dfch, a.ln2, P(L->fc_w), N, d.C, d.FC);
+        linear_backward(m, m->a.dln, m->a.dfch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
         norm_backward(m, m->a.dres, m->a.dln, a.res2, a.ln2_mean, a.ln2_rstd, L->ln2_w, L->ln2_b, N);
         /* attention branch */
         const float *dao = postnorm_backward(m, a.po1, a.po1_rstd, L->pa_w, N);
         be->zero(m->a.datty, sizeof(float) * N * d.NH * d.HD);
-        be->matmul_backward(m->a.datty, G(L->o_w), G(L->o_b), dao, a.atty, P(L->o_w), N, d.NH * d.HD, d.C);
+        linear_backward(m, m->a.datty, dao, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
         be->zero(m->a.dqkv, sizeof(float) * N * d.QKV);
         attn_backward(m, l, m->a.dqkv, m->a.datty, a.qkv, a.att, B, T);
         rope_apply(m, l, m->a.dqkv, B, T, 1);
@@ -359,7 +365,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
             dmm = m->a.dqkr;
         }
         be->zero(m->a.dln, sizeof(float) * nc);
-        be->matmul_backward(m->a.dln, G(L->qkv_w), G(L->qkv_b), dmm, a.ln1, P(L->qkv_w), N, d.C, d.QKV);
+        linear_backward(m, m->a.dln, dmm, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
         norm_backward(m, m->a.dres, m->a.dln, a.x, a.ln1_mean, a.ln1_rstd, L->ln1_w, L->ln1_b, N);
     }
     if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
@@ -520,7 +526,7 @@ int model_backward(Model *m, const float *dseq) {
         float cap = m->cfg.final_softcap, *dl = cap > 0 ? m->a.dlogits : m->a.logits; /* in place without a cap */
         be->logprob_backward(dl, m->a.dlogp, m->a.logits, m->a.lse, m->a.targets, M, d.V);
         if (cap > 0) be->softcap_backward(dl, dl, m->a.logits, cap, (size_t)M * d.V);
-        be->matmul_backward(m->a.dgn, G(m->head_w), NULL, dl, m->a.gn, P(m->head_w), M, d.C, d.V);
+        linear_backward(m, m->a.dgn, dl, m->a.gn, m->head_w, OFF_NONE, M, d.C, d.V);
     } else {
         rhead_backward(m, M);
     }
