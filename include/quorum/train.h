@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "quorum/job.h"
+#include "quorum/ops.h"
 #include "quorum/rng.h"
 #include "quorum/tokpairs.h"
 
@@ -170,6 +171,10 @@ struct TrainModel {
     const uint8_t *decay_mask;
     /* where params and grads live and how the trainer updates them; NULL = train_ops_cpu */
     const TrainOps *ops;
+    /* Called by the trainer after it wrote params (each optimizer step, a checkpoint load): refreshes what is
+     * derived from them (mixed precision: the bf16 shadow the GEMMs read, quorum/model.h). NULL = nothing. */
+    void (*params_changed)(TrainModel *m);
+    DType precision;       /* DT_F32, or DT_BF16: GEMMs read a bf16 shadow of the fp32 params (train_model_open) */
     void *impl;
 };
 
@@ -208,6 +213,12 @@ typedef struct {
     size_t bucket_floats;       /* allreduce bucket size (default 1<<20) */
     int quiet;                  /* no per-step stdout lines */
     LoraCfg lora;               /* OBJ_DPO: r > 0 trains adapters only */
+    /* --precision: DT_F32 (default) or DT_BF16 = bf16 + fp32 master (quorum/model.h model_set_precision:
+     * what is bf16 and what stays fp32); params, grads, AdamW moments (ZeRO-1 sharded) and checkpoints stay fp32 */
+    DType precision;
+    /* --grad-reduce: DT_F32 (default) or DT_BF16 = each rank's gradient is rounded to bf16 for the wire (half
+     * the bytes); see TrainOps.grads_allreduce for the exact arithmetic */
+    DType grad_reduce;
 } TrainCfg;
 
 void train_cfg_defaults(TrainCfg *c);

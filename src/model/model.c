@@ -600,6 +600,7 @@ void model_free(Model *m) {
     table_free(m);
     if (m->params) m->be->free(m->params);
     if (m->wbf) m->be->free(m->wbf);
+    if (m->wshadow) m->be->free(m->wshadow);
     if (m->grads) m->be->free(m->grads);
     if (m->act_mem) m->be->free(m->act_mem);
     if (m->act_int) m->be->free(m->act_int);
@@ -694,4 +695,22 @@ void model_set_grad_enabled(Model *m, int on) {
     if (m->grad_enabled != !!on) m->act_cap = 0; /* re-carve the activations on the next forward */
     m->grad_enabled = !!on;
     m->last = 0;
+}
+
+int model_set_precision(Model *m, DType gemm_weights) {
+    if (gemm_weights == DT_BF16 && m->wdtype == DT_BF16)
+        return quorum_input_error("model:precision", "bf16 mixed precision needs fp32 master weights; this model "
+                                  "holds bf16 weights from an inference load (use model_load)");
+    if (gemm_weights != DT_BF16) {
+        m->be->free(m->wshadow);
+        m->wshadow = NULL;
+        return 0;
+    }
+    if (!m->wshadow) m->wshadow = m->be->alloc(sizeof(uint16_t) * (m->n_params ? m->n_params : 1));
+    model_refresh_shadow(m);
+    return 0;
+}
+
+void model_refresh_shadow(Model *m) {
+    if (m->wshadow) m->be->cast_f32_to_bf16(m->wshadow, m->params, m->n_params);
 }

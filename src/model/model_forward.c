@@ -140,16 +140,20 @@ static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
 #define G(off) ((off) == OFF_NONE ? NULL : m->grads + (off))
 
-/* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored */
+/* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored;
+ * mixed precision (m->wshadow) reads the bf16 shadow of the fp32 master (quorum/model.h model_set_precision) */
 static void linear_forward(Model *m, float *out, const float *inp, size_t w, size_t b, int N, int C, int OC) {
     if (m->wdtype == DT_BF16) m->be->matmul_forward_bf16(out, inp, m->wbf + w, P(b), N, C, OC);
+    else if (m->wshadow) m->be->matmul_forward_bf16(out, inp, m->wshadow + w, P(b), N, C, OC);
     else m->be->matmul_forward(out, inp, P(w), P(b), N, C, OC);
 }
 
-/* backward of linear_forward: dinp (N,C) += dout @ W, dW += dout^T @ inp, db += sum dout (NULL dinp: skipped) */
+/* backward of linear_forward: dinp (N,C) += dout @ W, dW += dout^T @ inp, db += sum dout (NULL dinp: skipped);
+ * the fp32 dW of a shadowed weight is its master's gradient */
 static void linear_backward(Model *m, float *dinp, const float *dout, const float *inp, size_t w, size_t b, int N,
                             int C, int OC) {
-    m->be->matmul_backward(dinp, G(w), G(b), dout, inp, P(w), N, C, OC);
+    if (m->wshadow) m->be->matmul_backward_bf16(dinp, G(w), G(b), dout, inp, m->wshadow + w, N, C, OC);
+    else m->be->matmul_backward(dinp, G(w), G(b), dout, inp, P(w), N, C, OC);
 }
 
 /* one embedding lookup out[n] = table[ids[n]] (+ pos_table[n % T]) in the stored dtype */

@@ -66,6 +66,7 @@ struct Model {
     size_t n_wbf;            /* elements of wbf */
     uint16_t *wbf;           /* bf16 trunk matrices (inference load of a bf16 checkpoint), else NULL */
     DType wdtype;            /* DT_BF16 when the trunk matrices live in wbf */
+    uint16_t *wshadow;       /* mixed precision (model_set_precision): bf16 copy of params, same offsets, else NULL */
     int split;               /* table building: 2-D tensors go to wbf */
     size_t wte, wpe, lnf_w, lnf_b, head_w; /* head_w == wte when tied */
     LayerOffsets *layers;

@@ -74,6 +74,7 @@ static void lo_forward(TrainModel *tm, const int32_t *ids, const int *lens, cons
                        float *out) {
     Lora *L = tm->impl;
     lora_merge(L, tm->params);
+    if (L->base->params_changed) L->base->params_changed(L->base); /* the merged weights' bf16 shadow */
     L->base->forward(L->base, ids, lens, mask, B, T, out);
 }
 
@@ -152,6 +153,7 @@ int lora_wrap(TrainModel *out, TrainModel *base, const LoraCfg *cfg, uint64_t se
     out->params = xcalloc(n, sizeof(float));
     out->grads = xcalloc(n, sizeof(float));
     out->forward = lo_forward;
+    out->precision = base->precision;
     out->backward = lo_backward;
     out->zero_grad = lo_zero_grad;
     out->decay_mask = NULL; /* A and B are 2-D: decayed, as HF Trainer does */

@@ -34,6 +34,15 @@ static const Backend *train_backend(int cpu_only, const TrainOps **ops) {
     return be;
 }
 
+static void ad_params_changed(TrainModel *tm) { model_refresh_shadow(tm->impl); }
+
+int train_model_precision(TrainModel *tm, DType p) {
+    if (model_set_precision(tm->impl, p)) return -1;
+    tm->precision = p;
+    tm->params_changed = p == DT_BF16 ? ad_params_changed : NULL;
+    return 0;
+}
+
 int train_model_open(TrainModel *tm, const char *dir, int want_reward, int cpu_only) {
     Model *m = NULL;
     memset(tm, 0, sizeof *tm);

@@ -196,6 +196,7 @@ static int checkpoint_load(const TrainCfg *c, TrainModel *m, OptState *os, Order
                                                           (unsigned long long)s.seed, (unsigned long long)c->seed);
     if (!rc) {
         ops->to_device(m->params, hp, n);
+        if (m->params_changed) m->params_changed(m);
         ops->to_device(os->m, fm + os->lo, os->len);
         ops->to_device(os->v, fv + os->lo, os->len);
         *step = s.step;
@@ -276,6 +277,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         ops->adamw(m->params + os.lo, m->grads + os.lo, os.m, os.v, m->decay_mask ? m->decay_mask + os.lo : NULL,
                    os.len, lr, grad_clip_coef(norm, c->optim.grad_clip), &c->optim, step + 1);
         if (c->zero1 && R > 1) ops->params_allgather(m->params, n, os.counts, os.displs);
+        if (m->params_changed) m->params_changed(m); /* the bf16 shadow (mixed precision) follows the master */
         double dt = now_seconds() - t0;
         StepLog l = {.step = step + 1, .loss = met[0] / met[7], .reward_chosen = met[1] / met[7],
                      .reward_rejected = met[2] / met[7], .accuracy = met[3] / met[7], .margin = met[4] / met[7],
