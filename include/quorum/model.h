@@ -170,6 +170,15 @@ void model_set_grad_enabled(Model *m, int on);
 int model_set_precision(Model *m, DType gemm_weights);
 void model_refresh_shadow(Model *m);
 
+/* Overlapping the gradient reduction with the backward pass: with a hook set, model_backward calls
+ * ready(ctx, lo, hi) for every parameter range [lo, hi) (offsets into model_grads, one tensor each) as soon as
+ * the backward has written its last contribution to it: the final norm and the head right after the head's
+ * backward, each layer's tensors right after that layer (last layer first), the embeddings (and a tied head)
+ * at the end. Every tensor is reported once per backward, in an order that depends only on the architecture
+ * (the same on every rank, so the hook may post collectives). On a GPU backend the reported gradients are
+ * queued, not yet computed (stream order). ready NULL removes the hook. */
+void model_set_grad_ready_hook(Model *m, void (*ready)(void *ctx, size_t lo, size_t hi), void *ctx);
+
 /* Accessors. params/grads are backend memory. model_n_params counts the fp32 buffer (every parameter unless
  * bf16 weights were kept); model_grads allocates the gradient buffer on first use. */
 float *model_params(Model *m);

@@ -371,6 +371,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         be->zero(m->a.dln, sizeof(float) * nc);
         linear_backward(m, m->a.dln, dmm, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
         norm_backward(m, m->a.dres, m->a.dln, a.x, a.ln1_mean, a.ln1_rstd, L->ln1_w, L->ln1_b, N);
+        grad_ready_report(m, l); /* layer l's gradients are final: a reduction may start (model_set_grad_ready_hook) */
     }
     if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
     be->embedding_backward(G(m->wte), G(m->wpe), m->a.dres, m->a.ids, B, T, d.C);
@@ -539,7 +540,9 @@ int model_backward(Model *m, const float *dseq) {
     norm_backward(m, m->a.dg, m->a.dgn, m->a.g, m->a.g_mean, m->a.g_rstd, m->lnf_w, m->lnf_b, M);
     be->zero(m->a.dres, sizeof(float) * (size_t)B * T * d.C);
     be->gather_backward(m->a.dres, m->a.dg, m->a.rows, M, d.C);
+    grad_ready_report(m, d.L); /* the final norm and the head */
     trunk_backward(m, B, T);
+    grad_ready_report(m, d.L + 1); /* the embeddings (and a tied head) */
     m->last = 0; /* the logits buffer now holds dlogits */
     return 0;
 }

@@ -50,6 +50,7 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     int rc = train_model_open(&tm, model_dir, reward, lora);
     if (!rc && (rc = train_model_precision(&tm, tc->precision)) == 0 && tc->precision == DT_BF16)
         quorum_log("precision bf16: GEMMs read a bf16 shadow of the fp32 master weights; grads, AdamW, checkpoints fp32");
+    if (!rc && tc->grad_reduce == DT_BF16) quorum_log("gradient reduction: bf16 on the wire (half the bytes)");
     if (!rc) rc = pairs_load(&d, pc);
     if (!rc && mkdir_p(tc->out)) rc = quorum_input_error(tc->out, "cannot create the output folder");
     tc->optim.total_steps = tc->steps;

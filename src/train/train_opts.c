@@ -24,6 +24,8 @@ int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s) {
         {"checkpoint-every", 'i', &c->checkpoint_every, 0, "steps between checkpoints (default 50)"},
         {"seed", 'u', &c->seed, 0, "data order seed (default 1)"},
         {"quiet", 'b', &c->quiet, 0, "no per-step lines on stdout (metrics.jsonl still written)"},
+        {"bucket-floats", 'u', &c->bucket_floats, 0, "gradient allreduce bucket, floats (default 1048576)"},
+        {"no-overlap", 'b', &c->no_overlap, 0, "reduce gradients after the backward, not during it (benchmarks)"},
         {"precision", 's', s->precision, sizeof s->precision,
          "fp32 (default) | bf16: GEMMs read a bf16 copy of the fp32 master weights"},
         {"grad-reduce", 's', s->grad_reduce, sizeof s->grad_reduce,

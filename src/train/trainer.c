@@ -255,6 +255,8 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
     u.cnt = xmalloc(2 * mb_max * sizeof(float));
     u.rc = xmalloc(mb_max * sizeof(float));
     u.rr = xmalloc(mb_max * sizeof(float));
+    size_t bucket = c->bucket_floats ? c->bucket_floats : n;
+    int overlap = !c->no_overlap && R > 1 && c->grad_reduce == DT_F32 && m->set_grad_ready && ops->overlap_begin;
     rc = 0;
     for (; step < c->steps; step++) {
         double t0 = now_seconds();
@@ -262,13 +264,18 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         m->zero_grad(m);
         memset(&u.met, 0, sizeof u.met);
         u.tokens = 0;
-        int mine = my_hi - my_lo;
+        int mine = my_hi - my_lo; /* >= grad_accum: every micro-batch has pairs */
         for (int a = 0; a < c->grad_accum; a++) {
             int lo = mine * a / c->grad_accum, hi = mine * (a + 1) / c->grad_accum;
+            if (overlap && a == c->grad_accum - 1) { /* the last backward: buckets leave as they become final */
+                ops->overlap_begin(m->grads, n, bucket);
+                m->set_grad_ready(m, ops->overlap_ready, NULL);
+            }
             if (hi > lo) micro_run(&u, gidx + my_lo + lo, hi - lo);
         }
+        if (overlap) m->set_grad_ready(m, NULL, NULL);
         double ta = now_seconds();
-        double norm = ops->grads_allreduce(m->grads, n, c->bucket_floats ? c->bucket_floats : n);
+        double norm = ops->grads_allreduce(m->grads, n, bucket, c->grad_reduce);
         ta = now_seconds() - ta; /* includes waiting for the slowest rank's backward */
         double met[9] = {u.met.loss, u.met.reward_chosen, u.met.reward_rejected, u.met.accuracy, u.met.margin,
                          u.met.logp_chosen, u.met.logp_rejected, u.met.n, u.tokens};

@@ -1,8 +1,10 @@
 """dpo_backends.py - `quorum dpo` on the CUDA backend tracks the CPU backend: the same tiny GPT-2 policy, HH
 pairs and options, 10 steps (grad_accum 2), once with QUORUM_BACKEND=cpu and once on the GPU (1 rank, then
 2 ranks with ZeRO-1: the host-staged all-gather and cuda_allreduce_sum). Per-step losses and grad norms
-within fp32 tolerance, exported weights close, and the log names the backend that trained. Exits 77
-(skipped) without a visible GPU.
+within fp32 tolerance, exported weights close, and the log names the backend that trained. Then bf16 mixed
+precision on the GPU (--precision bf16, 1 rank; 2 ranks with --grad-reduce bf16): the 10 steps track the CPU
+fp32 run within bf16 tolerance (loss and margins 2e-3 relative + 2e-4, grad norm 2e-2; each tensor's update
+5e-2 relative L2), and the CPU bf16 twin (activations fp32) as closely. Exits 77 (skipped) without a visible GPU.
 usage: dpo_backends.py QUORUM PROBE MPIEXEC NPFLAG SHARED_DIR WORKDIR"""
 import json, os, shutil, subprocess, sys
 import numpy as np
@@ -40,6 +42,7 @@ def dpo(name, backend, ranks, extra=()):
 
 
 cpu_m, cpu_w = dpo("cpu", "cpu", 1)
+w0 = ref_model.load_dir(pol)[1]
 for name, ranks, extra in (("cuda", 1, ()), ("cuda2z", 2, ("--zero1",))):
     m, w = dpo(name, "cuda", ranks, extra)
     for key in ("loss", "grad_norm", "rewards/margins"):
@@ -48,4 +51,20 @@ for name, ranks, extra in (("cuda", 1, ()), ("cuda2z", 2, ("--zero1",))):
         check(ok, f"{name}: per-step {key} vs the CPU run (max diff {np.max(np.abs(np.subtract(a, b))):.3g})")
     d = max(float(np.max(np.abs(w[k] - cpu_w[k]))) for k in cpu_w)
     check(d < 1e-3, f"{name}: exported weights vs the CPU run (max diff {d:.3g})")
+# bf16 + fp32 master: the GEMMs (cuBLASLt) round weights AND activations to bf16 (2^-8 relative each), so the
+# tolerance is bf16's, not fp32's; the log names the collective path (NCCL / MPI) once
+for name, backend, ranks, extra in (("cpu_bf16", "cpu", 1, ("--precision", "bf16")),
+                                    ("cuda_bf16", "cuda", 1, ("--precision", "bf16")),
+                                    ("cuda2_bf16", "cuda", 2, ("--precision", "bf16", "--grad-reduce", "bf16"))):
+    m, w = dpo(name, backend, ranks, extra)
+    for key, rtol in (("loss", 2e-3), ("rewards/margins", 2e-3), ("grad_norm", 2e-2)):
+        a, b = [x[key] for x in m], [x[key] for x in cpu_m]
+        ok = len(a) == 10 and np.allclose(a, b, rtol=rtol, atol=2e-4)
+        check(ok, f"{name}: per-step {key} tracks the CPU fp32 run within bf16 tolerance (max diff "
+              f"{np.max(np.abs(np.subtract(a, b))):.3g}, rtol {rtol})")
+    # each tensor's update W - W0 within 5% (relative L2) of the fp32 run's: AdamW gives a weight with a tiny
+    # gradient a full lr-sized step of either sign, so a max-abs bound on single entries would not be bf16's
+    upd = {k: float(np.linalg.norm(w[k] - cpu_w[k]) / max(np.linalg.norm(cpu_w[k] - w0[k]), 1e-30)) for k in w0}
+    worst = max(upd, key=upd.get)
+    check(upd[worst] < 5e-2, f"{name}: weight updates vs the CPU fp32 run: worst relative L2 {upd[worst]:.3g} ({worst})")
 finish()
