@@ -6,7 +6,7 @@ precision on the GPU (--precision bf16, 1 rank; 2 ranks with --grad-reduce bf16)
 fp32 run within bf16 tolerance (loss and margins 2e-3 relative + 2e-4, grad norm 2e-2; each tensor's update
 5e-2 relative L2), and the CPU bf16 twin (activations fp32) as closely. Exits 77 (skipped) without a visible GPU.
 usage: dpo_backends.py QUORUM PROBE MPIEXEC NPFLAG SHARED_DIR WORKDIR"""
-import json, os, shutil, subprocess, sys
+import json, os, subprocess, sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "model"))
@@ -17,23 +17,14 @@ if subprocess.run([PROBE, "--probe"]).returncode != 0:
     print("skipping: no visible GPU")
     sys.exit(77)
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from support import check, finish, sh, shared_hh_gpt2, verbose  # noqa: E402
+from support import check, finish, sh, tiny_gpt2_dpo_setup, verbose  # noqa: E402
 verbose()
-HH, TOK = shared_hh_gpt2(SHARED)
-
-
-shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(WORK)
-sh(QUORUM, "ingest", "--out", WORK, "--name", "hh", "--format", "hh", "--max-pairs", "32", HH)
-pol = os.path.join(WORK, "policy")
-sh(QUORUM, "init-model", "--arch", "gpt2", "--layers", "2", "--dim", "64", "--heads", "4", "--max-pos", "128",
-   "--tokenizer", TOK, "--head", "lm", "--seed", "4", "--out", pol)
+corpus, pol, _ = tiny_gpt2_dpo_setup(QUORUM, QUORUM, SHARED, WORK, max_pairs=32, dim=64, heads=4, max_pos=128, seed=4)
 
 
 def dpo(name, backend, ranks, extra=()):
     out = os.path.join(WORK, name)
-    p = sh(MPIEXEC, NP, str(ranks), "--oversubscribe", QUORUM, "dpo", "--policy", pol, "--corpus-dir",
-           os.path.join(WORK, "corpora", "hh"), "--out", out, "--steps", "10", "--batch-size", "8", "--grad-accum", "2",
+    p = sh(MPIEXEC, NP, str(ranks), "--oversubscribe", QUORUM, "dpo", "--policy", pol, "--corpus-dir", corpus, "--out", out, "--steps", "10", "--batch-size", "8", "--grad-accum", "2",
            "--lr", "2e-3", "--weight-decay", "0.01", "--warmup-steps", "2", "--schedule", "cosine", "--max-length", "96",
            "--max-prompt-length", "48", "--checkpoint-every", "4", "--quiet", *extra, env={"QUORUM_BACKEND": backend})
     check(f"on the {backend} backend" in p.stdout + p.stderr, f"{name}: the log names the {backend} backend")

@@ -12,7 +12,7 @@ precision. Checks:
   3. killed after step 5 (checkpoint at 3) and resumed, the bf16 run ends bit-identical to the uninterrupted
      one: the resumed run refreshes the bf16 shadow from the loaded master weights
 usage: ref_mixed.py QUORUM TRAIN_TOOL SHARED_DIR WORKDIR"""
-import json, os, shutil, sys
+import json, os, sys
 import numpy as np
 import torch
 
@@ -21,25 +21,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "model"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import ref_model  # noqa: E402
-from support import check, finish, sh, shared_hh_gpt2, verbose  # noqa: E402
+from support import check, finish, sh, tiny_gpt2_dpo_setup, verbose  # noqa: E402
 
 verbose()
 QUORUM, TOOL, SHARED, WORK = sys.argv[1:5]
-HH, TOK = shared_hh_gpt2(SHARED)
 STEPS, B, LR, WD, CLIP, WARM, BETA = 10, 4, 2e-3, 0.01, 1.0, 2, 0.1
 GEMM = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-
-shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(WORK)
-sh(QUORUM, "ingest", "--out", WORK, "--name", "hh", "--format", "hh", "--max-pairs", "24", HH)
-pol = os.path.join(WORK, "policy")
-sh(TOOL, "init-model", "--arch", "gpt2", "--layers", "2", "--dim", "32", "--heads", "2", "--max-pos", "64",
-   "--tokenizer", TOK, "--head", "lm", "--seed", "5", "--out", pol)
+corpus, pol, _ = tiny_gpt2_dpo_setup(QUORUM, TOOL, SHARED, WORK)
 
 
 def dpo(name, precision, env=None, ok=True):
     out = os.path.join(WORK, name)
-    cmd = [TOOL, "dpo", "--policy", pol, "--corpus-dir", os.path.join(WORK, "corpora", "hh"), "--out", out,
+    cmd = [TOOL, "dpo", "--policy", pol, "--corpus-dir", corpus, "--out", out,
            "--steps", str(STEPS), "--batch-size", str(B), "--grad-accum", "2", "--lr", str(LR), "--weight-decay",
            str(WD), "--grad-clip", str(CLIP), "--warmup-steps", str(WARM), "--schedule", "cosine", "--beta",
            str(BETA), "--max-length", "40", "--max-prompt-length", "24", "--checkpoint-every", "3", "--quiet",

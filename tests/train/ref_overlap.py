@@ -5,30 +5,23 @@ weights and per-step metrics of the same run with --no-overlap bit for bit, plai
 shows that every bucket was posted from the hook (the embeddings' last, when the backward ends) and none
 with --no-overlap.
 usage: ref_overlap.py QUORUM TRAIN_TOOL SHARED_DIR WORKDIR MPIEXEC NPFLAG"""
-import json, os, re, shutil, sys
+import json, os, re, sys
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "model"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import ref_model  # noqa: E402
-from support import check, finish, mpi_env, sh, shared_hh_gpt2, verbose  # noqa: E402
+from support import check, finish, mpi_env, sh, tiny_gpt2_dpo_setup, verbose  # noqa: E402
 
 verbose()
 QUORUM, TOOL, SHARED, WORK, MPIEXEC, NP = sys.argv[1:7]
-HH, TOK = shared_hh_gpt2(SHARED)
-shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(WORK)
-sh(QUORUM, "ingest", "--out", WORK, "--name", "hh", "--format", "hh", "--max-pairs", "24", HH)
-pol = os.path.join(WORK, "policy")
-sh(TOOL, "init-model", "--arch", "gpt2", "--layers", "2", "--dim", "32", "--heads", "2", "--max-pos", "64",
-   "--tokenizer", TOK, "--head", "lm", "--seed", "5", "--out", pol)
+corpus, pol, _ = tiny_gpt2_dpo_setup(QUORUM, TOOL, SHARED, WORK)
 
 
 def dpo(name, *extra):
     out = os.path.join(WORK, name)
-    p = sh(MPIEXEC, NP, "2", "--oversubscribe", TOOL, "dpo", "--policy", pol, "--corpus-dir",
-           os.path.join(WORK, "corpora", "hh"), "--out", out, "--steps", "6", "--batch-size", "4", "--grad-accum", "2",
+    p = sh(MPIEXEC, NP, "2", "--oversubscribe", TOOL, "dpo", "--policy", pol, "--corpus-dir", corpus, "--out", out, "--steps", "6", "--batch-size", "4", "--grad-accum", "2",
            "--lr", "2e-3", "--max-length", "40", "--max-prompt-length", "24", "--checkpoint-every", "0", "--quiet",
            "--bucket-floats", "4096", *extra, env=mpi_env())
     met = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
