@@ -64,7 +64,8 @@ typedef struct Backend {
                             const float *weight,/* (OC,C) */
                             int N, int C, int OC);
 
-    /* As matmul_forward with a bf16 weight (inference: the weight stays bf16 in memory, half of fp32).
+    /* As matmul_forward with a bf16 weight (inference: the weight stays bf16 in memory, half of fp32; mixed-
+     * precision training: the bf16 shadow of the fp32 master, quorum/model.h model_set_precision).
      * cpu converts row panels of the weight to fp32 per GEMM call (never the whole weight); cuda runs a
      * cuBLASLt bf16 GEMM with fp32 accumulate (the activations are rounded to bf16 for it). */
     void (*matmul_forward_bf16)(float *out,             /* (N,OC) */
