@@ -55,9 +55,11 @@ int train_opts_finish(const char *cmd, TrainCfg *c, const TrainOptStrings *s) {
         return 2;
     }
     c->optim.cosine = !strcmp(s->schedule, "cosine");
-    if (train_dtype_parse(s->precision, &c->precision) || train_dtype_parse(s->grad_reduce, &c->grad_reduce)) {
-        fprintf(stderr, "quorum: error: %s: --precision %s / --grad-reduce %s: expected fp32|bf16\n", cmd, s->precision,
-                s->grad_reduce);
+    const char *bad = train_dtype_parse(s->precision, &c->precision) ? "precision"
+                      : train_dtype_parse(s->grad_reduce, &c->grad_reduce) ? "grad-reduce" : NULL;
+    if (bad) {
+        fprintf(stderr, "quorum: error: %s: --%s %s: expected fp32 | bf16\n", cmd, bad,
+                bad[0] == 'p' ? s->precision : s->grad_reduce);
         return 2;
     }
     if (c->steps < 0 || c->batch_size < 1 || c->grad_accum < 1 || c->optim.lr < 0) {
