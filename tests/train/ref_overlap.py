@@ -22,8 +22,9 @@ corpus, pol, _ = tiny_gpt2_dpo_setup(QUORUM, TOOL, SHARED, WORK)
 def dpo(name, *extra):
     out = os.path.join(WORK, name)
     p = sh(MPIEXEC, NP, "2", "--oversubscribe", TOOL, "dpo", "--policy", pol, "--corpus-dir", corpus, "--out", out,
-           "--steps", "4", "--batch-size", "4", "--grad-accum", "2", "--lr", "2e-3", "--max-length", "40", "--max-prompt-length", "24", "--checkpoint-every", "0", "--quiet",
-           "--bucket-floats", "4096", *extra, env=mpi_env())
+           "--steps", "4", "--batch-size", "4", "--grad-accum", "2", "--lr", "2e-3", "--max-length", "40",
+           "--max-prompt-length", "24", "--checkpoint-every", "0", "--quiet", "--bucket-floats", "4096", *extra,
+           env=mpi_env())
     met = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     return p.stdout + p.stderr, met, ref_model.load_dir(os.path.join(out, "final"))[1]
 
