@@ -18,7 +18,8 @@
 #ifdef QUORUM_HAVE_NCCL
 #include <nccl.h>
 #define ncclCheck(x) do { ncclResult_t r_ = (x); if (r_ != ncclSuccess) \
-    quorum_die_at(__FILE__, __LINE__, "QUORUM_CUDA_ALLREDUCE=mpi avoids NCCL", "NCCL: %s", ncclGetErrorString(r_)); } while (0)
+    quorum_die_at(__FILE__, __LINE__, "QUORUM_CUDA_ALLREDUCE=mpi avoids NCCL", "NCCL: %s", \
+                  ncclGetErrorString(r_)); } while (0)
 static ncclComm_t g_nccl;
 static MPI_Comm g_nccl_mpi = MPI_COMM_NULL; /* the MPI communicator g_nccl spans */
 #endif

@@ -24,9 +24,10 @@ corpus, pol, _ = tiny_gpt2_dpo_setup(QUORUM, QUORUM, SHARED, WORK, max_pairs=32,
 
 def dpo(name, backend, ranks, extra=()):
     out = os.path.join(WORK, name)
-    p = sh(MPIEXEC, NP, str(ranks), "--oversubscribe", QUORUM, "dpo", "--policy", pol, "--corpus-dir", corpus, "--out", out, "--steps", "10", "--batch-size", "8", "--grad-accum", "2",
-           "--lr", "2e-3", "--weight-decay", "0.01", "--warmup-steps", "2", "--schedule", "cosine", "--max-length", "96",
-           "--max-prompt-length", "48", "--checkpoint-every", "4", "--quiet", *extra, env={"QUORUM_BACKEND": backend})
+    p = sh(MPIEXEC, NP, str(ranks), "--oversubscribe", QUORUM, "dpo", "--policy", pol, "--corpus-dir", corpus,
+           "--out", out, "--steps", "10", "--batch-size", "8", "--grad-accum", "2", "--lr", "2e-3", "--weight-decay",
+           "0.01", "--warmup-steps", "2", "--schedule", "cosine", "--max-length", "96", "--max-prompt-length", "48",
+           "--checkpoint-every", "4", "--quiet", *extra, env={"QUORUM_BACKEND": backend})
     check(f"on the {backend} backend" in p.stdout + p.stderr, f"{name}: the log names the {backend} backend")
     met = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
     return met, ref_model.load_dir(os.path.join(out, "final"))[1]
