@@ -192,13 +192,6 @@ typedef struct Backend {
                              const float *logits, const float *lse, const int *targets, /* (M,V) (M) (M) */
                              int M, int V);
 
-    /* ---- optimizer (for the trainers; same math on every backend) ----
-     * AdamW, PyTorch semantics: p -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * p), with
-     * mhat = m / (1 - beta1^step), vhat = v / (1 - beta2^step), step >= 1. */
-    void (*adamw_update)(float *params, const float *grads, float *m, float *v, /* (n) each */
-                         size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int step);
-
     /* ---- optional ops (NULL = this backend lacks them) ----
      * Used only by the families / heads that need them (Qwen3 q/k norm; Gemma-2 GeGLU, embedding scale,
      * logit softcapping; sliding-window attention; MLP reward heads). cpu and cuda implement them all; a
@@ -247,7 +240,7 @@ typedef struct Backend {
     X(residual_forward) X(gelu_forward) X(gelu_backward) X(swiglu_forward) X(swiglu_backward) X(rope_forward) \
     X(rope_backward) X(attention_forward) X(attention_backward) X(attention_varlen_forward) \
     X(embedding_forward) X(embedding_forward_bf16) X(embedding_backward) X(gather_forward) X(gather_backward) \
-    X(logprob_forward) X(logprob_backward) X(adamw_update) X(qknorm_forward) X(qknorm_backward) \
+    X(logprob_forward) X(logprob_backward) X(qknorm_forward) X(qknorm_backward) \
     X(attention_ex_forward) X(attention_ex_backward) X(geglu_forward) X(geglu_backward) X(scale_forward) \
     X(softcap_forward) X(softcap_backward) X(relu_forward) X(relu_backward)
 #define QUORUM_BACKEND_ENTRY_(op, suffix) .op = op##_##suffix,

@@ -566,18 +566,6 @@ static void logprob_backward_cpu(float *dlogits, const float *dlogp, const float
     }
 }
 
-/* ---- optimizer ---- */
-static void adamw_update_cpu(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
-                             float beta2, float eps, float wd, int step) {
-    float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
-    for (size_t i = 0; i < n; i++) {
-        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
-        float mhat = m[i] / bc1, vhat = v[i] / bc2;
-        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
-    }
-}
-
 /* A strong reference in CUDA builds: a weak one would not pull kernels/ out of the static library. */
 #ifdef QUORUM_HAVE_CUDA
 extern const Backend backend_cuda;
