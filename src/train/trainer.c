@@ -264,6 +264,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         int mine = my_hi - my_lo;
         for (int a = 0; a < c->grad_accum; a++) {
             int lo = mine * a / c->grad_accum, hi = mine * (a + 1) / c->grad_accum;
+            if (hi > lo && m->micro_begin) m->micro_begin(m, step, a);
             if (hi > lo) micro_run(&u, gidx + my_lo + lo, hi - lo);
         }
         double ta = now_seconds();
