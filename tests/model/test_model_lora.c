@@ -106,6 +106,27 @@ static void check_finite_differences(Model *m, const Batch *b, float *out, uint6
     free(g);
 }
 
+/* bad configurations: -1 and one line naming the value */
+static void check_attach_errors(Model *m) {
+    struct { ModelLoraCfg c; const char *says; } bad[] = {
+        {{.r = 0, .alpha = 8, .targets = "q_proj"}, "lora r=0"},
+        {{.r = 4, .alpha = 0, .targets = "q_proj"}, "lora alpha=0"},
+        {{.r = 4, .alpha = 8, .dropout = 1, .targets = "q_proj"}, "lora dropout=1: must be in [0, 1)"},
+        {{.r = 4, .alpha = 8, .targets = "nope"}, "no 2-D weight of the policy matches"},
+        {{.r = 4, .alpha = 8, .targets = "embed_tokens,wte"}, "not a trunk projection"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        capture_begin();
+        int rc = model_lora_attach(m, &bad[i].c);
+        char *msg = capture_end();
+        int lines = 0;
+        for (const char *c = msg; *c; c++) lines += *c == '\n';
+        CHECKF(rc == -1 && strstr(msg, bad[i].says) && lines == 1 && model_lora_n_params(m) == 0,
+               "attach error %zu: rc %d, message %s", i, rc, msg);
+        free(msg);
+    }
+}
+
 int cmd_lora(const char *case_dir) {
     CB = *BE;
     CB.matmul_backward = c_matmul_backward;
@@ -123,6 +144,7 @@ int cmd_lora(const char *case_dir) {
     float *base = xmalloc(sizeof(float) * b.B), *out = xmalloc(sizeof(float) * b.B), *out2 = xmalloc(sizeof(float) * b.B);
     REQUIRE(model_logprobs(m, b.ids, b.lens, b.mask, b.B, b.T, base) == 0);
 
+    check_attach_errors(m);
     ModelLoraCfg lc = {.r = 4, .alpha = 8, .dropout = 0.25f, .seed = 7,
                        .targets = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,c_attn,c_proj,c_fc"};
     REQUIRE(model_lora_attach(m, &lc) == 0);
