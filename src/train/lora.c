@@ -103,6 +103,13 @@ static char *peft_name(const char *weight_name, const char *which) {
     return s;
 }
 
+/* a float as the JSON number of its shortest decimal (0.1f -> 0.1, not 0.10000000149011612) */
+static double json_float(float x) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)x);
+    return strtod(buf, NULL);
+}
+
 /* "<...>.q_proj.weight" -> "q_proj" */
 static void module_name(const char *weight_name, char *buf, size_t cap) {
     size_t l = strlen(weight_name) - strlen(".weight");
@@ -118,8 +125,8 @@ static char *adapter_config(const Lora *L, const char *base_dir) {
     cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
     cJSON_AddStringToObject(j, "base_model_name_or_path", base_dir);
     cJSON_AddNumberToObject(j, "r", L->cfg.r);
-    cJSON_AddNumberToObject(j, "lora_alpha", L->cfg.alpha);
-    cJSON_AddNumberToObject(j, "lora_dropout", L->cfg.dropout);
+    cJSON_AddNumberToObject(j, "lora_alpha", json_float(L->cfg.alpha));
+    cJSON_AddNumberToObject(j, "lora_dropout", json_float(L->cfg.dropout));
     cJSON_AddStringToObject(j, "bias", "none");
     cJSON_AddBoolToObject(j, "fan_in_fan_out", !strncmp(mc->architecture, "GPT2", 4)); /* Conv1D weights */
     cJSON_AddBoolToObject(j, "inference_mode", 1);

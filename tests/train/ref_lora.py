@@ -215,7 +215,7 @@ check(d < 1e-5, f"2 ranks (ZeRO-1) give the 1-rank adapters (max diff {d:.2g})")
 
 # --- lora_dropout 0.1: PEFT's nn.Dropout on the adapter input, masks re-derived here, 1 rank and 2 ranks (ZeRO-1)
 acfg = json.load(open(os.path.join(out_drop, "adapter", "adapter_config.json")))
-check(abs(acfg["lora_dropout"] - DROP) < 1e-6, f"adapter_config.json lora_dropout = {acfg['lora_dropout']}")
+check(acfg["lora_dropout"] == DROP, f"adapter_config.json lora_dropout = {acfg['lora_dropout']}")
 losses_d, A_d, B_d = replay(1, DROP)
 check_replay(out_drop, 1, DROP, losses_d)
 ADd = ref_model.st_read(os.path.join(out_drop, "adapter", "adapter_model.safetensors"))
