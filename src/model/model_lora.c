@@ -4,8 +4,8 @@
  * gate;up matmul, or a plain one). With x the linear's input (N,I) and s = alpha / r:
  *   forward    xd = drop(x) (TRAIN, p > 0; else x)    u = xd A^T (N,r)    v = u B^T (N,O)    out[:, o0:] += s v
  *   backward   dv = s dout[:, o0:]    du = dv B, dB += dv^T u    dxd = du A, dA += du^T xd    dx += drop(dxd)
- * u and xd are recomputed in backward (the mask is counter-based, ops.h dropout_forward), so the adapters keep no
- * per-layer activations: a few (N, max width) scratch buffers serve every site. Everything is Backend ops, so the
+ * u (N,r) is kept per site (r floats a row: small); xd is regenerated in backward (the mask is counter-based, ops.h
+ * dropout_forward), so the only (N, width) buffers are a few scratch ones shared by every site. Everything is Backend ops, so the
  * same code runs on cpu and cuda. The base weights are frozen: model_forward.c's G() gives NULL for every base
  * parameter once adapters are attached, and no base gradient buffer exists. */
 #include "model_internal.h"
@@ -33,7 +33,7 @@ struct ModelLora {
     ModelLoraMode mode;
     int merged;                /* model_lora_merge ran: OFF for good */
     uint64_t seed;             /* this forward's dropout seed (TRAIN) */
-    float *xd, *dxd, *u, *du, *v; /* backend scratch: (N,maxI) (N,maxI) (N,r) (N,r) (N,maxO) */
+    float *xd, *dxd, *u, *du, *v; /* backend scratch: (N,maxI) (N,maxI) (n sites,N,r) (N,r) (N,maxO) */
     size_t scratch_N;
     int max_in, max_out;
 };
@@ -185,7 +185,7 @@ static void scratch_ensure(Model *m, struct ModelLora *L, int N) {
     if ((size_t)N <= L->scratch_N) return;
     const Backend *be = m->be;
     float **bufs[5] = {&L->xd, &L->dxd, &L->u, &L->du, &L->v};
-    int width[5] = {L->max_in, L->max_in, L->cfg.r, L->cfg.r, L->max_out};
+    int width[5] = {L->max_in, L->max_in, L->n * L->cfg.r, L->cfg.r, L->max_out};
     for (int i = 0; i < 5; i++) {
         be->free(*bufs[i]);
         *bufs[i] = be->alloc(sizeof(float) * (size_t)N * width[i]);
@@ -212,8 +212,9 @@ void lora_linear_forward(Model *m, float *out, const float *inp, size_t w, int N
         scratch_ensure(m, L, N);
         int O = (int)S->pub.out;
         const float *xd = site_input(m, L, k, inp, N, C);
-        be->matmul_forward(L->u, xd, L->params + S->pub.a, NULL, N, C, r);  /* u (N,r) = xd A^T */
-        be->matmul_forward(L->v, L->u, L->params + S->pub.b, NULL, N, r, O); /* v (N,O) = u B^T */
+        float *u = L->u + (size_t)k * N * r; /* kept for the backward of this forward */
+        be->matmul_forward(u, xd, L->params + S->pub.a, NULL, N, C, r);  /* u (N,r) = xd A^T */
+        be->matmul_forward(L->v, u, L->params + S->pub.b, NULL, N, r, O); /* v (N,O) = u B^T */
         be->axpy_cols(out + S->o0, OC, L->v, O, L->scale, N, O);
     }
 }
@@ -231,11 +232,10 @@ void lora_linear_backward(Model *m, float *dinp, const float *dout, const float 
         const float *A = L->params + S->pub.a, *B = L->params + S->pub.b;
         float *dA = L->grads + S->pub.a, *dB = L->grads + S->pub.b;
         const float *xd = site_input(m, L, k, inp, N, C);
-        be->matmul_forward(L->u, xd, A, NULL, N, C, r); /* recomputed */
         be->zero(L->v, sizeof(float) * (size_t)N * O);
         be->axpy_cols(L->v, O, dout + S->o0, OC, L->scale, N, O); /* dv = s dout[:, o0:o0+O] */
         be->zero(L->du, sizeof(float) * (size_t)N * r);
-        be->matmul_backward(L->du, dB, NULL, L->v, L->u, B, N, r, O);
+        be->matmul_backward(L->du, dB, NULL, L->v, L->u + (size_t)k * N * r, B, N, r, O);
         if (!dinp || !drop) { /* dx += du A straight into dinp */
             be->matmul_backward(dinp, dA, NULL, L->du, xd, A, N, C, r);
             continue;
