@@ -188,8 +188,10 @@ typedef enum { OBJ_DPO = 0, OBJ_BT = 1 } Objective;
  * names "<...>.<target>.weight" (Llama family: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj; GPT-2:
  * c_attn c_proj c_fc). Only the adapters are trained, reduced, checkpointed and held in AdamW state, on the
  * model's backend (CPU or CUDA: the trainer's TrainOps table of that backend works on the adapter buffers).
- * Verified where: CPU = float64 torch replay (tests/train/ref_lora.py, dropout included); CUDA = compiled in CI
- * (kernels/pointwise.cu axpy_cols_cuda, dropout_forward_cuda), not run here (no GPU on the build machine).
+ * Verified where: CPU = float64 torch replay (train.lora_torch, dropout included) and model.lora.* (frozen base by
+ * op count, finite differences); CUDA = compiled in CI (kernels/pointwise.cu axpy_cols_cuda, dropout_forward_cuda)
+ * and covered by GPU-only tests not yet run on a GPU (none lent so far): gpu.parity (the two ops vs cpu, same masks),
+ * gpu.model_lora.* (model.lora's checks on cuda), gpu.dpo_backends (LoRA DPO on cuda vs cpu, 1 and 2 ranks).
  * lora_dropout p: nn.Dropout(p) on the adapter input during training steps only (not for the reference
  * log-probs, evaluation or export). Masks: micro-batch `micro` of step `step` on rank `rank` uses seed
  *     S = rng_counter_u64(seed ^ 0x1d70, rank << 40 | step << 16 | micro)      (quorum/rng.h)
