@@ -229,6 +229,18 @@ typedef struct Backend {
     /* ReLU; backward from the output: dinp += dout * (out > 0) */
     void (*relu_forward)(float *out, const float *inp, size_t n);
     void (*relu_backward)(float *dinp, const float *dout, const float *out, size_t n);
+
+    /* ---- LoRA adapters (src/model/model_lora.c; required: every backend has them) ---- */
+    /* a column block of row-strided matrices: y[n*ldy + j] += s * x[n*ldx + j], n < N, j < W. An adapter's
+     * output is a column slice of a fused matmul's (q_proj inside q;k;v), so it is added (and its gradient
+     * taken) in place, with no strided GEMM in the table. */
+    void (*axpy_cols)(float *y, int ldy, const float *x, int ldx, float s, int N, int W);
+    /* inverted dropout with a counter-based mask (PEFT lora_dropout = nn.Dropout(p)):
+     * out[i] = keep(seed, i) ? inp[i] * (1 / (1 - p)) : 0, keep = rng_counter_u64(seed, i) >> 40 >= p * 2^24
+     * (quorum/rng.h: the i-th output of the SplitMix64 stream at `seed`, its top 24 bits), so every backend
+     * draws the same mask without state, a backward regenerates it, and a test can replay it. out may alias
+     * inp. Linear in inp with a fixed mask: applied to a gradient it IS the backward (overwrites). */
+    void (*dropout_forward)(float *out, const float *inp, size_t n, float p, uint64_t seed);
 } Backend;
 
 /* Every entry of the table after `name`, once, in field order: a backend builds its table from this list with
@@ -242,7 +254,7 @@ typedef struct Backend {
     X(embedding_forward) X(embedding_forward_bf16) X(embedding_backward) X(gather_forward) X(gather_backward) \
     X(logprob_forward) X(logprob_backward) X(qknorm_forward) X(qknorm_backward) \
     X(attention_ex_forward) X(attention_ex_backward) X(geglu_forward) X(geglu_backward) X(scale_forward) \
-    X(softcap_forward) X(softcap_backward) X(relu_forward) X(relu_backward)
+    X(softcap_forward) X(softcap_backward) X(relu_forward) X(relu_backward) X(axpy_cols) X(dropout_forward)
 #define QUORUM_BACKEND_ENTRY_(op, suffix) .op = op##_##suffix,
 #define QUORUM_BACKEND_ENTRY_cpu(op) QUORUM_BACKEND_ENTRY_(op, cpu)
 #define QUORUM_BACKEND_ENTRY_cuda(op) QUORUM_BACKEND_ENTRY_(op, cuda)

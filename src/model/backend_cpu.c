@@ -2,6 +2,7 @@
  * Every function mirrors a CUDA kernel of kernels/ (.cu files); see quorum/ops.h for the contract. */
 #include "quorum/ops.h"
 #include "quorum/common.h"
+#include "quorum/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -503,6 +504,17 @@ static void relu_forward_cpu(float *out, const float *inp, size_t n) {
 }
 static void relu_backward_cpu(float *dinp, const float *dout, const float *out, size_t n) {
     for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+/* ---- LoRA adapters ---- */
+static void axpy_cols_cpu(float *y, int ldy, const float *x, int ldx, float s, int N, int W) {
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < W; j++) y[(size_t)n * ldy + j] += s * x[(size_t)n * ldx + j];
+}
+static void dropout_forward_cpu(float *out, const float *inp, size_t n, float p, uint64_t seed) {
+    float keep_scale = 1.0f / (1.0f - p), thr = p * 16777216.0f;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)(rng_counter_u64(seed, i) >> 40) >= thr ? inp[i] * keep_scale : 0.0f;
 }
 
 /* ---- embeddings ---- */

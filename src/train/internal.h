@@ -30,9 +30,8 @@ int ckpt_exists(const char *out);
 int train_copy_tokenizer(const char *src, const char *dst);
 
 /* The model.h adapter (model_adapter.c): loads an HF folder as a TrainModel on backend_auto()'s backend
- * (the CUDA one when a GPU is bound to this rank; cpu_only: always the CPU, e.g. for LoRA, whose adapter
- * wrapper works on host memory); want_reward selects (and checks) the head. 0 or -1. */
-int train_model_open(TrainModel *tm, const char *dir, int want_reward, int cpu_only);
+ * (the CUDA one when a GPU is bound to this rank, LoRA or not); want_reward selects (and checks) the head. 0 or -1. */
+int train_model_open(TrainModel *tm, const char *dir, int want_reward);
 void train_model_close(TrainModel *tm);
 /* Rank 0: <out>/final = model_save + the tokenizer files of src_dir, renamed into place. 0 or -1. */
 int train_export(TrainModel *tm, const char *src_dir, const char *out);

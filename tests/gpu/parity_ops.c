@@ -338,6 +338,27 @@ static void case_optional_elementwise(int N, int F) {
     free(x); free(dout); free(g);
 }
 
+/* LoRA: axpy_cols into a column slice of a wider matrix, and the counter-based dropout mask (the same mask on both
+ * backends: a differing element would be off by a whole value, far beyond the tolerance) */
+static void case_lora(int N, int W, int ld) {
+    size_t n = (size_t)N * ld;
+    float *y = rnd(&R, n, 1), *x = rnd(&R, (size_t)N * W, 1);
+    Pair axpy, drop;
+    for (int k = 0; k < 2; k++) {
+        Arena a = {BE[k]};
+        const Backend *be = BE[k];
+        float *d_y = a_up(&a, y, n), *d_x = a_up(&a, x, (size_t)N * W), *d_o = a_nan(&a, n);
+        be->axpy_cols(d_y + 3, ld, d_x, W, 0.7f, N, W);
+        axpy.r[k] = a_down(&a, d_y, n);
+        be->dropout_forward(d_o, d_y, n, 0.3f, 0x1234567887654321ULL);
+        drop.r[k] = a_down(&a, d_o, n);
+        arena_free(&a);
+    }
+    pair_check("lora.axpy_cols", &axpy, n, TOL_FP32);
+    pair_check("lora.dropout", &drop, n, TOL_FP32);
+    free(y); free(x);
+}
+
 static void case_embedding(int B, int T, int C, int V, int with_wpe) {
     size_t n = (size_t)B * T * C;
     int *ids = xmalloc(sizeof(int) * B * T);
@@ -479,6 +500,7 @@ void test_ops(void) {
     case_attention(2, 40, 2, 2, 32, lens2, 0.17f, 0, 7);   /* Mistral: window only */
     case_qknorm(37, 4, 2, 16);
     case_optional_elementwise(13, 77);
+    case_lora(37, 20, 50);
     case_embedding(4, 25, 40, 13, 1);
     case_embedding(3, 7, 33, 5, 0);
     case_gather(60, 17, 48);

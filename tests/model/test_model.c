@@ -732,7 +732,8 @@ int main(int argc, char **argv) {
         return cmd_packed(argv[2], argc == 4 && !strcmp(argv[3], "inference"));
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();
     if (argc == 3 && !strcmp(argv[1], "fallback")) return cmd_fallback(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "lora")) return cmd_lora(argv[2]);
     fprintf(stderr, "usage: test_model parity <case_dir> <saved_dir> | errors <fixtures_dir> <scratch_dir> | "
-            "bf16_ops | packed <case_dir> [inference] | config | fallback <fixtures_dir>\n");
+            "bf16_ops | packed <case_dir> [inference] | config | fallback <fixtures_dir> | lora <case_dir>\n");
     return 2;
 }
