@@ -606,6 +606,7 @@ void model_free(Model *m) {
     if (m->act_mem) m->be->free(m->act_mem);
     if (m->act_int) m->be->free(m->act_int);
     if (m->norm1p) m->be->free(m->norm1p);
+    lora_free(m);
     free(m->rows_host);
     free(m->tok_logp);
     cJSON_Delete(m->config_json);
@@ -677,6 +678,7 @@ void grads_ensure(Model *m) {
     m->be->zero(m->grads, sizeof(float) * m->n_params);
 }
 float *model_grads(Model *m) {
+    if (m->lora) return NULL; /* frozen base */
     grads_ensure(m);
     return m->grads;
 }
@@ -688,6 +690,7 @@ const ModelTensor *model_tensors(const Model *m, int *n) {
     return m->tensors;
 }
 void model_zero_grad(Model *m) {
+    if (m->lora) return lora_zero_grad(m); /* the adapters' grads; the frozen base has none */
     grads_ensure(m);
     m->be->zero(m->grads, sizeof(float) * m->n_params);
 }
@@ -735,7 +738,7 @@ void model_set_grad_ready_hook(Model *m, void (*ready)(void *ctx, size_t lo, siz
 }
 
 void grad_ready_report(Model *m, int stage) {
-    if (!m->grad_ready) return;
+    if (!m->grad_ready || m->lora) return; /* adapters attached: the base has no grads to report */
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensor_stage[i] == stage && m->tensors[i].dtype == DT_F32)
             m->grad_ready(m->grad_ready_ctx, m->tensors[i].offset, m->tensors[i].offset + tensor_numel(&m->tensors[i]));

@@ -138,7 +138,7 @@ static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) 
 }
 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
-#define G(off) ((off) == OFF_NONE ? NULL : m->grads + (off))
+#define G(off) ((off) == OFF_NONE || m->lora ? NULL : m->grads + (off)) /* adapters attached: base frozen */
 
 /* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored;
  * mixed precision (m->wshadow) reads the bf16 shadow of the fp32 master (quorum/model.h model_set_precision) */
@@ -146,6 +146,7 @@ static void linear_forward(Model *m, float *out, const float *inp, size_t w, siz
     if (m->wdtype == DT_BF16) m->be->matmul_forward_bf16(out, inp, m->wbf + w, P(b), N, C, OC);
     else if (m->wshadow) m->be->matmul_forward_bf16(out, inp, m->wshadow + w, P(b), N, C, OC);
     else m->be->matmul_forward(out, inp, P(w), P(b), N, C, OC);
+    if (m->lora) lora_linear_forward(m, out, inp, w, N, C, OC); /* + s drop(x) A^T B^T (model_lora.c) */
 }
 
 /* backward of linear_forward: dinp (N,C) += dout @ W, dW += dout^T @ inp, db += sum dout (NULL dinp: skipped);
@@ -154,6 +155,7 @@ static void linear_backward(Model *m, float *dinp, const float *dout, const floa
                             int C, int OC) {
     if (m->wshadow) m->be->matmul_backward_bf16(dinp, G(w), G(b), dout, inp, m->wshadow + w, N, C, OC);
     else m->be->matmul_backward(dinp, G(w), G(b), dout, inp, P(w), N, C, OC);
+    if (m->lora) lora_linear_backward(m, dinp, dout, inp, w, N, C, OC); /* dA, dB, adapter dx */
 }
 
 /* one embedding lookup out[n] = table[ids[n]] (+ pos_table[n % T]) in the stored dtype */
@@ -373,6 +375,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         norm_backward(m, m->a.dres, m->a.dln, a.x, a.ln1_mean, a.ln1_rstd, L->ln1_w, L->ln1_b, N);
         grad_ready_report(m, l); /* layer l's gradients are final: a reduction may start (model_set_grad_ready_hook) */
     }
+    if (m->lora) return; /* frozen embeddings: nothing left to differentiate */
     if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
     be->embedding_backward(G(m->wte), G(m->wpe), m->a.dres, m->a.ids, B, T, d.C);
 }
@@ -518,7 +521,7 @@ int model_backward(Model *m, const float *dseq) {
         m->last = 0;
         return quorum_input_error("model:backward", "%s: the ArmoRM head is forward-only (scoring)", m->cfg.architecture);
     }
-    grads_ensure(m); /* grad_enabled implies fp32 weights (model_set_grad_enabled converts) */
+    if (!m->lora) grads_ensure(m); /* grad_enabled implies fp32 weights (model_set_grad_enabled converts) */
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;

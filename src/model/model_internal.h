@@ -80,6 +80,7 @@ struct Model {
     size_t armo_reg, armo_T, armo_scale, armo_w[HEAD_MAX_STEPS], armo_b[HEAD_MAX_STEPS]; /* ArmoRM head */
     int64_t armo_missing;    /* sequences gated at their last token (no gating pattern) */
     int grad_enabled;
+    struct ModelLora *lora;  /* model_lora.c: adapters; non-NULL = the base is frozen (no base gradients) */
     /* activations */
     float *act_mem;
     int *act_int;
@@ -107,6 +108,13 @@ void grads_ensure(Model *m);
  * tensors after stage l, the final norm + head (+ reward head) after stage n_layer (the first to run), the
  * embeddings after stage n_layer + 1 (the last). */
 void grad_ready_report(Model *m, int stage);
+
+/* model_lora.c: the adapter hooks of linear_forward / linear_backward for the linear whose weight is at param
+ * offset w (no-ops unless an adapter sits in it and the mode is not OFF); lora_free at model_free */
+void lora_linear_forward(Model *m, float *out, const float *inp, size_t w, int N, int C, int OC);
+void lora_linear_backward(Model *m, float *dinp, const float *dout, const float *inp, size_t w, int N, int C, int OC);
+void lora_zero_grad(Model *m);
+void lora_free(Model *m);
 
 /* model_head.c: reward head programs */
 int head_detect(Model *m, const SafeTensors *st, const char *cfg_path); /* sets cfg.reward_head */

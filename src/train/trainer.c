@@ -116,7 +116,7 @@ static void metrics_write(FILE *f, const StepLog *l, int quiet, int policy) {
     char line[1024], logps[128] = "";
     if (policy) snprintf(logps, sizeof logps, "\"logps/chosen\": %.6g, \"logps/rejected\": %.6g, ", l->logp_chosen, l->logp_rejected);
     snprintf(line, sizeof line,
-             "{\"step\": %d, \"loss\": %.6g, \"rewards/chosen\": %.6g, \"rewards/rejected\": %.6g, "
+             "{\"step\": %d, \"loss\": %.9g, \"rewards/chosen\": %.6g, \"rewards/rejected\": %.6g, "
              "\"rewards/accuracies\": %.6g, \"rewards/margins\": %.6g, %s\"grad_norm\": %.6g, \"learning_rate\": %.6g, "
              "\"tokens_per_s\": %.1f, \"epoch\": %.4f, \"step_s\": %.4g, \"allreduce_s\": %.4g}",
              l->step, l->loss, l->reward_chosen, l->reward_rejected, l->accuracy, l->margin, logps, l->grad_norm, l->lr,
@@ -271,6 +271,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
                 ops->overlap_begin(m->grads, n, bucket);
                 m->set_grad_ready(m, ops->overlap_ready, NULL);
             }
+            if (hi > lo && m->micro_begin) m->micro_begin(m, step, a);
             if (hi > lo) micro_run(&u, gidx + my_lo + lo, hi - lo);
         }
         if (overlap) m->set_grad_ready(m, NULL, NULL);

@@ -1,10 +1,12 @@
 """dpo_backends.py - `quorum dpo` on the CUDA backend tracks the CPU backend: the same tiny GPT-2 policy, HH
 pairs and options, 10 steps (grad_accum 2), once with QUORUM_BACKEND=cpu and once on the GPU (1 rank, then
-2 ranks with ZeRO-1: the host-staged all-gather and cuda_allreduce_sum). Per-step losses and grad norms
+2 ranks with ZeRO-1: the host-staged all-gather and cuda_allreduce_sum), and LoRA (r 8, lora_dropout 0.1: the
+adapters' axpy_cols / dropout_forward kernels; the counter-based masks are the same on both backends, so each
+LoRA run is compared with a CPU run on as many ranks). Per-step losses and grad norms
 within fp32 tolerance, exported weights close, and the log names the backend that trained. Then bf16 mixed
-precision on the GPU (--precision bf16, 1 rank; 2 ranks with --grad-reduce bf16): the 10 steps track the CPU
-fp32 run within bf16 tolerance (loss and margins 2e-3 relative + 2e-4, grad norm 2e-2; each tensor's update
-5e-2 relative L2), and the CPU bf16 twin (activations fp32) as closely. Exits 77 (skipped) without a visible GPU.
+precision (--precision bf16: the CPU twin, the GPU at 1 rank, and 2 ranks with --grad-reduce bf16): the 10 steps
+track the CPU fp32 run within bf16 tolerance (loss and margins 2e-3 relative + 2e-4, grad norm 2e-2; each
+tensor's update 5e-2 relative L2). Exits 77 (skipped) without a visible GPU.
 usage: dpo_backends.py QUORUM PROBE MPIEXEC NPFLAG SHARED_DIR WORKDIR"""
 import json, os, subprocess, sys
 import numpy as np
@@ -33,22 +35,18 @@ def dpo(name, backend, ranks, extra=()):
     return met, ref_model.load_dir(os.path.join(out, "final"))[1]
 
 
-cpu_m, cpu_w = dpo("cpu", "cpu", 1)
-w0 = ref_model.load_dir(pol)[1]
-for name, ranks, extra in (("cuda", 1, ()), ("cuda2z", 2, ("--zero1",))):
-    m, w = dpo(name, "cuda", ranks, extra)
+def compare(name, m, w, cpu_m, cpu_w):
     for key in ("loss", "grad_norm", "rewards/margins"):
         a, b = [x[key] for x in m], [x[key] for x in cpu_m]
         ok = len(a) == 10 and np.allclose(a, b, rtol=2e-3, atol=1e-5)
         check(ok, f"{name}: per-step {key} vs the CPU run (max diff {np.max(np.abs(np.subtract(a, b))):.3g})")
     d = max(float(np.max(np.abs(w[k] - cpu_w[k]))) for k in cpu_w)
     check(d < 1e-3, f"{name}: exported weights vs the CPU run (max diff {d:.3g})")
-# bf16 + fp32 master: the GEMMs (cuBLASLt) round weights AND activations to bf16 (2^-8 relative each), so the
-# tolerance is bf16's, not fp32's; the log names the collective path (NCCL / MPI) once
-for name, backend, ranks, extra in (("cpu_bf16", "cpu", 1, ("--precision", "bf16")),
-                                    ("cuda_bf16", "cuda", 1, ("--precision", "bf16")),
-                                    ("cuda2_bf16", "cuda", 2, ("--precision", "bf16", "--grad-reduce", "bf16"))):
-    m, w = dpo(name, backend, ranks, extra)
+
+
+def compare_bf16(name, m, w, cpu_m, cpu_w, w0):
+    """bf16 + fp32 master: the GEMMs (cuBLASLt) round weights AND activations to bf16 (2^-8 relative each), so
+    the tolerance is bf16's, not fp32's"""
     for key, rtol in (("loss", 2e-3), ("rewards/margins", 2e-3), ("grad_norm", 2e-2)):
         a, b = [x[key] for x in m], [x[key] for x in cpu_m]
         ok = len(a) == 10 and np.allclose(a, b, rtol=rtol, atol=2e-4)
@@ -59,4 +57,18 @@ for name, backend, ranks, extra in (("cpu_bf16", "cpu", 1, ("--precision", "bf16
     upd = {k: float(np.linalg.norm(w[k] - cpu_w[k]) / max(np.linalg.norm(cpu_w[k] - w0[k]), 1e-30)) for k in w0}
     worst = max(upd, key=upd.get)
     check(upd[worst] < 5e-2, f"{name}: weight updates vs the CPU fp32 run: worst relative L2 {upd[worst]:.3g} ({worst})")
+
+
+cpu_m, cpu_w = dpo("cpu", "cpu", 1)
+for name, ranks, extra in (("cuda", 1, ()), ("cuda2z", 2, ("--zero1",))):
+    compare(name, *dpo(name, "cuda", ranks, extra), cpu_m, cpu_w)
+LORA = ("--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0.1", "--lora-targets", "c_attn,c_proj,c_fc")
+for name, ranks, extra in (("cuda_lora", 1, LORA), ("cuda2z_lora", 2, LORA + ("--zero1",))):
+    compare(name, *dpo(name, "cuda", ranks, extra), *dpo(name + "_cpu", "cpu", ranks, extra))
+# the log names the collective path (NCCL / MPI) once
+w0 = ref_model.load_dir(pol)[1]
+for name, backend, ranks, extra in (("cpu_bf16", "cpu", 1, ("--precision", "bf16")),
+                                    ("cuda_bf16", "cuda", 1, ("--precision", "bf16")),
+                                    ("cuda2_bf16", "cuda", 2, ("--precision", "bf16", "--grad-reduce", "bf16"))):
+    compare_bf16(name, *dpo(name, backend, ranks, extra), cpu_m, cpu_w, w0)
 finish()
