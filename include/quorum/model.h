@@ -162,7 +162,8 @@ void model_set_grad_enabled(Model *m, int on);
  *  fp32: the master params (what the optimizer updates, checkpoints and exports), AdamW moments, grads (and
  *        their reduction unless asked otherwise), embeddings (a lookup, not a GEMM: it reads the fp32 master),
  *        norms, biases, attention and softmax, the reward head, the loss.
- * Gradients w.r.t. a bf16 weight flow straight into the fp32 grad of its master (straight-through).
+ * Gradients w.r.t. a bf16 weight flow straight into the fp32 grad of its master (straight-through). With LoRA
+ * adapters attached the frozen base is read through the shadow and the adapters' own GEMMs stay fp32.
  * No loss scaling: bf16 has fp32's 8-bit exponent, so gradients do not underflow as fp16's 5-bit one does.
  * model_set_precision(m, DT_BF16) allocates and fills the shadow; DT_F32 frees it (the default). -1 (one line)
  * on a model holding bf16 weights from an inference load. model_refresh_shadow recasts it: call it after

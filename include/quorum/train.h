@@ -190,7 +190,7 @@ struct TrainModel {
     /* Sets (ready non-NULL) or removes the model's grad-ready hook (quorum/model.h model_set_grad_ready_hook);
      * NULL = the model cannot report (no overlap). */
     void (*set_grad_ready)(TrainModel *m, void (*ready)(void *ctx, size_t lo, size_t hi), void *ctx);
-    DType precision;       /* DT_F32, or DT_BF16: GEMMs read a bf16 shadow of the fp32 params (train_model_open) */
+    DType precision;       /* DT_F32, or DT_BF16: GEMMs read a bf16 shadow of the fp32 params (run.c sets it) */
     /* or NULL: called before the forward of micro-batch `micro` (0-based, < grad_accum) of optimizer step `step`
      * (0-based), so a model with randomness (LoRA dropout) seeds it from the step, not from a call count, and a
      * resumed run draws what the uninterrupted one would */
