@@ -15,6 +15,9 @@ void matmul_backward_cuda(float *dinp, float *dweight, float *dbias, const float
 /* matmul_lt.cu */
 void matmul_forward_bf16_cuda(float *out, const float *inp, const uint16_t *weight, const float *bias, int N, int C,
                               int OC);
+void matmul_backward_bf16_cuda(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const uint16_t *weight, int N, int C, int OC);
+void cast_f32_to_bf16_cuda(uint16_t *dst, const float *src, size_t n);
 /* norm.cu */
 void layernorm_forward_cuda(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                             const float *bias, int N, int C, float eps);

@@ -80,3 +80,18 @@ def sh(*cmd, env=None):
 def mpi_env(**extra):
     """os.environ plus what mpirun needs as root (and any extra variables)."""
     return dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", **extra)
+
+
+def tiny_gpt2_dpo_setup(quorum, init_tool, shared, work, max_pairs=24, dim=32, heads=2, max_pos=64, seed=5):
+    """The DPO tests' start: an empty `work` folder, max_pairs HH-RLHF pairs ingested by quorum into
+    work/corpora/hh, and a random 2-layer GPT-2 LM from `init_tool init-model` in work/policy. Skips (77) without
+    the shared data. -> (corpus_dir, policy_dir, tokenizer_dir)"""
+    import shutil
+    hh, tok = shared_hh_gpt2(shared)
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    sh(quorum, "ingest", "--out", work, "--name", "hh", "--format", "hh", "--max-pairs", str(max_pairs), hh)
+    pol = os.path.join(work, "policy")
+    sh(init_tool, "init-model", "--arch", "gpt2", "--layers", "2", "--dim", str(dim), "--heads", str(heads),
+       "--max-pos", str(max_pos), "--tokenizer", tok, "--head", "lm", "--seed", str(seed), "--out", pol)
+    return os.path.join(work, "corpora", "hh"), pol, tok

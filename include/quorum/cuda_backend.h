@@ -40,12 +40,24 @@ int cuda_matmul_use_bf16(int on);
 /* Releases the cuBLAS handle, stream and scratch buffers. */
 void cuda_backend_finalize(void);
 
-/* In-place sum of dev[0..n) over `comm`. Passes device pointers to MPI when Open MPI is CUDA-aware
- * (checked at run time), otherwise stages through pinned host memory in chunks, overlapping the copy of
- * chunk i+1 with the MPI_Allreduce of chunk i. Every rank gets bit-identical results. */
+/* In-place sum of dev[0..n) over `comm`, by the first of these that works (chosen at the first multi-rank call,
+ * collectively, and logged once on rank 0):
+ *   NCCL: built with QUORUM_HAVE_NCCL (CMake found nccl.h + libnccl; -DQUORUM_NCCL=OFF drops it) and a
+ *         communicator came up at run time, bootstrapped over `comm` (rank 0's ncclGetUniqueId, MPI_Bcast,
+ *         ncclCommInitRank); stream-ordered. It serves that one communicator; others use the MPI paths.
+ *   MPI on device pointers when Open MPI is CUDA-aware (MPIX_Query_cuda_support, mpi-ext.h);
+ *   host-staged: pinned host memory in chunks, the copy of chunk i+1 overlapping the MPI_Allreduce of chunk i.
+ * QUORUM_CUDA_ALLREDUCE=mpi skips NCCL, =staged forces the host-staged path (set alike on every rank).
+ * Every rank gets bit-identical results (each NCCL/MPI algorithm reduces an element once and broadcasts it). */
 void cuda_allreduce_sum(float *dev, size_t n, MPI_Comm comm);
-/* Which path cuda_allreduce_sum takes: 1 device pointers, 0 host-staged. The environment variable
- * QUORUM_CUDA_ALLREDUCE=staged forces the host-staged path. */
+typedef enum { CUDA_AR_STAGED = 0, CUDA_AR_MPI_DEVICE = 1, CUDA_AR_NCCL = 2 } CudaAllreducePath;
+/* The path cuda_allreduce_sum takes on comm (a CudaAllreducePath; collective on its first call). */
+int cuda_allreduce_path(MPI_Comm comm);
+/* As cuda_allreduce_sum with bf16 on the wire (half the bytes), NCCL path only: dev rounded to bf16 (nearest
+ * even), ncclAllReduce in ncclBfloat16 (NCCL's summation order and bf16 partial sums), widened back. Returns -1
+ * (nothing done) when NCCL does not serve comm: the caller uses the host twin (quorum/train.h). */
+int cuda_allreduce_sum_bf16(float *dev, size_t n, MPI_Comm comm);
+/* 1 when Open MPI is CUDA-aware (and QUORUM_CUDA_ALLREDUCE is not "staged"), else 0. */
 int cuda_allreduce_is_cuda_aware(void);
 
 /* AdamW (decoupled weight decay, bias-corrected, PyTorch semantics) on fp32 master weights:

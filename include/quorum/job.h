@@ -152,6 +152,8 @@ typedef struct {
     int max_prompt_length;           /* default 256 */
     int zero1;                       /* shard optimizer state over ranks, default 0 */
     int checkpoint_every;            /* steps, default 50 */
+    int precision;                   /* "fp32" (default) | "bf16": bf16 + fp32 master (quorum/train.h TrainCfg) */
+    int grad_reduce;                 /* "fp32" (default) | "bf16": gradient reduction on the wire */
 } JobDpo;
 
 typedef struct {

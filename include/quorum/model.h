@@ -154,6 +154,32 @@ void model_zero_grad(Model *m);
  * weights converts them to fp32 first (the tensor table's offsets change: re-read model_tensors). */
 void model_set_grad_enabled(Model *m, int on);
 
+/* Mixed-precision training (bf16 + fp32 master), torch.autocast(bfloat16)'s split:
+ *  bf16: the weights every GEMM of linear_forward / linear_backward reads (q/k/v/o, MLP, LM head incl. a tied
+ *        one) come from a bf16 shadow of the params buffer (a copy of all of it, same offsets, rounded to
+ *        nearest even); on CUDA those GEMMs also round their activation operand (inp forward, dout backward)
+ *        to bf16 (cuBLASLt, fp32 accumulate); the CPU twin keeps activations fp32 (widened bf16 weights).
+ *  fp32: the master params (what the optimizer updates, checkpoints and exports), AdamW moments, grads (and
+ *        their reduction unless asked otherwise), embeddings (a lookup, not a GEMM: it reads the fp32 master),
+ *        norms, biases, attention and softmax, the reward head, the loss.
+ * Gradients w.r.t. a bf16 weight flow straight into the fp32 grad of its master (straight-through). With LoRA
+ * adapters attached the frozen base is read through the shadow and the adapters' own GEMMs stay fp32.
+ * No loss scaling: bf16 has fp32's 8-bit exponent, so gradients do not underflow as fp16's 5-bit one does.
+ * model_set_precision(m, DT_BF16) allocates and fills the shadow; DT_F32 frees it (the default). -1 (one line)
+ * on a model holding bf16 weights from an inference load. model_refresh_shadow recasts it: call it after
+ * anything writes params (an optimizer step, a checkpoint load); a no-op without a shadow. */
+int model_set_precision(Model *m, DType gemm_weights);
+void model_refresh_shadow(Model *m);
+
+/* Overlapping the gradient reduction with the backward pass: with a hook set, model_backward calls
+ * ready(ctx, lo, hi) for every parameter range [lo, hi) (offsets into model_grads, one tensor each) as soon as
+ * the backward has written its last contribution to it: the final norm and the head right after the head's
+ * backward, each layer's tensors right after that layer (last layer first), the embeddings (and a tied head)
+ * at the end. Every tensor is reported once per backward, in an order that depends only on the architecture
+ * (the same on every rank, so the hook may post collectives). On a GPU backend the reported gradients are
+ * queued, not yet computed (stream order). ready NULL removes the hook. */
+void model_set_grad_ready_hook(Model *m, void (*ready)(void *ctx, size_t lo, size_t hi), void *ctx);
+
 /* Accessors. params/grads are backend memory. model_n_params counts the fp32 buffer (every parameter unless
  * bf16 weights were kept); model_grads allocates the gradient buffer on first use. */
 float *model_params(Model *m);

@@ -64,7 +64,8 @@ typedef struct Backend {
                             const float *weight,/* (OC,C) */
                             int N, int C, int OC);
 
-    /* As matmul_forward with a bf16 weight (inference: the weight stays bf16 in memory, half of fp32).
+    /* As matmul_forward with a bf16 weight (inference: the weight stays bf16 in memory, half of fp32; mixed-
+     * precision training: the bf16 shadow of the fp32 master, quorum/model.h model_set_precision).
      * cpu converts row panels of the weight to fp32 per GEMM call (never the whole weight); cuda runs a
      * cuBLASLt bf16 GEMM with fp32 accumulate (the activations are rounded to bf16 for it). */
     void (*matmul_forward_bf16)(float *out,             /* (N,OC) */
@@ -72,6 +73,21 @@ typedef struct Backend {
                                 const uint16_t *weight, /* (OC,C) bf16 */
                                 const float *bias,      /* (OC) or NULL */
                                 int N, int C, int OC);
+    /* Backward of matmul_forward_bf16 for mixed-precision training (quorum/model.h model_set_precision): the
+     * weight is the bf16 shadow of fp32 master weights; the gradients are fp32 and accumulate (+=) into fp32
+     * buffers: dinp += dout @ weight (cpu: fp32 dout times the widened bf16 weight, panel by panel as the
+     * forward; cuda: cuBLASLt with dout rounded to bf16, fp32 accumulate), dweight += dout^T @ inp and
+     * dbias += sum_n dout exactly as matmul_backward (fp32: the weight is not read). */
+    void (*matmul_backward_bf16)(float *dinp,             /* (N,C) += or NULL */
+                                 float *dweight,          /* (OC,C) += or NULL (fp32) */
+                                 float *dbias,            /* (OC) += or NULL */
+                                 const float *dout,       /* (N,OC) */
+                                 const float *inp,        /* (N,C) */
+                                 const uint16_t *weight,  /* (OC,C) bf16 */
+                                 int N, int C, int OC);
+    /* dst = bf16(src), round to nearest even (NaN stays a quiet NaN): refreshes the bf16 shadow of the
+     * master weights after the optimizer moved them. */
+    void (*cast_f32_to_bf16)(uint16_t *dst, const float *src, size_t n); /* (n) (n) */
 
     /* ---- norms (per row, biased variance) ---- */
     void (*layernorm_forward)(float *out,       /* (N,C) */
@@ -248,7 +264,8 @@ typedef struct Backend {
  * and C++'s designated initializers (which must follow the field order) hold. */
 #define QUORUM_BACKEND_OPS(X) \
     X(alloc) X(free) X(to_backend) X(to_host) X(zero) X(matmul_forward) X(matmul_backward) \
-    X(matmul_forward_bf16) X(layernorm_forward) X(layernorm_backward) X(rmsnorm_forward) X(rmsnorm_backward) \
+    X(matmul_forward_bf16) X(matmul_backward_bf16) X(cast_f32_to_bf16) \
+    X(layernorm_forward) X(layernorm_backward) X(rmsnorm_forward) X(rmsnorm_backward) \
     X(residual_forward) X(gelu_forward) X(gelu_backward) X(swiglu_forward) X(swiglu_backward) X(rope_forward) \
     X(rope_backward) X(attention_forward) X(attention_backward) X(attention_varlen_forward) \
     X(embedding_forward) X(embedding_forward_bf16) X(embedding_backward) X(gather_forward) X(gather_backward) \

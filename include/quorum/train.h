@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "quorum/job.h"
+#include "quorum/ops.h"
 #include "quorum/rng.h"
 #include "quorum/tokpairs.h"
 
@@ -140,8 +141,21 @@ typedef struct {
     void (*to_host)(float *host_dst, const float *src, size_t n);
     void (*to_device)(float *dst, const float *host_src, size_t n);
     /* in-place SUM of g[0..n) over ranks (CPU: buckets of `bucket` floats, overlapped); returns the L2
-     * norm of the summed gradient, identical on every rank */
-    double (*grads_allreduce)(float *g, size_t n, size_t bucket);
+     * norm of the summed gradient, identical on every rank. wire DT_F32: an fp32 MPI_Allreduce (or NCCL).
+     * wire DT_BF16 (half the bytes), with more than one rank: per bucket, each rank's gradient is rounded to
+     * bf16 (nearest even), every element is summed ONCE in fp32 in rank order (r = 0, 1, ...) by the rank
+     * owning its chunk (MPI_Alltoallv), the sum rounded to bf16 and sent back to all (MPI_Allgatherv), so
+     * g = bf16(sum_r bf16(g_r)) bit-identically on every rank. CUDA with NCCL: ncclAllReduce in ncclBfloat16
+     * instead (NCCL's order, bf16 partial sums); CUDA without NCCL: this CPU twin on a host copy.
+     * One rank: nothing crosses a wire, g is left as is (no rounding) either way. */
+    double (*grads_allreduce)(float *g, size_t n, size_t bucket, DType wire);
+    /* Overlap with the backward (fp32 wire, more than one rank; NULL = not on this backend, today CUDA):
+     * overlap_begin(g, n, bucket) before the last backward of a step, whose model reports each parameter range
+     * as its gradient becomes final through overlap_ready (a TrainModel.set_grad_ready hook); that posts every
+     * bucket it completes. grads_allreduce then posts the rest and waits: the sum and the norm are bit-identical
+     * to a reduction without overlap. */
+    void (*overlap_begin)(float *g, size_t n, size_t bucket);
+    void (*overlap_ready)(void *ctx, size_t lo, size_t hi);
     /* AdamW step t (1-based) on [0,n): g scaled by grad_scale first (clipping), decay (host, (n,) or
      * NULL = everywhere) selects weight decay, torch semantics */
     void (*adamw)(float *p, float *g, float *m, float *v, const uint8_t *decay, size_t n, float lr,
@@ -170,6 +184,13 @@ struct TrainModel {
     const uint8_t *decay_mask;
     /* where params and grads live and how the trainer updates them; NULL = train_ops_cpu */
     const TrainOps *ops;
+    /* Called by the trainer after it wrote params (each optimizer step, a checkpoint load): refreshes what is
+     * derived from them (mixed precision: the bf16 shadow the GEMMs read, quorum/model.h). NULL = nothing. */
+    void (*params_changed)(TrainModel *m);
+    /* Sets (ready non-NULL) or removes the model's grad-ready hook (quorum/model.h model_set_grad_ready_hook);
+     * NULL = the model cannot report (no overlap). */
+    void (*set_grad_ready)(TrainModel *m, void (*ready)(void *ctx, size_t lo, size_t hi), void *ctx);
+    DType precision;       /* DT_F32, or DT_BF16: GEMMs read a bf16 shadow of the fp32 params (run.c sets it) */
     /* or NULL: called before the forward of micro-batch `micro` (0-based, < grad_accum) of optimizer step `step`
      * (0-based), so a model with randomness (LoRA dropout) seeds it from the step, not from a call count, and a
      * resumed run draws what the uninterrupted one would */
@@ -220,8 +241,15 @@ typedef struct {
     uint64_t seed;
     char out[1024];             /* metrics.jsonl, checkpoint/, final/ */
     size_t bucket_floats;       /* allreduce bucket size (default 1<<20) */
+    int no_overlap;             /* 1: post the gradient buckets after the backward, not during it (benchmarks) */
     int quiet;                  /* no per-step stdout lines */
     LoraCfg lora;               /* OBJ_DPO: r > 0 trains adapters only */
+    /* --precision: DT_F32 (default) or DT_BF16 = bf16 + fp32 master (quorum/model.h model_set_precision:
+     * what is bf16 and what stays fp32); params, grads, AdamW moments (ZeRO-1 sharded) and checkpoints stay fp32 */
+    DType precision;
+    /* --grad-reduce: DT_F32 (default) or DT_BF16 = each rank's gradient is rounded to bf16 for the wire (half
+     * the bytes); see TrainOps.grads_allreduce for the exact arithmetic */
+    DType grad_reduce;
 } TrainCfg;
 
 void train_cfg_defaults(TrainCfg *c);

@@ -78,14 +78,14 @@ static void add_bias(float *out, const float *bias, int N, int OC) {
             for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
 }
 
-/* y (R,K) += a (R,J) @ b (J,K), all row-major: axpy rows of b, tiled over j */
-static void gemm_nn_acc_loop(float *y, const float *a, const float *b, int R, int J, int K) {
+/* y (R,K) += a (R,J) @ b (J,K), all row-major, a's rows lda apart: axpy rows of b, tiled over j */
+static void gemm_nn_acc_loop(float *y, const float *a, int lda, const float *b, int R, int J, int K) {
     for (int j0 = 0; j0 < J; j0 += TILE) {
         int j1 = j0 + TILE < J ? j0 + TILE : J;
         for (int r = 0; r < R; r++) {
             float *yr = y + (size_t)r * K;
             for (int j = j0; j < j1; j++) {
-                float s = a[(size_t)r * J + j];
+                float s = a[(size_t)r * lda + j];
                 const float *bj = b + (size_t)j * K;
                 for (int k = 0; k < K; k++) yr[k] += s * bj[k];
             }
@@ -128,8 +128,8 @@ enum { PANEL_FLOATS = 1 << 20 }; /* 4 MiB: a panel stays in L2/L3 while the GEMM
 static float *panel;             /* grown once, kept (one BLAS thread per rank: no concurrent callers) */
 static size_t panel_cap;
 
-static void matmul_forward_bf16_cpu(float *out, const float *inp, const uint16_t *weight, const float *bias, int N,
-                                    int C, int OC) {
+/* weight rows per panel for a (OC,C) weight; grows the panel to fit */
+static int panel_rows(int C, int OC) {
     int rows = PANEL_FLOATS / C;
     rows = rows < 16 ? 16 : rows > OC ? OC : rows;
     if ((size_t)rows * C > panel_cap) {
@@ -137,11 +137,22 @@ static void matmul_forward_bf16_cpu(float *out, const float *inp, const uint16_t
         panel_cap = (size_t)rows * C;
         panel = xmalloc(sizeof(float) * panel_cap);
     }
+    return rows;
+}
+
+/* the panel = rows [o0, o0 + r) of the bf16 weight (OC,C), widened to fp32 (exact) */
+static const float *panel_widen(const uint16_t *weight, int o0, int r, int C) {
+    const uint16_t *w = weight + (size_t)o0 * C;
+    for (size_t i = 0; i < (size_t)r * C; i++) panel[i] = bf16_to_f32(w[i]);
+    return panel;
+}
+
+static void matmul_forward_bf16_cpu(float *out, const float *inp, const uint16_t *weight, const float *bias, int N,
+                                    int C, int OC) {
+    int rows = panel_rows(C, OC);
     for (int o0 = 0; o0 < OC; o0 += rows) {
         int r = OC - o0 < rows ? OC - o0 : rows;
-        const uint16_t *w = weight + (size_t)o0 * C;
-        for (size_t i = 0; i < (size_t)r * C; i++) panel[i] = bf16_to_f32(w[i]);
-        gemm_nt(out + o0, OC, inp, panel, N, C, r);
+        gemm_nt(out + o0, OC, inp, panel_widen(weight, o0, r, C), N, C, r);
     }
     add_bias(out, bias, N, OC);
 }
@@ -157,12 +168,42 @@ static void matmul_backward_cpu(float *dinp, float *dweight, float *dbias, const
     } else
 #endif
     {
-        if (dinp) gemm_nn_acc_loop(dinp, dout, weight, N, OC, C);
+        if (dinp) gemm_nn_acc_loop(dinp, dout, OC, weight, N, OC, C);
         if (dweight) gemm_tn_acc_loop(dweight, dout, inp, OC, N, C);
     }
     if (dbias)
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++) dbias[o] += dout[(size_t)n * OC + o];
+}
+
+/* dinp += dout @ W panel by panel (dout's columns [o0, o0 + r) times the widened rows), then the fp32
+ * weight and bias gradients of matmul_backward_cpu, which do not read the weight */
+static void matmul_backward_bf16_cpu(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                     const uint16_t *weight, int N, int C, int OC) {
+    if (dinp) {
+        int rows = panel_rows(C, OC);
+        for (int o0 = 0; o0 < OC; o0 += rows) {
+            int r = OC - o0 < rows ? OC - o0 : rows;
+            const float *w = panel_widen(weight, o0, r, C);
+#ifdef QUORUM_HAVE_CBLAS
+            if (use_blas) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, r, 1.0f, dout + o0, OC, w, C, 1.0f, dinp, C);
+                continue;
+            }
+#endif
+            gemm_nn_acc_loop(dinp, dout + o0, OC, w, N, r, C);
+        }
+    }
+    matmul_backward_cpu(NULL, dweight, dbias, dout, inp, NULL, N, C, OC);
+}
+
+static void cast_f32_to_bf16_cpu(uint16_t *dst, const float *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], sizeof u);
+        dst[i] = (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)((u >> 16) | 0x40)           /* quiet NaN */
+                                                 : (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16); /* RNE */
+    }
 }
 
 /* ---- norms ---- */

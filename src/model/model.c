@@ -600,6 +600,8 @@ void model_free(Model *m) {
     table_free(m);
     if (m->params) m->be->free(m->params);
     if (m->wbf) m->be->free(m->wbf);
+    if (m->wshadow) m->be->free(m->wshadow);
+    free(m->tensor_stage);
     if (m->grads) m->be->free(m->grads);
     if (m->act_mem) m->be->free(m->act_mem);
     if (m->act_int) m->be->free(m->act_int);
@@ -697,4 +699,47 @@ void model_set_grad_enabled(Model *m, int on) {
     if (m->grad_enabled != !!on) m->act_cap = 0; /* re-carve the activations on the next forward */
     m->grad_enabled = !!on;
     m->last = 0;
+}
+
+int model_set_precision(Model *m, DType gemm_weights) {
+    if (gemm_weights == DT_BF16 && m->wdtype == DT_BF16)
+        return quorum_input_error("model:precision", "bf16 mixed precision needs fp32 master weights; this model "
+                                  "holds bf16 weights from an inference load (use model_load)");
+    if (gemm_weights != DT_BF16) {
+        m->be->free(m->wshadow);
+        m->wshadow = NULL;
+        return 0;
+    }
+    if (!m->wshadow) m->wshadow = m->be->alloc(sizeof(uint16_t) * (m->n_params ? m->n_params : 1));
+    model_refresh_shadow(m);
+    return 0;
+}
+
+void model_refresh_shadow(Model *m) {
+    if (m->wshadow) m->be->cast_f32_to_bf16(m->wshadow, m->params, m->n_params);
+}
+
+/* The backward stage after which a tensor's gradient is final (grad_ready_report): its layer, else n_layer for
+ * the final norm and heads, n_layer + 1 for the embeddings (a tied head's weight is the embedding's). */
+static int tensor_stage_of(const Model *m, const ModelTensor *t) {
+    if (t->offset == m->wte || t->offset == m->wpe) return m->cfg.n_layer + 1;
+    const char *p = strstr(t->name, ".layers."); /* "model.layers.<l>." */
+    if (p) return atoi(p + 8);
+    if ((p = strstr(t->name, ".h."))) return atoi(p + 3); /* GPT-2 "transformer.h.<l>." */
+    return m->cfg.n_layer;
+}
+
+void model_set_grad_ready_hook(Model *m, void (*ready)(void *ctx, size_t lo, size_t hi), void *ctx) {
+    m->grad_ready = ready;
+    m->grad_ready_ctx = ctx;
+    if (!ready || m->tensor_stage) return;
+    m->tensor_stage = xmalloc(sizeof(int) * (size_t)(m->n_tensors ? m->n_tensors : 1));
+    for (int i = 0; i < m->n_tensors; i++) m->tensor_stage[i] = tensor_stage_of(m, &m->tensors[i]);
+}
+
+void grad_ready_report(Model *m, int stage) {
+    if (!m->grad_ready || m->lora) return; /* adapters attached: the base has no grads to report */
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensor_stage[i] == stage && m->tensors[i].dtype == DT_F32)
+            m->grad_ready(m->grad_ready_ctx, m->tensors[i].offset, m->tensors[i].offset + tensor_numel(&m->tensors[i]));
 }

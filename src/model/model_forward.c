@@ -140,17 +140,21 @@ static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
 #define G(off) ((off) == OFF_NONE || m->lora ? NULL : m->grads + (off)) /* adapters attached: base frozen */
 
-/* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored */
+/* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored;
+ * mixed precision (m->wshadow) reads the bf16 shadow of the fp32 master (quorum/model.h model_set_precision) */
 static void linear_forward(Model *m, float *out, const float *inp, size_t w, size_t b, int N, int C, int OC) {
     if (m->wdtype == DT_BF16) m->be->matmul_forward_bf16(out, inp, m->wbf + w, P(b), N, C, OC);
+    else if (m->wshadow) m->be->matmul_forward_bf16(out, inp, m->wshadow + w, P(b), N, C, OC);
     else m->be->matmul_forward(out, inp, P(w), P(b), N, C, OC);
     if (m->lora) lora_linear_forward(m, out, inp, w, N, C, OC); /* + s drop(x) A^T B^T (model_lora.c) */
 }
 
-/* backward of linear_forward: dinp (N,C) += dout @ W, dW += dout^T @ inp, db += sum dout (NULL dinp: skipped) */
+/* backward of linear_forward: dinp (N,C) += dout @ W, dW += dout^T @ inp, db += sum dout (NULL dinp: skipped);
+ * the fp32 dW of a shadowed weight is its master's gradient */
 static void linear_backward(Model *m, float *dinp, const float *dout, const float *inp, size_t w, size_t b, int N,
                             int C, int OC) {
-    m->be->matmul_backward(dinp, G(w), G(b), dout, inp, P(w), N, C, OC);
+    if (m->wshadow) m->be->matmul_backward_bf16(dinp, G(w), G(b), dout, inp, m->wshadow + w, N, C, OC);
+    else m->be->matmul_backward(dinp, G(w), G(b), dout, inp, P(w), N, C, OC);
     if (m->lora) lora_linear_backward(m, dinp, dout, inp, w, N, C, OC); /* dA, dB, adapter dx */
 }
 
@@ -369,6 +373,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         be->zero(m->a.dln, sizeof(float) * nc);
         linear_backward(m, m->a.dln, dmm, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
         norm_backward(m, m->a.dres, m->a.dln, a.x, a.ln1_mean, a.ln1_rstd, L->ln1_w, L->ln1_b, N);
+        grad_ready_report(m, l); /* layer l's gradients are final: a reduction may start (model_set_grad_ready_hook) */
     }
     if (m->lora) return; /* frozen embeddings: nothing left to differentiate */
     if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
@@ -538,7 +543,9 @@ int model_backward(Model *m, const float *dseq) {
     norm_backward(m, m->a.dg, m->a.dgn, m->a.g, m->a.g_mean, m->a.g_rstd, m->lnf_w, m->lnf_b, M);
     be->zero(m->a.dres, sizeof(float) * (size_t)B * T * d.C);
     be->gather_backward(m->a.dres, m->a.dg, m->a.rows, M, d.C);
+    grad_ready_report(m, d.L); /* the final norm and the head */
     trunk_backward(m, B, T);
+    grad_ready_report(m, d.L + 1); /* the embeddings (and a tied head) */
     m->last = 0; /* the logits buffer now holds dlogits */
     return 0;
 }

@@ -66,6 +66,10 @@ struct Model {
     size_t n_wbf;            /* elements of wbf */
     uint16_t *wbf;           /* bf16 trunk matrices (inference load of a bf16 checkpoint), else NULL */
     DType wdtype;            /* DT_BF16 when the trunk matrices live in wbf */
+    uint16_t *wshadow;       /* mixed precision (model_set_precision): bf16 copy of params, same offsets, else NULL */
+    void (*grad_ready)(void *ctx, size_t lo, size_t hi); /* model_set_grad_ready_hook */
+    void *grad_ready_ctx;
+    int *tensor_stage;       /* (n_tensors) backward stage that finalizes each tensor's gradient (grad_ready_report) */
     int split;               /* table building: 2-D tensors go to wbf */
     size_t wte, wpe, lnf_w, lnf_b, head_w; /* head_w == wte when tied */
     LayerOffsets *layers;
@@ -100,6 +104,10 @@ void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *
 
 /* model.c: allocates and zeroes the gradient buffer when absent */
 void grads_ensure(Model *m);
+/* model.c: with a grad-ready hook, reports the tensors whose gradient is final after backward stage s: layer l's
+ * tensors after stage l, the final norm + head (+ reward head) after stage n_layer (the first to run), the
+ * embeddings after stage n_layer + 1 (the last). */
+void grad_ready_report(Model *m, int stage);
 
 /* model_lora.c: the adapter hooks of linear_forward / linear_backward for the linear whose weight is at param
  * offset w (no-ops unless an adapter sits in it and the mode is not OFF); lora_free at model_free */

@@ -33,6 +33,9 @@ int train_copy_tokenizer(const char *src, const char *dst);
  * (the CUDA one when a GPU is bound to this rank, LoRA or not); want_reward selects (and checks) the head. 0 or -1. */
 int train_model_open(TrainModel *tm, const char *dir, int want_reward);
 void train_model_close(TrainModel *tm);
+/* Mixed precision of an open model (quorum/model.h model_set_precision): DT_BF16 allocates the bf16 shadow and
+ * sets tm->params_changed to refresh it; DT_F32 drops it. 0 or -1 (one line). */
+int train_model_precision(TrainModel *tm, DType p);
 /* Rank 0: <out>/final = model_save + the tokenizer files of src_dir, renamed into place. 0 or -1. */
 int train_export(TrainModel *tm, const char *src_dir, const char *out);
 
@@ -45,8 +48,11 @@ typedef struct {
 int pairs_load(TokPairs *out, const PairsLoadCfg *c);
 
 /* The training options shared by dpo and rm-train: writes them to o[0..n) and returns n. */
-typedef struct { char loss[16], schedule[16]; } TrainOptStrings;
+typedef struct { char loss[16], schedule[16], precision[8], grad_reduce[8]; } TrainOptStrings;
 int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s);
+/* "fp32" -> DT_F32, "bf16" -> DT_BF16 (--precision, --grad-reduce, the job's dpo.precision / dpo.grad_reduce):
+ * 0, or -1 for anything else. */
+int train_dtype_parse(const char *name, DType *out);
 /* Converts the string options and checks ranges. 0 or 2 after one line. */
 int train_opts_finish(const char *cmd, TrainCfg *c, const TrainOptStrings *s);
 

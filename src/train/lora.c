@@ -76,6 +76,7 @@ int lora_wrap(TrainModel *out, TrainModel *base, const LoraCfg *cfg, uint64_t se
     out->grads = model_lora_grads(m);
     out->ops = base->ops; /* the adapters live on the model's backend */
     out->forward = lo_forward;
+    out->precision = base->precision;
     out->backward = lo_backward;
     out->zero_grad = lo_zero_grad;
     out->micro_begin = lo_micro;

@@ -34,6 +34,19 @@ static const Backend *train_backend(const TrainOps **ops) {
     return be;
 }
 
+static void ad_params_changed(TrainModel *tm) { model_refresh_shadow(tm->impl); }
+
+static void ad_set_grad_ready(TrainModel *tm, void (*ready)(void *ctx, size_t lo, size_t hi), void *ctx) {
+    model_set_grad_ready_hook(tm->impl, ready, ctx);
+}
+
+int train_model_precision(TrainModel *tm, DType p) {
+    if (model_set_precision(tm->impl, p)) return -1;
+    tm->precision = p;
+    tm->params_changed = p == DT_BF16 ? ad_params_changed : NULL;
+    return 0;
+}
+
 int train_model_open(TrainModel *tm, const char *dir, int want_reward) {
     Model *m = NULL;
     memset(tm, 0, sizeof *tm);
@@ -55,6 +68,7 @@ int train_model_open(TrainModel *tm, const char *dir, int want_reward) {
     tm->forward = ad_forward;
     tm->backward = ad_backward;
     tm->zero_grad = ad_zero_grad;
+    tm->set_grad_ready = ad_set_grad_ready;
     int nt;
     const ModelTensor *ts = model_tensors(m, &nt);
     uint8_t *mask = xmalloc(tm->n_params);

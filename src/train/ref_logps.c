@@ -20,6 +20,7 @@ static uint64_t ref_key(const TrainModel *m, const TokPairs *d) {
     h = fnv1a64(d->chosen_off, (d->n + 1) * sizeof(int64_t), h);
     h = fnv1a64(d->prompt_len, d->n * sizeof(int32_t), h);
     h = fnv1a64(m->params, m->n_params * sizeof(float), h);
+    if (m->precision == DT_BF16) h = fnv1a64("bf16", 4, h); /* bf16 GEMMs give other log-probs (fp32 keys as before) */
     return fnv1a64(&sums, sizeof sums, h);
 }
 

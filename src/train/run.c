@@ -50,6 +50,9 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     TrainModel tm, lm = {0}, *train = &tm;
     TokPairs d = {0};
     int rc = train_model_open(&tm, model_dir, reward);
+    if (!rc && (rc = train_model_precision(&tm, tc->precision)) == 0 && tc->precision == DT_BF16)
+        quorum_log("precision bf16: GEMMs read a bf16 shadow of the fp32 master weights; grads, AdamW, checkpoints fp32");
+    if (!rc && tc->grad_reduce == DT_BF16) quorum_log("gradient reduction: bf16 on the wire (half the bytes)");
     if (!rc) rc = pairs_load(&d, pc);
     if (!rc && mkdir_p(tc->out)) rc = quorum_input_error(tc->out, "cannot create the output folder");
     tc->optim.total_steps = tc->steps;
@@ -136,6 +139,8 @@ int dpo_job(const Job *job) {
     o.train.grad_accum = j->grad_accum;
     o.train.zero1 = j->zero1;
     o.train.checkpoint_every = j->checkpoint_every;
+    o.train.precision = j->precision ? DT_BF16 : DT_F32;
+    o.train.grad_reduce = j->grad_reduce ? DT_BF16 : DT_F32;
     o.train.seed = job->seed;
     o.max_length = j->max_length;
     o.max_prompt_length = j->max_prompt_length;

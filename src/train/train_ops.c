@@ -23,28 +23,125 @@ static void free_cpu(float *x) { free(x); }
 static void to_host_cpu(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
 static void to_device_cpu(float *dst, const float *src, size_t n) { memcpy(dst, src, n * sizeof(float)); }
 
-/* Sums grads over ranks in buckets: all buckets are posted at once (MPI_Iallreduce) and the squared norm
- * of each is accumulated as soon as it lands, overlapping with the buckets still in flight. Returns the
- * global L2 norm. */
-static double grads_allreduce_cpu(float *g, size_t n, size_t bucket) {
-    if (quorum_world() == 1) {
-        double s = 0;
-        for (size_t i = 0; i < n; i++) s += (double)g[i] * g[i];
-        return sqrt(s);
-    }
-    size_t nb = (n + bucket - 1) / bucket;
-    MPI_Request *req = xmalloc((nb ? nb : 1) * sizeof(MPI_Request));
-    for (size_t k = 0; k < nb; k++) {
-        size_t lo = k * bucket, cnt = (lo + bucket < n ? bucket : n - lo);
-        mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, g + lo, (int)cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &req[k]));
-    }
+static double sumsq(const float *g, size_t lo, size_t hi) {
     double s = 0;
-    for (size_t k = 0; k < nb; k++) {
-        mpiCheck(MPI_Wait(&req[k], MPI_STATUS_IGNORE));
-        size_t lo = k * bucket, hi = (lo + bucket < n ? lo + bucket : n);
-        for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+    for (size_t i = lo; i < hi; i++) s += (double)g[i] * g[i];
+    return s;
+}
+
+static float bf16_widen(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* One bucket g[0..len) with bf16 on the wire (quorum/train.h TrainOps.grads_allreduce): chunk j of R is
+ * [len*j/R, len*(j+1)/R); rank r rounds its gradient to bf16, MPI_Alltoallv hands chunk j to rank j, rank j
+ * sums the R copies of its chunk in rank order in fp32 and rounds the sum to bf16, MPI_Allgatherv gives every
+ * chunk to every rank, widened back to fp32. buf holds 2*len + R*(len/R + 1) halves. Element order within
+ * the sum is fixed, so every rank and every run gets the same bits. */
+static void reduce_bf16_bucket(float *g, size_t len, uint16_t *buf, int *cnt, int *dsp, int *rcnt, int *rdsp) {
+    int R = quorum_world(), me = quorum_rank();
+    for (int j = 0; j < R; j++) {
+        dsp[j] = (int)(len * j / R);
+        cnt[j] = (int)(len * (j + 1) / R) - dsp[j];
     }
-    free(req);
+    int mine = cnt[me];
+    for (int j = 0; j < R; j++) rcnt[j] = mine, rdsp[j] = j * mine;
+    uint16_t *wire = buf, *recv = buf + len, *out = recv + (size_t)R * mine;
+    backend_cpu.cast_f32_to_bf16(wire, g, len);
+    mpiCheck(MPI_Alltoallv(wire, cnt, dsp, MPI_UINT16_T, recv, rcnt, rdsp, MPI_UINT16_T, MPI_COMM_WORLD));
+    for (int i = 0; i < mine; i++) {
+        float s = bf16_widen(recv[i]);
+        for (int j = 1; j < R; j++) s += bf16_widen(recv[(size_t)j * mine + i]);
+        backend_cpu.cast_f32_to_bf16(&recv[i], &s, 1); /* rank 0's copy of element i is read: its slot takes the sum */
+    }
+    mpiCheck(MPI_Allgatherv(recv, mine, MPI_UINT16_T, out, cnt, dsp, MPI_UINT16_T, MPI_COMM_WORLD));
+    for (size_t i = 0; i < len; i++) g[i] = bf16_widen(out[i]);
+}
+
+/* bf16 wire: the buckets one after another (reduce_bf16_bucket). Returns the global L2 norm. */
+static double grads_allreduce_bf16(float *g, size_t n, size_t bucket) {
+    int R = quorum_world(), *ints = xmalloc(4 * sizeof(int) * (size_t)R);
+    size_t b = bucket < n ? bucket : n;
+    uint16_t *buf = xmalloc(sizeof(uint16_t) * (2 * b + (size_t)R * (b / R + 1) + 2));
+    double s = 0;
+    for (size_t lo = 0; lo < n; lo += b) {
+        size_t len = n - lo < b ? n - lo : b;
+        reduce_bf16_bucket(g + lo, len, buf, ints, ints + R, ints + 2 * R, ints + 3 * R);
+        s += sumsq(g, lo, lo + len);
+    }
+    free(buf);
+    free(ints);
+    return sqrt(s);
+}
+
+/* The fp32 buckets of one step's reduction: bucket k = g[k*bucket, +bucket) is posted (MPI_Iallreduce) when the
+ * last of its floats is reported final (overlap_ready_cpu, from the model's grad-ready hook during the last
+ * backward of the step) or, for the rest, by grads_allreduce_cpu in index order. The posting order depends only
+ * on the model's architecture, so it is the same on every rank, as MPI requires; each bucket's sum does not
+ * depend on when it was posted, so overlapped and plain reductions give the same bits. One per process. */
+static struct {
+    float *g;
+    size_t n, bucket, nb;
+    size_t *left;       /* (nb) floats of bucket k not yet final */
+    MPI_Request *req;   /* (nb) MPI_REQUEST_NULL until posted (or completed by a test) */
+    uint8_t *posted;    /* (nb) */
+    size_t early;       /* buckets posted during the backward */
+} ov;
+
+static void bucket_post(size_t k) {
+    size_t lo = k * ov.bucket, cnt = lo + ov.bucket < ov.n ? ov.bucket : ov.n - lo;
+    mpiCheck(MPI_Iallreduce(MPI_IN_PLACE, ov.g + lo, (int)cnt, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &ov.req[k]));
+    ov.posted[k] = 1;
+}
+
+static void overlap_begin_cpu(float *g, size_t n, size_t bucket) {
+    ov.g = g, ov.n = n, ov.bucket = bucket, ov.nb = (n + bucket - 1) / bucket;
+    ov.left = xmalloc((ov.nb + 1) * sizeof(size_t));
+    ov.req = xmalloc((ov.nb + 1) * sizeof(MPI_Request));
+    ov.posted = xcalloc(ov.nb + 1, 1);
+    for (size_t k = 0; k < ov.nb; k++) {
+        ov.left[k] = k * bucket + bucket < n ? bucket : n - k * bucket;
+        ov.req[k] = MPI_REQUEST_NULL;
+    }
+}
+
+/* [lo, hi) of g is final: posts the buckets it completes, then lets MPI progress the ones in flight (Open MPI
+ * moves a non-blocking collective only inside MPI calls) */
+static void overlap_ready_cpu(void *ctx, size_t lo, size_t hi) {
+    (void)ctx;
+    if (!ov.g || hi <= lo) return;
+    for (size_t k = lo / ov.bucket; k * ov.bucket < hi && k < ov.nb; k++) {
+        size_t a = k * ov.bucket > lo ? k * ov.bucket : lo, b = (k + 1) * ov.bucket < hi ? (k + 1) * ov.bucket : hi;
+        ov.left[k] -= b - a;
+        if (!ov.left[k] && !ov.posted[k]) bucket_post(k), ov.early++;
+    }
+    int done;
+    mpiCheck(MPI_Testall((int)ov.nb, ov.req, &done, MPI_STATUSES_IGNORE));
+}
+
+/* Sums grads over ranks in buckets: whatever the backward did not post yet is posted now, in index order, and
+ * the squared norm of each bucket is accumulated as soon as it lands (in index order), overlapping with the
+ * buckets still in flight. Returns the global L2 norm. */
+static double grads_allreduce_cpu(float *g, size_t n, size_t bucket, DType wire) {
+    if (quorum_world() == 1) return sqrt(sumsq(g, 0, n));
+    if (wire == DT_BF16) return grads_allreduce_bf16(g, n, bucket);
+    if (ov.g != g || ov.n != n || ov.bucket != bucket) overlap_begin_cpu(g, n, bucket); /* no overlap this step */
+    static int logged;
+    if (!logged++ && quorum_rank() == 0)
+        quorum_log("gradient allreduce: %zu of %zu buckets posted during the backward", ov.early, ov.nb);
+    for (size_t k = 0; k < ov.nb; k++)
+        if (!ov.posted[k]) bucket_post(k);
+    double s = 0;
+    for (size_t k = 0; k < ov.nb; k++) {
+        mpiCheck(MPI_Wait(&ov.req[k], MPI_STATUS_IGNORE));
+        size_t lo = k * bucket, hi = (lo + bucket < n ? lo + bucket : n);
+        s += sumsq(g, lo, hi);
+    }
+    free(ov.left), free(ov.req), free(ov.posted);
+    memset(&ov, 0, sizeof ov);
     return sqrt(s);
 }
 
@@ -67,6 +164,8 @@ const TrainOps train_ops_cpu = {
     .to_host = to_host_cpu,
     .to_device = to_device_cpu,
     .grads_allreduce = grads_allreduce_cpu,
+    .overlap_begin = overlap_begin_cpu,
+    .overlap_ready = overlap_ready_cpu,
     .adamw = adamw_cpu,
     .params_allgather = params_allgather_cpu,
 };
@@ -84,11 +183,19 @@ static void free_cuda(float *x) { backend_cuda.free(x); }
 static void to_host_cuda(float *dst, const float *src, size_t n) { backend_cuda.to_host(dst, src, n * sizeof(float)); }
 static void to_device_cuda(float *dst, const float *src, size_t n) { backend_cuda.to_backend(dst, src, n * sizeof(float)); }
 
-/* One reduction (device pointers when Open MPI is CUDA-aware, else host-staged in overlapped chunks),
- * then the norm of the summed grads on the device (fixed-order, bit-identical on every rank). */
-static double grads_allreduce_cuda(float *g, size_t n, size_t bucket) {
-    (void)bucket;
-    if (quorum_world() > 1) cuda_allreduce_sum(g, n, MPI_COMM_WORLD);
+/* One reduction (cuda_allreduce_sum: NCCL, else MPI on device pointers, else host-staged), then the norm of
+ * the summed grads on the device (fixed-order, bit-identical on every rank). bf16 on the wire: NCCL's bf16
+ * sum, or without NCCL the CPU twin on a host copy (the same arithmetic as train_ops_cpu). */
+static double grads_allreduce_cuda(float *g, size_t n, size_t bucket, DType wire) {
+    if (quorum_world() > 1 && wire == DT_BF16 && cuda_allreduce_sum_bf16(g, n, MPI_COMM_WORLD) != 0) {
+        float *h = xmalloc((n ? n : 1) * sizeof(float));
+        to_host_cuda(h, g, n);
+        grads_allreduce_bf16(h, n, bucket ? bucket : n);
+        to_device_cuda(g, h, n);
+        free(h);
+    } else if (quorum_world() > 1 && wire != DT_BF16) {
+        cuda_allreduce_sum(g, n, MPI_COMM_WORLD);
+    }
     return cuda_grad_norm(g, n);
 }
 

@@ -9,6 +9,8 @@
 int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s) {
     snprintf(s->loss, sizeof s->loss, "sigmoid");
     snprintf(s->schedule, sizeof s->schedule, "constant");
+    snprintf(s->precision, sizeof s->precision, "fp32");
+    snprintf(s->grad_reduce, sizeof s->grad_reduce, "fp32");
     const Opt t[] = {
         {"steps", 'i', &c->steps, 0, "optimizer steps (default 100)"},
         {"batch-size", 'i', &c->batch_size, 0, "GLOBAL pairs per optimizer step (default 8)"},
@@ -22,10 +24,23 @@ int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s) {
         {"checkpoint-every", 'i', &c->checkpoint_every, 0, "steps between checkpoints (default 50)"},
         {"seed", 'u', &c->seed, 0, "data order seed (default 1)"},
         {"quiet", 'b', &c->quiet, 0, "no per-step lines on stdout (metrics.jsonl still written)"},
+        {"bucket-floats", 'u', &c->bucket_floats, 0, "gradient allreduce bucket, floats (default 1048576)"},
+        {"no-overlap", 'b', &c->no_overlap, 0, "reduce gradients after the backward, not during it (benchmarks)"},
+        {"precision", 's', s->precision, sizeof s->precision,
+         "fp32 (default) | bf16: GEMMs read a bf16 copy of the fp32 master weights"},
+        {"grad-reduce", 's', s->grad_reduce, sizeof s->grad_reduce,
+         "fp32 (default) | bf16: gradients cross ranks rounded to bf16 (half the bytes)"},
     };
     int n = (int)(sizeof t / sizeof *t);
     memcpy(o, t, sizeof t);
     return n;
+}
+
+int train_dtype_parse(const char *name, DType *out) {
+    if (!strcmp(name, "fp32")) *out = DT_F32;
+    else if (!strcmp(name, "bf16")) *out = DT_BF16;
+    else return -1;
+    return 0;
 }
 
 int train_opts_finish(const char *cmd, TrainCfg *c, const TrainOptStrings *s) {
@@ -40,6 +55,13 @@ int train_opts_finish(const char *cmd, TrainCfg *c, const TrainOptStrings *s) {
         return 2;
     }
     c->optim.cosine = !strcmp(s->schedule, "cosine");
+    const char *bad = train_dtype_parse(s->precision, &c->precision) ? "precision"
+                      : train_dtype_parse(s->grad_reduce, &c->grad_reduce) ? "grad-reduce" : NULL;
+    if (bad) {
+        fprintf(stderr, "quorum: error: %s: --%s %s: expected fp32 | bf16\n", cmd, bad,
+                bad[0] == 'p' ? s->precision : s->grad_reduce);
+        return 2;
+    }
     if (c->steps < 0 || c->batch_size < 1 || c->grad_accum < 1 || c->optim.lr < 0) {
         fprintf(stderr, "quorum: error: %s: need steps >= 0, batch-size >= 1, grad-accum >= 1, lr >= 0\n", cmd);
         return 2;

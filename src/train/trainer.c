@@ -196,6 +196,7 @@ static int checkpoint_load(const TrainCfg *c, TrainModel *m, OptState *os, Order
                                                           (unsigned long long)s.seed, (unsigned long long)c->seed);
     if (!rc) {
         ops->to_device(m->params, hp, n);
+        if (m->params_changed) m->params_changed(m);
         ops->to_device(os->m, fm + os->lo, os->len);
         ops->to_device(os->v, fv + os->lo, os->len);
         *step = s.step;
@@ -254,6 +255,8 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
     u.cnt = xmalloc(2 * mb_max * sizeof(float));
     u.rc = xmalloc(mb_max * sizeof(float));
     u.rr = xmalloc(mb_max * sizeof(float));
+    size_t bucket = c->bucket_floats ? c->bucket_floats : n;
+    int overlap = !c->no_overlap && R > 1 && c->grad_reduce == DT_F32 && m->set_grad_ready && ops->overlap_begin;
     rc = 0;
     for (; step < c->steps; step++) {
         double t0 = now_seconds();
@@ -261,14 +264,19 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         m->zero_grad(m);
         memset(&u.met, 0, sizeof u.met);
         u.tokens = 0;
-        int mine = my_hi - my_lo;
+        int mine = my_hi - my_lo; /* >= grad_accum: every micro-batch has pairs */
         for (int a = 0; a < c->grad_accum; a++) {
             int lo = mine * a / c->grad_accum, hi = mine * (a + 1) / c->grad_accum;
+            if (overlap && a == c->grad_accum - 1) { /* the last backward: buckets leave as they become final */
+                ops->overlap_begin(m->grads, n, bucket);
+                m->set_grad_ready(m, ops->overlap_ready, NULL);
+            }
             if (hi > lo && m->micro_begin) m->micro_begin(m, step, a);
             if (hi > lo) micro_run(&u, gidx + my_lo + lo, hi - lo);
         }
+        if (overlap) m->set_grad_ready(m, NULL, NULL);
         double ta = now_seconds();
-        double norm = ops->grads_allreduce(m->grads, n, c->bucket_floats ? c->bucket_floats : n);
+        double norm = ops->grads_allreduce(m->grads, n, bucket, c->grad_reduce);
         ta = now_seconds() - ta; /* includes waiting for the slowest rank's backward */
         double met[9] = {u.met.loss, u.met.reward_chosen, u.met.reward_rejected, u.met.accuracy, u.met.margin,
                          u.met.logp_chosen, u.met.logp_rejected, u.met.n, u.tokens};
@@ -277,6 +285,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         ops->adamw(m->params + os.lo, m->grads + os.lo, os.m, os.v, m->decay_mask ? m->decay_mask + os.lo : NULL,
                    os.len, lr, grad_clip_coef(norm, c->optim.grad_clip), &c->optim, step + 1);
         if (c->zero1 && R > 1) ops->params_allgather(m->params, n, os.counts, os.displs);
+        if (m->params_changed) m->params_changed(m); /* the bf16 shadow (mixed precision) follows the master */
         double dt = now_seconds() - t0;
         StepLog l = {.step = step + 1, .loss = met[0] / met[7], .reward_chosen = met[1] / met[7],
                      .reward_rejected = met[2] / met[7], .accuracy = met[3] / met[7], .margin = met[4] / met[7],

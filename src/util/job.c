@@ -27,6 +27,7 @@ static const char *const CLEAN_NAMES[] = {"none", "sac", "vote_all_remove", "vot
                                           "vote_maj_flip", "margin_remove", "margin_flip", "ifd_r", "ifd_gap_r",
                                           "ifd_gap_f", "rw_gap_r", "rw_gap_f", "llm_judge_r", "llm_judge_f",
                                           "consensus_r", "consensus_f", NULL};
+static const char *const DTYPE_NAMES[] = {"fp32", "bf16", NULL}; /* index = quorum/ops.h DType */
 static const char *const NORM_NAMES[] = {"none", "zscore", "rank", NULL};
 static const char *const KIND_NAMES[] = {"reward", "lm", "implicit", "judge", NULL};
 /* Order = DpoLoss (quorum/job.h); TRL's loss_type names, then quorum's names for TRL's pre-2026 forms. */
@@ -139,6 +140,8 @@ static const Field DPO_FIELDS[] = {
     {"max_prompt_length", F_INT, S(JobDpo, max_prompt_length)},
     {"zero1", F_BOOL, S(JobDpo, zero1)},
     {"checkpoint_every", F_INT, S(JobDpo, checkpoint_every)},
+    {"precision", F_ENUM, S(JobDpo, precision), DTYPE_NAMES},
+    {"grad_reduce", F_ENUM, S(JobDpo, grad_reduce), DTYPE_NAMES},
     {NULL},
 };
 #undef S

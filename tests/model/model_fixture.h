@@ -26,4 +26,6 @@ void batch_free(Batch *b);
 int cmd_packed(const char *case_dir, int inference); /* test_model_engine.c */
 int cmd_bf16_ops(void);
 int cmd_lora(const char *case_dir); /* test_model_lora.c */
+float bf16_widen(uint16_t h);                                          /* bf16 bits -> fp32 (exact) */
+int cmd_mixed_ops(void); /* test_model_mixed.c */
 #endif

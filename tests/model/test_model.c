@@ -4,6 +4,7 @@
  *                                              with the cblas and the portable matmul; batch invariance;
  *                                              inference mode; save + bit-exact reload into saved_dir
  *   test_model bf16_ops                        bf16 GEMM / embedding vs float64 sums (test_model_engine.c)
+ *   test_model mixed_ops                       matmul_backward_bf16 / cast_f32_to_bf16 vs float64 (test_model_mixed.c)
  *   test_model packed <case_dir> [inference]   packed + shared-prefix scoring vs plain scoring and torch
  *                                              (inference: loaded with model_load_ex, bf16 kept; test_model_engine.c)
  *   test_model errors <fixtures> <scratch_dir>  corrupted safetensors and mismatched configs: one-line
@@ -728,6 +729,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "parity")) return cmd_parity(argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "errors")) return cmd_errors(argv[2], argv[3]);
     if (argc == 2 && !strcmp(argv[1], "bf16_ops")) return cmd_bf16_ops();
+    if (argc == 2 && !strcmp(argv[1], "mixed_ops")) return cmd_mixed_ops();
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "packed"))
         return cmd_packed(argv[2], argc == 4 && !strcmp(argv[3], "inference"));
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();

@@ -107,7 +107,7 @@ int cmd_packed(const char *case_dir, int inference) {
     TEST_MAIN_END();
 }
 
-static float bf16_widen(uint16_t h) {
+float bf16_widen(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;
     memcpy(&f, &bits, 4);

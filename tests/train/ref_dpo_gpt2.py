@@ -4,7 +4,7 @@ cosine-with-warmup schedule, on the exact tokenized pairs and batch order the C 
 init-model's checkpoint (normal(0,0.02) / zeros / ones), the cached reference log-probs, the loss of
 each of 10 steps (grad_accum 2), and the exported final weights.
 usage: ref_dpo_gpt2.py QUORUM TRAIN_TOOL SHARED_DIR WORKDIR"""
-import json, math, os, shutil, sys
+import json, math, os, sys
 import numpy as np
 import torch
 
@@ -16,17 +16,10 @@ import ref_model  # noqa: E402
 
 QUORUM, TOOL, SHARED, WORK = sys.argv[1:5]
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from support import check, finish, sh, shared_hh_gpt2, verbose  # noqa: E402
+from support import check, finish, sh, tiny_gpt2_dpo_setup, verbose  # noqa: E402
 verbose()
-HH, TOK = shared_hh_gpt2(SHARED)
 STEPS, B, LR, WD, CLIP, WARM, BETA = 10, 4, 2e-3, 0.01, 1.0, 2, 0.1
-
-shutil.rmtree(WORK, ignore_errors=True)
-os.makedirs(WORK)
-sh(QUORUM, "ingest", "--out", WORK, "--name", "hh", "--format", "hh", "--max-pairs", "24", HH)
-pol = os.path.join(WORK, "policy")
-sh(TOOL, "init-model", "--arch", "gpt2", "--layers", "2", "--dim", "32", "--heads", "2", "--max-pos", "64",
-   "--tokenizer", TOK, "--head", "lm", "--seed", "5", "--out", pol)
+_, pol, TOK = tiny_gpt2_dpo_setup(QUORUM, TOOL, SHARED, WORK)
 out = os.path.join(WORK, "dpo")
 sh(TOOL, "dpo", "--policy", pol, "--corpus-dir", os.path.join(WORK, "corpora", "hh"), "--out", out,
    "--steps", str(STEPS), "--batch-size", str(B), "--grad-accum", "2", "--lr", str(LR), "--weight-decay", str(WD),

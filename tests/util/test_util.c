@@ -24,6 +24,10 @@ static void test_job(void) {
     CHECK(j.committee[0].max_length == 1024);
     CHECK(j.clean.method == CLEAN_MARGIN_FLIP && fabsf(j.clean.p - 0.2f) < 1e-7 && j.clean.n_splits == 1);
     CHECK(j.dpo.enabled && j.dpo.loss == DPO_IPO && j.dpo.zero1 == 1 && !strcmp(j.dpo.policy, "jobs/p"));
+    CHECK(j.dpo.precision == 0 && j.dpo.grad_reduce == 0); /* fp32 unless asked */
+    CHECK(parse(&j, "{\"dpo\":{\"policy\":\"p\",\"precision\":\"bf16\",\"grad_reduce\":\"bf16\"}}") == 0 &&
+          j.dpo.precision == 1 && j.dpo.grad_reduce == 1);
+    CHECK(parse(&j, "{\"dpo\":{\"policy\":\"p\",\"precision\":\"fp16\"}}") != 0);
     /* builtin members name no file: not resolved against the job folder */
     CHECK(parse(&j, "{\"committee\":[{\"name\":\"m\",\"path\":\"builtin:kw:x\"}]}") == 0 &&
           !strcmp(j.committee[0].path, "builtin:kw:x"));
