@@ -11,7 +11,8 @@
  * computes q.k for key `lane` of the tile from shared memory: no shuffles), softmax statistics by warp
  * reductions, and the p.V product by lane = output channel (c = lane + 32 j), p broadcast by shuffles.
  * fp32 SIMT arithmetic; tensor-core (mma / wgmma) tiles are the next step once the device check has measured this.
- * HD <= FA_MAXHD. The CPU twin (src/model/backend_cpu.c attention_varlen_forward_cpu) is the same algorithm.
+ * HD <= FA_MAXHD. The CPU twin (src/model/backend_cpu.c attention_varlen_forward_cpu) is the same algorithm; the
+ * backward is attention_flash_bwd.cu.
  */
 #include <math.h>
 #include "cuda_common.cuh"

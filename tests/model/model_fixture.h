@@ -25,4 +25,5 @@ void batch_free(Batch *b);
 
 int cmd_packed(const char *case_dir, int inference); /* test_model_engine.c */
 int cmd_bf16_ops(void);
+int cmd_flash_backward(const char *dir);
 #endif

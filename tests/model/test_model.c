@@ -773,6 +773,7 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "errors")) return cmd_errors(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "ops")) return cmd_ops(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "bf16_ops")) return cmd_bf16_ops();
+    if (argc == 3 && !strcmp(argv[1], "flash_backward")) return cmd_flash_backward(argv[2]);
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "packed"))
         return cmd_packed(argv[2], argc == 4 && !strcmp(argv[3], "inference"));
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();

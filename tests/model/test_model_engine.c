@@ -1,13 +1,15 @@
 /* test_model_engine.c - the scoring engine's inference paths (test_model.c's main dispatches here):
  *   test_model packed <case_dir> [inference]  packed + shared-prefix scoring (model_reward_packed) vs plain scoring
  *                                             and the torch reference
- *   test_model bf16_ops                       matmul_forward_bf16 / embedding_forward_bf16 vs float64 sums */
+ *   test_model bf16_ops                       matmul_forward_bf16 / embedding_forward_bf16 vs float64 sums
+ *   test_model flash_backward <dir>           attention_varlen_forward/backward vs ref_flash.py (float64 autograd) */
 #define _GNU_SOURCE
 #define TEST_EXTERN_COUNTERS /* test_model.c (main) defines them */
 #include "../test.h"
 #include "model_fixture.h"
 #include "quorum/common.h"
 
+#include <math.h>
 #include <string.h>
 
 /* rewards of sequences seqs/lens through model_reward one padded batch (the T^2 attention of a training load) */
@@ -168,5 +170,71 @@ int cmd_bf16_ops(void) {
     CHECK(same);
     BE->free(dw), BE->free(dx), BE->free(db), BE->free(dout), BE->free(did), BE->free(demb);
     free(w), free(x);
+    TEST_MAIN_END();
+}
+
+/* ---------------------------------------------------------------- flash attention backward (op level) */
+
+/* to the backend, fp32 */
+static float *up(const float *h, size_t n) {
+    float *d = BE->alloc(sizeof(float) * (n + 1));
+    BE->to_backend(d, h, sizeof(float) * n);
+    return d;
+}
+
+/* One ref_flash.py case: forward (out, lse) and backward (dqkv0 + grad) vs float64 autograd; the backward twice
+ * from the same dqkv0 is bit-identical (deterministic). */
+static void flash_case(const char *path) {
+    SafeTensors st;
+    REQUIRE(safetensors_open(&st, path) == 0);
+    int64_t nw, no, S4;
+    float *qkv = ref_get(&st, "qkv", &nw), *dout = ref_get(&st, "dout", &no), *dq0 = ref_get(&st, "dqkv0", NULL);
+    float *segf = ref_get(&st, "segs", &S4), *dims = ref_get(&st, "dims", NULL);
+    float *want_out = ref_get(&st, "out", NULL), *want_lse = ref_get(&st, "lse", NULL), *want = ref_get(&st, "dqkv", NULL);
+    int NH = (int)dims[0], NKV = (int)dims[1], HD = (int)dims[2], window = (int)dims[5], S = (int)(S4 / 4);
+    float scale = dims[3], softcap = dims[4];
+    size_t N = (size_t)(no / ((int64_t)NH * HD));
+    int *segs = xmalloc(sizeof(int) * 4 * S);
+    for (int i = 0; i < 4 * S; i++) segs[i] = (int)segf[i];
+    float *d_qkv = up(qkv, nw), *d_dout = up(dout, no), *d_out = BE->alloc(sizeof(float) * no);
+    float *d_lse = BE->alloc(sizeof(float) * N * NH), *d_dqkv = up(dq0, nw);
+    int *d_segs = BE->alloc(sizeof(int) * 4 * S);
+    BE->to_backend(d_segs, segs, sizeof(int) * 4 * S);
+    BE->attention_varlen_forward(d_out, d_lse, d_qkv, d_segs, S, NH, NKV, HD, scale, softcap, window);
+    float *got = xmalloc(sizeof(float) * nw), *again = xmalloc(sizeof(float) * nw), *o = xmalloc(sizeof(float) * no);
+    float *l = xmalloc(sizeof(float) * N * NH);
+    BE->to_host(o, d_out, sizeof(float) * no);
+    BE->to_host(l, d_lse, sizeof(float) * N * NH);
+    BE->attention_varlen_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_segs, S, NH, NKV, HD, scale, softcap, window);
+    poison(got, nw);
+    BE->to_host(got, d_dqkv, sizeof(float) * nw);
+    BE->to_backend(d_dqkv, dq0, sizeof(float) * nw);
+    BE->attention_varlen_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_segs, S, NH, NKV, HD, scale, softcap, window);
+    BE->to_host(again, d_dqkv, sizeof(float) * nw);
+    double eo = max_rel(o, want_out, no), el = max_rel(l, want_lse, N * NH), eg = max_rel(got, want, nw);
+    size_t moved = 0; /* the gradient itself must be there, not just dqkv0 */
+    for (int64_t i = 0; i < nw; i++) moved += fabsf(got[i] - dq0[i]) > 1e-3f;
+    printf("  %s: N=%zu S=%d NH=%d NKV=%d HD=%d softcap=%g window=%d: max rel err vs torch out %.3g lse %.3g "
+           "dqkv %.3g (%zu of %lld elements moved); rerun bit-identical %d\n", path, N, S, NH, NKV, HD, softcap,
+           window, eo, el, eg, moved, (long long)nw, !memcmp(got, again, sizeof(float) * nw));
+    CHECKF(eo < 1e-5 && el < 1e-5 && eg < 2e-5, "%s: out %.3g lse %.3g dqkv %.3g", path, eo, el, eg);
+    CHECKF(moved > (size_t)nw / 2, "%s: only %zu of %lld gradient elements differ from dqkv0", path, moved, (long long)nw);
+    CHECKF(!memcmp(got, again, sizeof(float) * nw), "%s: backward not deterministic", path);
+    BE->free(d_qkv), BE->free(d_dout), BE->free(d_out), BE->free(d_lse), BE->free(d_dqkv), BE->free(d_segs);
+    free(qkv), free(dout), free(dq0), free(segf), free(dims), free(want_out), free(want_lse), free(want), free(segs);
+    free(got), free(again), free(o), free(l);
+    safetensors_close(&st);
+}
+
+/* attention_varlen_forward + attention_varlen_backward against ref_flash.py's float64 autograd, every case in dir */
+int cmd_flash_backward(const char *dir) {
+    static const char *cases[] = {"plain", "prefix_gqa", "window_softcap", "long_hd40", "long_window"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "flash_%s.safetensors", cases[i]);
+        char *p = path_join(dir, name);
+        flash_case(p);
+        free(p);
+    }
     TEST_MAIN_END();
 }
