@@ -19,9 +19,18 @@ static Dims dims_of(const Model *m) {
     return d;
 }
 
-/* 1 when attention runs flash-style (attention_varlen_forward over m->a.segs): inference on a backend that has
- * it, and always for packed batches. Training keeps the T^2 path, whose probabilities backward reads. */
-static int flash_attention(const Model *m) { return !m->grad_enabled && m->be->attention_varlen_forward; }
+/* 1 when a padded batch's attention runs flash-style (attention_varlen_forward over one segment per sequence):
+ * inference on a backend that has it, training when the backend also has attention_varlen_backward (the forward
+ * saves each row's logsumexp, (L,N,NH), instead of the (L,B,NH,T,T) probabilities). QUORUM_ATTENTION=t2 keeps
+ * training on the T^2 path (attention_forward / attention_ex_*: the oracle, and the fallback for a backend
+ * without the backward). Packed streams are always flash (forward_packed). */
+static int flash_wanted(const Model *m) {
+    const Backend *be = m->be;
+    if (!be->attention_varlen_forward) return 0;
+    if (!m->grad_enabled) return 1;
+    const char *e = getenv("QUORUM_ATTENTION");
+    return be->attention_varlen_backward && !(e && !strcmp(e, "t2"));
+}
 
 /* Carves every activation buffer for (B,T,M) out of one allocation (walk once with base NULL to size), each
  * starting at a multiple of 256 bytes (cudaMalloc is 256-byte aligned: the GEMMs get aligned operands). */
@@ -32,8 +41,9 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
 #define TAKE(ptr, count) do { a->ptr = base ? base + off : NULL; off = (off + (count) + 63) & ~(size_t)63; } while (0)
     TAKE(enc, N * d.C);
     TAKE(ln1, LA * N * d.C); TAKE(ln1_mean, LA * N); TAKE(ln1_rstd, LA * N);
-    size_t t2 = !flash_attention(m); /* the (B,NH,T,T) probabilities only for the T^2 path */
+    size_t t2 = !m->flash, grad = m->grad_enabled; /* (B,NH,T,T) probabilities only for the T^2 path */
     TAKE(qkv, LA * N * d.QKV); TAKE(att, t2 * LA * B * d.NH * T * T); TAKE(atty, LA * N * d.NH * d.HD);
+    TAKE(alse, !t2 * grad * LA * N * d.NH);
     TAKE(res2, LA * N * d.C);
     TAKE(ln2, LA * N * d.C); TAKE(ln2_mean, LA * N); TAKE(ln2_rstd, LA * N);
     TAKE(fch, LA * N * d.FC); TAKE(fca, LA * N * d.F); TAKE(res3, LA * N * d.C);
@@ -50,9 +60,8 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
     TAKE(po1, pn * LA * N * d.C); TAKE(po1_rstd, pn * LA * N);
     TAKE(po2, pn * LA * N * d.C); TAKE(po2_rstd, pn * LA * N);
     TAKE(hact, (size_t)M * hw);
-    size_t grad = m->grad_enabled;
     TAKE(dres, grad * N * d.C); TAKE(dln, grad * N * d.C); TAKE(dqkv, grad * N * d.QKV);
-    TAKE(datt, grad * B * d.NH * T * T); TAKE(datty, grad * N * d.NH * d.HD);
+    TAKE(datt, grad * t2 * B * d.NH * T * T); TAKE(datty, grad * N * d.NH * d.HD);
     TAKE(dfch, grad * N * d.FC); TAKE(dfca, grad * N * d.F);
     TAKE(dg, grad * M * d.C); TAKE(dgn, grad * M * d.C); TAKE(dlogp, grad * M);
     TAKE(dqkr, grad * qk * N * d.QKV); TAKE(dpo, grad * pn * N * d.C); TAKE(dhact, grad * M * hw);
@@ -228,13 +237,14 @@ int model_backend_supports(const ModelConfig *c, const Backend *be, const char *
     return 1;
 }
 
-static void attn_forward(Model *m, int l, float *out, float *att, const float *qkv, int B, int T) {
+static void attn_forward(Model *m, int l, float *out, float *att, float *lse, const float *qkv, int B, int T) {
     const ModelConfig *c = &m->cfg;
-    if (flash_attention(m)) {
+    if (m->flash) {
         if (m->pad_rows) /* padded queries are no segment's: keep their rows finite (ops.h) for the ops after */
             m->be->zero(out, sizeof(float) * (size_t)B * T * c->n_head * c->head_dim);
-        m->be->attention_varlen_forward(out, NULL, qkv, m->a.segs, m->S, c->n_head, c->n_kv_head, c->head_dim,
-                                        c->attn_scale, c->attn_softcap, c->layer_window[l] ? c->sliding_window : 0);
+        m->be->attention_varlen_forward(out, m->grad_enabled ? lse : NULL, qkv, m->a.segs, m->S, c->n_head,
+                                        c->n_kv_head, c->head_dim, c->attn_scale, c->attn_softcap,
+                                        c->layer_window[l] ? c->sliding_window : 0);
         return;
     }
     int win = attn_window(m, l, T);
@@ -245,9 +255,16 @@ static void attn_forward(Model *m, int l, float *out, float *att, const float *q
                                     c->attn_scale, c->attn_softcap, win);
 }
 
-static void attn_backward(Model *m, int l, float *dqkv, const float *dout, const float *qkv, const float *att, int B,
-                          int T) {
+/* dqkv += d(attention of layer l) given dout; out / att / lse as the forward saved them */
+static void attn_backward(Model *m, int l, float *dqkv, const float *dout, const float *qkv, const float *out,
+                          const float *att, const float *lse, int B, int T) {
     const ModelConfig *c = &m->cfg;
+    if (m->flash) {
+        m->be->attention_varlen_backward(dqkv, dout, qkv, out, lse, m->a.segs, m->S, c->n_head, c->n_kv_head,
+                                         c->head_dim, c->attn_scale, c->attn_softcap,
+                                         c->layer_window[l] ? c->sliding_window : 0);
+        return;
+    }
     int win = attn_window(m, l, T);
     if (!win && attn_plain(c))
         m->be->attention_backward(dqkv, m->a.datt, dout, qkv, att, m->a.lens, B, T, c->n_head, c->n_kv_head, c->head_dim);
@@ -273,7 +290,7 @@ static void act_backward(Model *m, float *dfch, const float *dfca, const float *
 
 /* One layer's activation slots (l-th of every saved array). */
 typedef struct {
-    float *x, *ln1, *qkv, *qkr, *qk_rstd, *att, *atty, *po1, *po1_rstd, *res2, *ln2, *fch, *fca, *po2, *po2_rstd, *res3;
+    float *x, *ln1, *qkv, *qkr, *qk_rstd, *att, *alse, *atty, *po1, *po1_rstd, *res2, *ln2, *fch, *fca, *po2, *po2_rstd, *res3;
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
 } LayerActs;
 
@@ -283,7 +300,7 @@ static LayerActs layer_acts(Model *m, int l, int B, int T) {
     LayerActs a = {
         .x = l ? AT(res3, l - 1, nc) : m->a.enc, .ln1 = AT(ln1, l, nc), .qkv = AT(qkv, l, N * d.QKV),
         .qkr = AT(qkr, l, N * d.QKV), .qk_rstd = AT(qk_rstd, l, N * (d.NH + d.NKV)),
-        .att = AT(att, l, N * d.NH * T), .atty = AT(atty, l, N * d.NH * d.HD),
+        .att = AT(att, l, N * d.NH * T), .alse = AT(alse, l, N * d.NH), .atty = AT(atty, l, N * d.NH * d.HD),
         .po1 = AT(po1, l, nc), .po1_rstd = AT(po1_rstd, l, N), .res2 = AT(res2, l, nc), .ln2 = AT(ln2, l, nc),
         .fch = AT(fch, l, N * d.FC), .fca = AT(fca, l, N * d.F), .po2 = AT(po2, l, nc), .po2_rstd = AT(po2_rstd, l, N),
         .res3 = AT(res3, l, nc), .ln1_mean = AT(ln1_mean, l, N), .ln1_rstd = AT(ln1_rstd, l, N),
@@ -311,7 +328,7 @@ static void trunk_forward(Model *m, int B, int T, const int *pos) {
         if (c->qk_norm)
             be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
         rope_apply(m, l, a.qkv, B, T, 0);
-        attn_forward(m, l, a.atty, a.att, a.qkv, B, T);
+        attn_forward(m, l, a.atty, a.att, a.alse, a.qkv, B, T);
         linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
         if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
         be->residual_forward(a.res2, a.x, m->a.proj, nc);
@@ -355,7 +372,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         be->zero(m->a.datty, sizeof(float) * N * d.NH * d.HD);
         linear_backward(m, m->a.datty, dao, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
         be->zero(m->a.dqkv, sizeof(float) * N * d.QKV);
-        attn_backward(m, l, m->a.dqkv, m->a.datty, a.qkv, a.att, B, T);
+        attn_backward(m, l, m->a.dqkv, m->a.datty, a.qkv, a.atty, a.att, a.alse, B, T);
         rope_apply(m, l, m->a.dqkv, B, T, 1);
         const float *dmm = m->a.dqkv;
         if (c->qk_norm) {
@@ -411,6 +428,7 @@ static void head_forward(Model *m, int B, int T, int M) {
  * gathers rows and applies the final norm + head. */
 static void run_forward(Model *m, const int32_t *ids, const int *lens, const int *targets, int B, int T, int M) {
     const Backend *be = m->be;
+    m->flash = flash_wanted(m);
     acts_ensure(m, B, T, M, B);
     m->B = B;
     m->T = T;
@@ -436,6 +454,7 @@ static void run_forward(Model *m, const int32_t *ids, const int *lens, const int
 
 void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M) {
     const Backend *be = m->be;
+    m->flash = 1;
     acts_ensure(m, 1, N, M, S);
     m->B = 1;
     m->T = N;

@@ -30,7 +30,8 @@ typedef struct {
     float *enc;                                     /* (N,C) embedding output = input of layer 0 */
     float *ln1, *ln1_mean, *ln1_rstd;               /* (L,N,C) (L,N) (L,N) */
     float *qkv;                                     /* (L,N,QKV) post-RoPE */
-    float *att;                                     /* (L,B,NH,T,T) */
+    float *att;                                     /* (L,B,NH,T,T) the T^2 path's probabilities */
+    float *alse;                                    /* (L,N,NH) flash path: attention logsumexp (training) */
     float *atty;                                    /* (L,N,NH*HD) */
     float *res2;                                    /* (L,N,C) */
     float *ln2, *ln2_mean, *ln2_rstd;               /* (L,N,C) (L,N) (L,N) */
@@ -86,6 +87,7 @@ struct Model {
     int last;         /* 0 none, 1 reward, 2 logprobs */
     int B, T, M, S;
     int pad_rows;     /* the (B,T) batch has padded rows (flash attention leaves them to be zeroed) */
+    int flash;        /* attention of the current forward: 1 attention_varlen_* over a.segs, 0 the T^2 ops */
     int *rows_host;   /* (M) */
     float *tok_logp;  /* (B,T) host */
     size_t tok_cap;
