@@ -133,10 +133,22 @@ typedef struct {
     int share_pairs;  /* 1: pairs (2i, 2i+1) share their common prefix */
 } ModelPackOpts;
 typedef struct {
-    int64_t forwards, tokens, shared_tokens; /* totals of the last model_reward_packed call: tokens run, tokens saved */
+    int64_t forwards, tokens, shared_tokens; /* totals of the last packed call: tokens run, tokens saved */
 } ModelPackStats;
 int model_reward_packed(Model *m, const int32_t *const *seqs, const int *lens, int n, const ModelPackOpts *opts,
                         float *reward, ModelPackStats *stats /* or NULL */);
+/* Packed causal-LM log-probs, model_reward_packed's layout for a policy (DPO's prefix sharing): seq_logp[s] =
+ * sum_t masks[s][t] * log p(seqs[s][t] | seqs[s][<t]) over 1 <= t < lens[s] (masks[s] host, lens[s] entries), as
+ * model_logprobs. Positions restart at 0 per sequence (RoPE tables and GPT-2 wpe by each row's position). With
+ * opts->share_pairs, sequences 2i and 2i+1 run their longest common token prefix LESS ONE token once: then every
+ * shared row predicts the same next token for both, and a masked one counts for each sequence masking it (the row
+ * before the first difference predicts different tokens, so each sequence keeps its own). Grads enabled: all n
+ * sequences run as ONE forward (token_budget ignored) that model_backward(m, dseq[n]) then differentiates (shared
+ * rows get both sequences' gradients); equal to model_logprobs + model_backward within fp32 rounding. Grads
+ * disabled: forwards of token_budget tokens, as model_reward_packed. Needs attention_varlen_forward (+ _backward
+ * with grads) on the backend; model_token_logprobs is not filled. 0, or -1 after one line. */
+int model_logprobs_packed(Model *m, const int32_t *const *seqs, const int *lens, const uint8_t *const *masks, int n,
+                          const ModelPackOpts *opts, float *seq_logp, ModelPackStats *stats /* or NULL */);
 /* Causal LM forward: seq_logp[b] = sum_t mask[b,t] * log p(ids[b,t] | ids[b,<t]). mask (B,T) host marks
  * completion targets; positions t == 0 or t >= lens[b] are ignored. -1 on a reward model. */
 int model_logprobs(Model *m, const int32_t *ids, const int *lens, const uint8_t *mask, int B, int T,
@@ -144,7 +156,7 @@ int model_logprobs(Model *m, const int32_t *ids, const int *lens, const uint8_t 
 /* Per-token log-probs of the last model_logprobs call, host (B,T): logp of ids[b,t] at masked positions,
  * 0 elsewhere. Valid until the next forward. */
 const float *model_token_logprobs(const Model *m);
-/* Backward of the last forward (reward or logprobs) given dLoss/dreward[b] or dLoss/dseq_logp[b] (host).
+/* Backward of the last forward (reward, logprobs or logprobs_packed) given dLoss/dreward[b] or dLoss/dseq_logp[b] (host).
  * ACCUMULATES into the grad buffer. One backward per forward. -1 when there is no forward to
  * differentiate (or grads are disabled). */
 int model_backward(Model *m, const float *dseq /*[B]*/);

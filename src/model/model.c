@@ -605,6 +605,7 @@ void model_free(Model *m) {
     if (m->act_int) m->be->free(m->act_int);
     if (m->norm1p) m->be->free(m->norm1p);
     free(m->rows_host);
+    free(m->row_seq);
     free(m->tok_logp);
     cJSON_Delete(m->config_json);
     free(m);

@@ -386,7 +386,12 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         norm_backward(m, m->a.dres, m->a.dln, a.x, a.ln1_mean, a.ln1_rstd, L->ln1_w, L->ln1_b, N);
     }
     if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
-    be->embedding_backward(G(m->wte), G(m->wpe), m->a.dres, m->a.ids, B, T, d.C);
+    if (m->packed && m->wpe != OFF_NONE) { /* GPT-2 positions of a packed stream: wpe rows by a.pos, a lookup */
+        be->embedding_backward(G(m->wte), NULL, m->a.dres, m->a.ids, B, T, d.C);
+        be->embedding_backward(G(m->wpe), NULL, m->a.dres, m->a.pos, B, T, d.C);
+    } else {
+        be->embedding_backward(G(m->wte), G(m->wpe), m->a.dres, m->a.ids, B, T, d.C);
+    }
 }
 
 /* Validates a batch; -1 (one line) on bad shapes, lengths or ids. */
@@ -429,6 +434,7 @@ static void head_forward(Model *m, int B, int T, int M) {
 static void run_forward(Model *m, const int32_t *ids, const int *lens, const int *targets, int B, int T, int M) {
     const Backend *be = m->be;
     m->flash = flash_wanted(m);
+    m->packed = 0;
     acts_ensure(m, B, T, M, B);
     m->B = B;
     m->T = T;
@@ -452,15 +458,17 @@ static void run_forward(Model *m, const int32_t *ids, const int *lens, const int
     head_forward(m, B, T, M);
 }
 
-void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M) {
+void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M,
+                    const int *targets) {
     const Backend *be = m->be;
-    m->flash = 1;
+    m->flash = m->packed = 1;
     acts_ensure(m, 1, N, M, S);
     m->B = 1;
     m->T = N;
     m->M = M;
-    m->last = 0; /* packed forwards are scoring only */
+    m->last = 0; /* the caller sets it once the head's outputs are read */
     m->pad_rows = 0; /* the segments cover the stream */
+    if (targets) be->to_backend(m->a.targets, targets, sizeof(int) * (size_t)M);
     be->to_backend(m->a.ids, ids, sizeof(int) * (size_t)N);
     be->to_backend(m->a.pos, pos, sizeof(int) * (size_t)N);
     be->to_backend(m->a.segs, segs, sizeof(int) * 4 * (size_t)S);
@@ -536,9 +544,12 @@ int model_backward(Model *m, const float *dseq) {
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;
-    /* dLoss/d(head output) per gathered row */
+    /* dLoss/d(head output) per gathered row: of its sequence, or of the one or two a packed row serves */
     float *dh = xmalloc(sizeof(float) * (M + 1));
-    for (int i = 0; i < M; i++) dh[i] = dseq[m->rows_host[i] / T];
+    for (int i = 0; i < M; i++) {
+        const int *o = m->row_seq + 2 * i;
+        dh[i] = !m->packed ? dseq[m->rows_host[i] / T] : (o[0] >= 0 ? dseq[o[0]] : 0.0f) + (o[1] >= 0 ? dseq[o[1]] : 0.0f);
+    }
     be->zero(m->a.dgn, sizeof(float) * (size_t)M * d.C);
     be->to_backend(m->a.dlogp, dh, sizeof(float) * M); /* dlogp, or (B,1) dreward */
     if (m->last == 2) {

@@ -88,6 +88,9 @@ struct Model {
     int B, T, M, S;
     int pad_rows;     /* the (B,T) batch has padded rows (flash attention leaves them to be zeroed) */
     int flash;        /* attention of the current forward: 1 attention_varlen_* over a.segs, 0 the T^2 ops */
+    int packed;       /* the current forward is a packed stream (forward_packed): positions a.pos, rows by row_seq */
+    int *row_seq;     /* (2M) host, packed forwards: the sequence(s) gathered row m serves (-1 none); a shared
+                         prefix row predicting a token both sequences of a pair mask serves both */
     int *rows_host;   /* (M) */
     float *tok_logp;  /* (B,T) host */
     size_t tok_cap;
@@ -95,9 +98,11 @@ struct Model {
 
 #define OFF_NONE ((size_t)-1)
 
-/* model_forward.c: a packed stream of N tokens (host ids, positions, attention segments, rows to score) through
- * the trunk, the final norm and the head (a.logits (M,...)); inference only (flash attention). */
-void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M);
+/* model_forward.c: a packed stream of N tokens (host ids, positions, attention segments, rows to score, LM targets
+ * or NULL) through the trunk, the final norm and the head (a.logits (M,...)); flash attention. With grads enabled
+ * model_backward differentiates it once the caller has filled m->row_seq and set m->last. */
+void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M,
+                    const int *targets);
 
 /* model.c: allocates and zeroes the gradient buffer when absent */
 void grads_ensure(Model *m);

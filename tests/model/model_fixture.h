@@ -22,8 +22,11 @@ double max_rel(const float *a, const float *b, size_t n);               /* max_i
 void poison(float *x, size_t n);                                        /* every element NaN */
 void batch_load(Batch *b, const SafeTensors *st, const Model *m);
 void batch_free(Batch *b);
+double norm_rel(const float *a, const float *b, size_t n);               /* ||a-b|| / ||b|| */
+void check_grads(Model *m, const SafeTensors *st, const char *label);  /* every grad vs ref grad.<name> (1e-3) */
 
 int cmd_packed(const char *case_dir, int inference); /* test_model_engine.c */
 int cmd_bf16_ops(void);
 int cmd_flash_backward(const char *dir);
+int cmd_packed_lm(const char *case_dir);
 #endif

@@ -50,7 +50,7 @@ double max_rel(const float *a, const float *b, size_t n) {
 }
 
 /* ||a-b|| / ||b|| */
-static double norm_rel(const float *a, const float *b, size_t n) {
+double norm_rel(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
@@ -109,7 +109,7 @@ static void dpo_grad(const float *out, const float *ref, int B, float beta, floa
 }
 
 /* Compares every parameter gradient with grad.<name> (file layout: Conv1D transposed). */
-static void check_grads(Model *m, const SafeTensors *st, const char *label) {
+void check_grads(Model *m, const SafeTensors *st, const char *label) {
     int nt;
     const ModelTensor *ts = model_tensors(m, &nt);
     size_t np = model_n_params(m);
@@ -774,6 +774,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "ops")) return cmd_ops(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "bf16_ops")) return cmd_bf16_ops();
     if (argc == 3 && !strcmp(argv[1], "flash_backward")) return cmd_flash_backward(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "packed_lm")) return cmd_packed_lm(argv[2]);
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "packed"))
         return cmd_packed(argv[2], argc == 4 && !strcmp(argv[3], "inference"));
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();

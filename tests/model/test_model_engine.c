@@ -2,7 +2,8 @@
  *   test_model packed <case_dir> [inference]  packed + shared-prefix scoring (model_reward_packed) vs plain scoring
  *                                             and the torch reference
  *   test_model bf16_ops                       matmul_forward_bf16 / embedding_forward_bf16 vs float64 sums
- *   test_model flash_backward <dir>           attention_varlen_forward/backward vs ref_flash.py (float64 autograd) */
+ *   test_model flash_backward <dir>           attention_varlen_forward/backward vs ref_flash.py (float64 autograd)
+ *   test_model packed_lm <case_dir>           model_logprobs_packed + model_backward vs torch and the padded path */
 #define _GNU_SOURCE
 #define TEST_EXTERN_COUNTERS /* test_model.c (main) defines them */
 #include "../test.h"
@@ -236,5 +237,109 @@ int cmd_flash_backward(const char *dir) {
         flash_case(p);
         free(p);
     }
+    TEST_MAIN_END();
+}
+
+/* ---------------------------------------------------------------- packed causal-LM training forward */
+
+static float *grads_host(Model *m) {
+    size_t np = model_n_params(m);
+    float *g = xmalloc(sizeof(float) * np);
+    model_backend(m)->to_host(g, model_grads(m), sizeof(float) * np);
+    return g;
+}
+
+/* packed forward + backward of seqs (sharing on/off) from zero grads; returns the grads (host) */
+static float *packed_lm_grads(Model *m, int32_t **seqs, const int *lens, uint8_t **masks, int n, int share,
+                              const float *dseq, float *logp, ModelPackStats *ps) {
+    ModelPackOpts o = {.token_budget = 1, .share_pairs = share}; /* budget ignored with grads: one forward */
+    model_zero_grad(m);
+    poison(logp, n);
+    REQUIRE(model_logprobs_packed(m, (const int32_t *const *)seqs, lens, (const uint8_t *const *)masks, n, &o, logp,
+                                  ps) == 0);
+    REQUIRE(model_backward(m, dseq) == 0);
+    return grads_host(m);
+}
+
+/* model_logprobs_packed + model_backward: on the fixture's rows against torch (log-probs and every gradient,
+ * sharing on and off: the *_hh_* rows are real pairs sharing their prompt), and on pairs made to share a prefix of
+ * every length (masks starting at or after the shared part) against the padded model_logprobs + model_backward. */
+int cmd_packed_lm(const char *case_dir) {
+    char *cfg = path_join(case_dir, "config.json");
+    int made = file_exists(cfg);
+    free(cfg);
+    if (!made) {
+        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
+        return 77;
+    }
+    Model *m = NULL;
+    REQUIRE(model_load(&m, case_dir, BE) == 0);
+    char *refp = path_join(case_dir, "ref.safetensors");
+    SafeTensors st;
+    REQUIRE(safetensors_open(&st, refp) == 0);
+    Batch b;
+    batch_load(&b, &st, m);
+    int n = b.B, T = b.T, V = model_config(m)->vocab_size;
+    int32_t **seqs = xmalloc(sizeof(int32_t *) * 2 * n);
+    uint8_t **masks = xmalloc(sizeof(uint8_t *) * 2 * n);
+    int *lens = xmalloc(sizeof(int) * 2 * n);
+    float *logp = xmalloc(sizeof(float) * 2 * n), *plain = xmalloc(sizeof(float) * 2 * n), dseq[128];
+    ModelPackStats ps;
+    for (int s = 0; s < n; s++) seqs[s] = b.ids + (size_t)s * T, masks[s] = b.mask + (size_t)s * T, lens[s] = b.lens[s];
+    for (int share = 0; share <= 1; share++) {
+        float *g = packed_lm_grads(m, seqs, lens, masks, n, share, b.dseq, logp, &ps);
+        double e = max_rel(logp, b.out, n);
+        printf("  fixture rows share=%d: %lld tokens, %lld shared; max rel err vs torch %.3g\n", share,
+               (long long)ps.tokens, (long long)ps.shared_tokens, e);
+        CHECKF(e < 1e-4, "share=%d: logp vs torch %.3g", share, e);
+        check_grads(m, &st, share ? "packed shared" : "packed");
+        free(g);
+    }
+    /* pairs (row s, its first k tokens + another tail), k = 0 .. lens[s]; the partner's mask starts where row s's
+     * does, one later for odd s (the shared rows then serve one sequence or both) */
+    for (int s = 0; s < n; s++) {
+        int k = (int)((long)lens[s] * s / (n - 1)), len2 = k + 2 + s % 3, m0 = 1;
+        while (m0 < lens[s] - 1 && !masks[s][m0]) m0++;
+        seqs[n + s] = xmalloc(sizeof(int32_t) * len2);
+        masks[n + s] = xcalloc(len2, 1);
+        memcpy(seqs[n + s], seqs[s], sizeof(int32_t) * k);
+        for (int t = k; t < len2; t++) seqs[n + s][t] = (seqs[s][t % lens[s]] + 1 + t) % V;
+        for (int t = m0 + s % 2; t < len2; t++) masks[n + s][t] = 1;
+        lens[n + s] = len2;
+    }
+    int32_t **pairs = xmalloc(sizeof(int32_t *) * 2 * n);
+    uint8_t **pmasks = xmalloc(sizeof(uint8_t *) * 2 * n);
+    int *plens = xmalloc(sizeof(int) * 2 * n), Tp = 0;
+    for (int s = 0; s < 2 * n; s++) {
+        int src = s % 2 ? n + s / 2 : s / 2;
+        pairs[s] = seqs[src], pmasks[s] = masks[src], plens[s] = lens[src];
+        Tp = plens[s] > Tp ? plens[s] : Tp;
+        dseq[s] = (float)(0.3 * ((s * 7) % 5) - 0.6); /* any dLoss/dlogp: the backward is linear in it */
+    }
+    int32_t *ids = xcalloc((size_t)2 * n * Tp, sizeof(int32_t));
+    uint8_t *mask = xcalloc((size_t)2 * n * Tp, 1);
+    for (int s = 0; s < 2 * n; s++) {
+        memcpy(ids + (size_t)s * Tp, pairs[s], sizeof(int32_t) * plens[s]);
+        memcpy(mask + (size_t)s * Tp, pmasks[s], plens[s]);
+    }
+    model_zero_grad(m);
+    REQUIRE(model_logprobs(m, ids, plens, mask, 2 * n, Tp, plain) == 0);
+    REQUIRE(model_backward(m, dseq) == 0);
+    float *gp = grads_host(m);
+    for (int share = 0; share <= 1; share++) {
+        float *g = packed_lm_grads(m, pairs, plens, pmasks, 2 * n, share, dseq, logp, &ps);
+        double e = max_rel(logp, plain, 2 * n), eg = norm_rel(g, gp, model_n_params(m));
+        printf("  prefix pairs share=%d: %lld tokens, %lld shared; vs padded: logp max rel err %.3g, grads norm-rel "
+               "err %.3g\n", share, (long long)ps.tokens, (long long)ps.shared_tokens, e, eg);
+        CHECKF(e < 1e-5 && eg < 1e-5, "prefix pairs share=%d: logp %.3g grads %.3g", share, e, eg);
+        CHECK(share ? ps.shared_tokens > 0 : ps.shared_tokens == 0);
+        free(g);
+    }
+    for (int s = n; s < 2 * n; s++) free(seqs[s]), free(masks[s]);
+    free(gp), free(ids), free(mask), free(pairs), free(pmasks), free(plens), free(seqs), free(masks), free(lens);
+    free(logp), free(plain), free(refp);
+    batch_free(&b);
+    safetensors_close(&st);
+    model_free(m);
     TEST_MAIN_END();
 }
