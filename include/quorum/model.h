@@ -131,6 +131,8 @@ int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, fl
 typedef struct {
     int token_budget; /* tokens per forward (<= 0: 8192) */
     int share_pairs;  /* 1: pairs (2i, 2i+1) share their common prefix */
+    int pair_stride;  /* > 0: the pairs are (i, i + pair_stride) instead (tokpairs.h batch_build's chosen-then-
+                         rejected rows: pair_stride = n/2); 0: (2i, 2i+1) */
 } ModelPackOpts;
 typedef struct {
     int64_t forwards, tokens, shared_tokens; /* totals of the last packed call: tokens run, tokens saved */

@@ -208,6 +208,9 @@ typedef struct {
     size_t bucket_floats;       /* allreduce bucket size (default 1<<20) */
     int quiet;                  /* no per-step stdout lines */
     LoraCfg lora;               /* OBJ_DPO: r > 0 trains adapters only */
+    int packed;                 /* OBJ_DPO: each micro-batch's policy (and reference) forward runs packed, a pair's
+                                   common prompt once (quorum/model.h model_logprobs_packed); equal to the padded
+                                   forward within fp32 rounding. Default 0: see README (Packed DPO) */
 } TrainCfg;
 
 void train_cfg_defaults(TrainCfg *c);

@@ -96,20 +96,27 @@ static int check_seqs(const Model *m, const int32_t *const *seqs, const int *len
     return 0;
 }
 
-/* Units in input order: pairs (2i, 2i+1) with their shared prefix when asked, else single sequences. A reward
+/* the other sequence of s's pair, -1 none: (2i, 2i+1), or (i, i+stride) for i < stride */
+static int partner(int s, int n, int stride) {
+    int p = stride > 0 ? (s < stride ? s + stride : s - stride < stride ? s - stride : -1) : s % 2 ? s - 1 : s + 1;
+    return p < n ? p : -1;
+}
+
+/* Units in input order: pairs with their shared prefix when asked, else single sequences. A reward
  * pair shares its common prefix; an LM pair one token less, so that every shared row predicts the same token
  * for both sequences (the row before the first difference predicts different tokens: each keeps its own). */
-static Unit *make_units(const int32_t *const *seqs, const int *lens, int n, int share, int lm, int *nu) {
+static Unit *make_units(const int32_t *const *seqs, const int *lens, int n, const ModelPackOpts *o, int lm, int *nu) {
     Unit *u = xmalloc(sizeof(Unit) * (n + 1));
-    int k = 0;
+    int k = 0, share = o && o->share_pairs;
     for (int s = 0; s < n; s++) {
-        if (share && s % 2 == 0 && s + 1 < n) {
-            int P = lcp(seqs[s], lens[s], seqs[s + 1], lens[s + 1]) - lm;
+        int b = share ? partner(s, n, o->pair_stride) : -1;
+        if (b >= 0 && b < s) continue; /* in its partner's unit */
+        if (b > s) {
+            int P = lcp(seqs[s], lens[s], seqs[b], lens[b]) - lm;
             P = P < 0 ? 0 : P;
             P = P > lens[s] - 1 ? lens[s] - 1 : P; /* each side keeps its last token: its reward row */
-            P = P > lens[s + 1] - 1 ? lens[s + 1] - 1 : P;
-            u[k++] = (Unit){.a = s, .b = s + 1, .P = P, .ntok = lens[s] + lens[s + 1] - P};
-            s++;
+            P = P > lens[b] - 1 ? lens[b] - 1 : P;
+            u[k++] = (Unit){.a = s, .b = b, .P = P, .ntok = lens[s] + lens[b] - P};
         } else {
             u[k++] = (Unit){.a = s, .b = -1, .ntok = lens[s]};
         }
@@ -125,7 +132,7 @@ static void pack_run(Model *m, const int32_t *const *seqs, const int *lens, cons
                      const ModelPackOpts *opts, float *out, ModelPackStats *stats) {
     int lm = masks != NULL, nu, total = 0, biggest = 0;
     int budget = m->grad_enabled ? INT_MAX : opts && opts->token_budget > 0 ? opts->token_budget : 8192;
-    Unit *u = make_units(seqs, lens, n, opts && opts->share_pairs, lm, &nu);
+    Unit *u = make_units(seqs, lens, n, opts, lm, &nu);
     qsort(u, nu, sizeof(Unit), unit_cmp);
     for (int i = 0; i < nu; i++) biggest = u[i].ntok > biggest ? u[i].ntok : biggest, total += u[i].ntok;
     int cap = biggest > budget ? biggest : budget < total ? budget : total, rcap = lm ? cap : n;

@@ -34,6 +34,10 @@ int train_copy_tokenizer(const char *src, const char *dst);
  * wrapper works on host memory); want_reward selects (and checks) the head. 0 or -1. */
 int train_model_open(TrainModel *tm, const char *dir, int want_reward, int cpu_only);
 void train_model_close(TrainModel *tm);
+/* Policy forwards of tm (a train_model_open causal LM) run packed: the 2b rows of a batch_build micro-batch go
+ * through model_logprobs_packed with pairs (i, i+b) sharing their common prefix, backward unchanged. 0, or -1
+ * after one line when the model's backend lacks the flash attention ops it needs. */
+int train_model_set_packed(TrainModel *tm);
 /* Rank 0: <out>/final = model_save + the tokenizer files of src_dir, renamed into place. 0 or -1. */
 int train_export(TrainModel *tm, const char *src_dir, const char *out);
 

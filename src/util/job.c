@@ -139,6 +139,7 @@ static const Field DPO_FIELDS[] = {
     {"max_prompt_length", F_INT, S(JobDpo, max_prompt_length)},
     {"zero1", F_BOOL, S(JobDpo, zero1)},
     {"checkpoint_every", F_INT, S(JobDpo, checkpoint_every)},
+    {"packed", F_BOOL, S(JobDpo, packed)},
     {NULL},
 };
 #undef S
