@@ -15,6 +15,7 @@
 #include <math.h>
 #include "cuda_common.cuh"
 #include "ops_cuda.cuh"
+#include "attention_flash.cuh"
 
 #define FB_ROWS 16   /* query rows (dQ pass) / key rows (dK/dV pass) per block */
 #define FB_T 32      /* keys (dQ pass) / queries (dK/dV pass) per shared-memory tile: one per lane */
@@ -61,7 +62,9 @@ __global__ void __launch_bounds__(FB_WARPS * 32) attention_flash_dq_kernel(FbArg
             sdo[x] = r < nrows ? a.dout[row * OW + (long long)h * HD + c] : 0.0f;
         }
         __syncthreads();
-        float D[FB_RPW], L[FB_RPW], dq[FB_RPW][FB_MAXJ];
+        int u_lo, u_hi;
+        fa_key_range(nk, i0, nrows, a.window, &u_lo, &u_hi);
+        float D[FB_RPW], L[FB_RPW], dq[FB_RPW][FB_MAXJ] = {};
 #pragma unroll
         for (int rr = 0; rr < FB_RPW; rr++) {
             int r = warp * FB_RPW + rr;
@@ -70,27 +73,10 @@ __global__ void __launch_bounds__(FB_WARPS * 32) attention_flash_dq_kernel(FbArg
             if (r < nrows)
                 for (int c = lane; c < HD; c += 32) part += sdo[r * HD + c] * a.out[row * OW + (long long)h * HD + c];
             D[rr] = warp_sum(part);
-            L[rr] = r < nrows ? a.lse[row * a.NH + h] : 0.0f;
-#pragma unroll
-            for (int j = 0; j < FB_MAXJ; j++) dq[rr][j] = 0.0f;
+            L[rr] = r < nrows ? a.lse[row * a.NH + h] : 0.0f; /* lanes: the same D and lse */
         }
-        int u_hi = nk + i0 + nrows - 1, u_lo = a.window > 0 ? max(0, nk + i0 - a.window + 1) : 0;
         for (int t0 = u_lo; t0 <= u_hi; t0 += FB_T) {
-            int nkt = min(FB_T, u_hi + 1 - t0);
-            __syncthreads();
-            for (int x = threadIdx.x; x < FB_T * HD; x += blockDim.x) {
-                int r = x / HD, c = x % HD;
-                float kv = 0.0f, vv = 0.0f;
-                if (r < nkt) {
-                    int u = t0 + r;
-                    const float *row = a.qkv + (u < nk ? (long long)k0 + u : (long long)q0 + (u - nk)) * a.width;
-                    kv = row[koff + c];
-                    vv = row[voff + c];
-                }
-                sk[r * ks + c] = kv;
-                sv[r * ks + c] = vv;
-            }
-            __syncthreads();
+            int nkt = fa_stage_kv(sk, ks, sv, ks, a.qkv, a.width, koff, voff, t0, u_hi, FB_T, q0, k0, nk, HD);
 #pragma unroll
             for (int rr = 0; rr < FB_RPW; rr++) {
                 int r = warp * FB_RPW + rr, i = i0 + r;
@@ -154,11 +140,7 @@ __global__ void __launch_bounds__(FB_WARPS * 32) attention_flash_dkv_kernel(FbAr
             sk[x] = r < nrows ? a.qkv[(r0 + r) * a.width + koff + c] : 0.0f;
             sv[x] = r < nrows ? a.qkv[(r0 + r) * a.width + voff + c] : 0.0f;
         }
-        float dk[FB_RPW][FB_MAXJ], dv[FB_RPW][FB_MAXJ];
-#pragma unroll
-        for (int rr = 0; rr < FB_RPW; rr++)
-#pragma unroll
-            for (int j = 0; j < FB_MAXJ; j++) dk[rr][j] = dv[rr][j] = 0.0f;
+        float dk[FB_RPW][FB_MAXJ] = {}, dv[FB_RPW][FB_MAXJ] = {};
         for (int s2 = 0; s2 < a.S; s2++) { /* block-uniform: which segments' queries see these rows */
             const int *g2 = a.segs + 4 * s2;
             int self = s2 == (int)blockIdx.x, umin = INT_MAX, umax = -1;

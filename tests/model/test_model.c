@@ -88,6 +88,22 @@ void batch_load(Batch *b, const SafeTensors *st, const Model *m) {
     b->is_rm = model_config(m)->head == HEAD_REWARD;
 }
 
+int fixture_open(const char *case_dir, const ModelLoadOpts *lo, Model **m, SafeTensors *st, Batch *b) {
+    char *cfg = path_join(case_dir, "config.json"), *refp = path_join(case_dir, "ref.safetensors");
+    int made = file_exists(cfg);
+    free(cfg);
+    if (!made) { /* the HH fixtures need ../shared */
+        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
+        free(refp);
+        return 77;
+    }
+    REQUIRE((lo ? model_load_ex(m, case_dir, BE, lo) : model_load(m, case_dir, BE)) == 0);
+    REQUIRE(safetensors_open(st, refp) == 0);
+    free(refp);
+    batch_load(b, st, *m);
+    return 0;
+}
+
 void batch_free(Batch *b) {
     free(b->ids), free(b->lens), free(b->mask), free(b->out), free(b->tok), free(b->dseq), free(b->ref);
 }
@@ -381,20 +397,10 @@ static void check_inference_load(const char *case_dir, const Batch *b, const Saf
 }
 
 static int cmd_parity(const char *case_dir, const char *saved_dir) {
-    char *cfg = path_join(case_dir, "config.json");
-    int made = file_exists(cfg);
-    free(cfg);
-    if (!made) { /* the HH fixtures need ../shared */
-        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
-        return 77;
-    }
     Model *m = NULL;
-    REQUIRE(model_load(&m, case_dir, BE) == 0);
-    char *refp = path_join(case_dir, "ref.safetensors");
     SafeTensors st;
-    REQUIRE(safetensors_open(&st, refp) == 0);
     Batch b;
-    batch_load(&b, &st, m);
+    if (fixture_open(case_dir, NULL, &m, &st, &b)) return 77;
     printf("%s: %s, %zu params, B=%d T=%d lens=[%d,%d,%d,%d]\n", case_dir, model_config(m)->architecture,
            model_n_params(m), b.B, b.T, b.lens[0], b.lens[1], b.lens[2], b.lens[3]);
     int prev = backend_cpu_use_blas(1);
@@ -414,7 +420,6 @@ static int cmd_parity(const char *case_dir, const char *saved_dir) {
     check_save_reload(m, saved_dir);
     batch_free(&b);
     safetensors_close(&st);
-    free(refp);
     model_free(m);
     TEST_MAIN_END();
 }

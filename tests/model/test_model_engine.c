@@ -50,21 +50,11 @@ static void check_packed_variants(Model *m, int32_t **seqs, const int *lens, int
  * (2k, 2k+1) for the *_hh_* cases, with their real template and left truncation), and on pairs made to share
  * a prefix of every length from 0 to the whole shorter sequence. */
 int cmd_packed(const char *case_dir, int inference) {
-    char *cfg = path_join(case_dir, "config.json");
-    int made = file_exists(cfg);
-    free(cfg);
-    if (!made) {
-        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
-        return 77;
-    }
     Model *m = NULL;
     ModelLoadOpts lo = {.inference = inference}; /* inference: a bf16 file stays bf16, plain = flash attention too */
-    REQUIRE(model_load_ex(&m, case_dir, BE, &lo) == 0);
-    char *refp = path_join(case_dir, "ref.safetensors");
     SafeTensors st;
-    REQUIRE(safetensors_open(&st, refp) == 0);
     Batch b;
-    batch_load(&b, &st, m);
+    if (fixture_open(case_dir, &lo, &m, &st, &b)) return 77;
     int n = b.B;
     if (model_config(m)->reward_head == RHEAD_ARMO) { /* gating rows need the padded layout: refused, one line */
         float r[64];
@@ -72,7 +62,6 @@ int cmd_packed(const char *case_dir, int inference) {
         CHECK(model_reward_packed(m, one, b.lens, 1, NULL, r, NULL) == -1);
         batch_free(&b);
         safetensors_close(&st);
-        free(refp);
         model_free(m);
         TEST_MAIN_END();
     }
@@ -105,7 +94,6 @@ int cmd_packed(const char *case_dir, int inference) {
     free(seqs), free(lens), free(plain), free(pairs), free(plens);
     batch_free(&b);
     safetensors_close(&st);
-    free(refp);
     model_free(m);
     TEST_MAIN_END();
 }
@@ -265,20 +253,10 @@ static float *packed_lm_grads(Model *m, int32_t **seqs, const int *lens, uint8_t
  * sharing on and off: the *_hh_* rows are real pairs sharing their prompt), and on pairs made to share a prefix of
  * every length (masks starting at or after the shared part) against the padded model_logprobs + model_backward. */
 int cmd_packed_lm(const char *case_dir) {
-    char *cfg = path_join(case_dir, "config.json");
-    int made = file_exists(cfg);
-    free(cfg);
-    if (!made) {
-        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
-        return 77;
-    }
     Model *m = NULL;
-    REQUIRE(model_load(&m, case_dir, BE) == 0);
-    char *refp = path_join(case_dir, "ref.safetensors");
     SafeTensors st;
-    REQUIRE(safetensors_open(&st, refp) == 0);
     Batch b;
-    batch_load(&b, &st, m);
+    if (fixture_open(case_dir, NULL, &m, &st, &b)) return 77;
     int n = b.B, T = b.T, V = model_config(m)->vocab_size;
     int32_t **seqs = xmalloc(sizeof(int32_t *) * 2 * n);
     uint8_t **masks = xmalloc(sizeof(uint8_t *) * 2 * n);
@@ -337,7 +315,7 @@ int cmd_packed_lm(const char *case_dir) {
     }
     for (int s = n; s < 2 * n; s++) free(seqs[s]), free(masks[s]);
     free(gp), free(ids), free(mask), free(pairs), free(pmasks), free(plens), free(seqs), free(masks), free(lens);
-    free(logp), free(plain), free(refp);
+    free(logp), free(plain);
     batch_free(&b);
     safetensors_close(&st);
     model_free(m);
