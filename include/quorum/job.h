@@ -153,6 +153,7 @@ typedef struct {
     int zero1;                       /* shard optimizer state over ranks, default 0 */
     int checkpoint_every;            /* steps, default 50 */
     int packed;                      /* pack each micro-batch, a pair's prompt once (TrainCfg.packed), default 0 */
+    int recompute;                   /* activation recomputation per block (TrainCfg.recompute), default 0 */
 } JobDpo;
 
 typedef struct {

@@ -168,6 +168,15 @@ void model_zero_grad(Model *m);
  * weights converts them to fp32 first (the tensor table's offsets change: re-read model_tensors). */
 void model_set_grad_enabled(Model *m, int on);
 
+/* Activation recomputation (per block) for long sequences: 1 = a training forward keeps only each layer's input
+ * (its (L,N,C) outputs) and one slot of every other activation; model_backward reruns each layer's forward from its
+ * input before differentiating it. Gradients are bit-identical to the stored-activation run (same ops on the same
+ * inputs); activation memory drops by about the per-layer activations of L-1 layers; one extra forward per step.
+ * Default 0. Takes effect at the next forward (the last one can no longer be differentiated). */
+void model_set_recompute(Model *m, int on);
+/* Bytes of activation memory currently held (backend memory; 0 before the first forward). */
+size_t model_activation_bytes(const Model *m);
+
 /* Accessors. params/grads are backend memory. model_n_params counts the fp32 buffer (every parameter unless
  * bf16 weights were kept); model_grads allocates the gradient buffer on first use. */
 float *model_params(Model *m);

@@ -211,6 +211,8 @@ typedef struct {
     int packed;                 /* OBJ_DPO: each micro-batch's policy (and reference) forward runs packed, a pair's
                                    common prompt once (quorum/model.h model_logprobs_packed); equal to the padded
                                    forward within fp32 rounding. Default 0: see README (Packed DPO) */
+    int recompute;              /* activation recomputation per block (quorum/model.h model_set_recompute):
+                                   bit-identical gradients, less activation memory, one more layer forward */
 } TrainCfg;
 
 void train_cfg_defaults(TrainCfg *c);

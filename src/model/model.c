@@ -696,3 +696,11 @@ void model_set_grad_enabled(Model *m, int on) {
     m->grad_enabled = !!on;
     m->last = 0;
 }
+
+void model_set_recompute(Model *m, int on) {
+    if (m->recompute != !!on) m->act_cap = 0; /* re-carve (and reallocate to size) on the next forward */
+    m->recompute = !!on;
+    m->last = 0;
+}
+
+size_t model_activation_bytes(const Model *m) { return m->act_mem ? sizeof(float) * m->act_cap : 0; }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* widths used everywhere below */
-typedef struct { int C, NH, NKV, HD, QKV, F, FC, V, L, LA; } Dims;
+typedef struct { int C, NH, NKV, HD, QKV, F, FC, V, L, LA, LR; } Dims; /* LA / LR: slots of layer activations / outputs */
 
 static Dims dims_of(const Model *m) {
     const ModelConfig *c = &m->cfg;
@@ -15,7 +15,8 @@ static Dims dims_of(const Model *m) {
               .V = c->vocab_size, .L = c->n_layer};
     d.QKV = (d.NH + 2 * d.NKV) * d.HD;
     d.FC = c->act == ACT_GELU_NEW ? d.F : 2 * d.F;
-    d.LA = m->grad_enabled ? d.L : 1;
+    d.LR = m->grad_enabled ? d.L : 1;               /* every layer's output (= the next one's input) for backward */
+    d.LA = m->grad_enabled && !m->recompute ? d.L : 1; /* recompute: one slot, each layer rerun in backward */
     return d;
 }
 
@@ -46,7 +47,7 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
     TAKE(alse, !t2 * grad * LA * N * d.NH);
     TAKE(res2, LA * N * d.C);
     TAKE(ln2, LA * N * d.C); TAKE(ln2_mean, LA * N); TAKE(ln2_rstd, LA * N);
-    TAKE(fch, LA * N * d.FC); TAKE(fca, LA * N * d.F); TAKE(res3, LA * N * d.C);
+    TAKE(fch, LA * N * d.FC); TAKE(fca, LA * N * d.F); TAKE(res3, (size_t)d.LR * N * d.C);
     TAKE(proj, N * d.C);
     TAKE(g, (size_t)M * d.C); TAKE(gn, (size_t)M * d.C); TAKE(g_mean, M); TAKE(g_rstd, M);
     TAKE(logits, (size_t)M * heads); TAKE(logp, M); TAKE(lse, M);
@@ -285,8 +286,9 @@ static void act_backward(Model *m, float *dfch, const float *dfca, const float *
     else m->be->swiglu_backward(dfch, dfca, fch, N, F);
 }
 
-/* layer slot l of an (LA, n) activation array */
-#define AT(arr, l, n) (m->a.arr + (size_t)((m->grad_enabled ? (l) : 0)) * (n))
+/* layer slot l of an (LA, n) activation array; ATR: of the (LR, n) layer outputs res3 */
+#define AT(arr, l, n) (m->a.arr + (size_t)((m->grad_enabled && !m->recompute ? (l) : 0)) * (n))
+#define ATR(l, n) (m->a.res3 + (size_t)((m->grad_enabled ? (l) : 0)) * (n))
 
 /* One layer's activation slots (l-th of every saved array). */
 typedef struct {
@@ -298,47 +300,51 @@ static LayerActs layer_acts(Model *m, int l, int B, int T) {
     Dims d = dims_of(m);
     size_t N = (size_t)B * T, nc = N * d.C;
     LayerActs a = {
-        .x = l ? AT(res3, l - 1, nc) : m->a.enc, .ln1 = AT(ln1, l, nc), .qkv = AT(qkv, l, N * d.QKV),
+        .x = l ? ATR(l - 1, nc) : m->a.enc, .ln1 = AT(ln1, l, nc), .qkv = AT(qkv, l, N * d.QKV),
         .qkr = AT(qkr, l, N * d.QKV), .qk_rstd = AT(qk_rstd, l, N * (d.NH + d.NKV)),
         .att = AT(att, l, N * d.NH * T), .alse = AT(alse, l, N * d.NH), .atty = AT(atty, l, N * d.NH * d.HD),
         .po1 = AT(po1, l, nc), .po1_rstd = AT(po1_rstd, l, N), .res2 = AT(res2, l, nc), .ln2 = AT(ln2, l, nc),
         .fch = AT(fch, l, N * d.FC), .fca = AT(fca, l, N * d.F), .po2 = AT(po2, l, nc), .po2_rstd = AT(po2_rstd, l, N),
-        .res3 = AT(res3, l, nc), .ln1_mean = AT(ln1_mean, l, N), .ln1_rstd = AT(ln1_rstd, l, N),
+        .res3 = ATR(l, nc), .ln1_mean = AT(ln1_mean, l, N), .ln1_rstd = AT(ln1_rstd, l, N),
         .ln2_mean = AT(ln2_mean, l, N), .ln2_rstd = AT(ln2_rstd, l, N)};
     return a;
 }
 
-/* Runs embedding + every layer for ids (B,T) (pos: host positions of a packed stream, B = 1, else NULL); the
- * output is AT(res3, L-1).
- * Layer: res2 = x + [postnorm](o(attn(rope([qknorm](qkv(ln1(x))))))), res3 = res2 + [postnorm](proj(act(fc(ln2(res2))))) */
-static void trunk_forward(Model *m, int B, int T, const int *pos) {
+/* Layer l on its input a.x into its activation slots (also rerun by backward under recompute: bit-identical).
+ * res2 = x + [postnorm](o(attn(rope([qknorm](qkv(ln1(x))))))), res3 = res2 + [postnorm](proj(act(fc(ln2(res2))))) */
+static void layer_forward(Model *m, int l, int B, int T) {
     const Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     Dims d = dims_of(m);
     int N = B * T;
     size_t nc = (size_t)N * d.C;
+    const LayerOffsets *L = &m->layers[l];
+    LayerActs a = layer_acts(m, l, B, T);
+    norm_forward(m, a.ln1, a.ln1_mean, a.ln1_rstd, a.x, L->ln1_w, L->ln1_b, N);
+    linear_forward(m, c->qk_norm ? a.qkr : a.qkv, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
+    if (c->qk_norm)
+        be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
+    rope_apply(m, l, a.qkv, B, T, 0);
+    attn_forward(m, l, a.atty, a.att, a.alse, a.qkv, B, T);
+    linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
+    if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
+    be->residual_forward(a.res2, a.x, m->a.proj, nc);
+    norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
+    linear_forward(m, a.fch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
+    act_forward(m, a.fca, a.fch, N, d.F);
+    linear_forward(m, c->post_norms ? a.po2 : m->a.proj, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
+    if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
+    be->residual_forward(a.res3, a.res2, m->a.proj, nc);
+}
+
+/* Runs embedding + every layer for ids (B,T) (pos: host positions of a packed stream, B = 1, else NULL); the
+ * output is ATR(L-1). */
+static void trunk_forward(Model *m, int B, int T, const int *pos) {
+    const ModelConfig *c = &m->cfg;
     embed_forward(m, B, T, pos);
-    if (c->embed_scale > 0) be->scale_forward(m->a.enc, m->a.enc, c->embed_scale, nc);
+    if (c->embed_scale > 0) m->be->scale_forward(m->a.enc, m->a.enc, c->embed_scale, (size_t)B * T * c->d_model);
     rope_tables(m, T, pos);
-    for (int l = 0; l < d.L; l++) {
-        const LayerOffsets *L = &m->layers[l];
-        LayerActs a = layer_acts(m, l, B, T);
-        norm_forward(m, a.ln1, a.ln1_mean, a.ln1_rstd, a.x, L->ln1_w, L->ln1_b, N);
-        linear_forward(m, c->qk_norm ? a.qkr : a.qkv, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
-        if (c->qk_norm)
-            be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
-        rope_apply(m, l, a.qkv, B, T, 0);
-        attn_forward(m, l, a.atty, a.att, a.alse, a.qkv, B, T);
-        linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
-        if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
-        be->residual_forward(a.res2, a.x, m->a.proj, nc);
-        norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
-        linear_forward(m, a.fch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
-        act_forward(m, a.fca, a.fch, N, d.F);
-        linear_forward(m, c->post_norms ? a.po2 : m->a.proj, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
-        if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
-        be->residual_forward(a.res3, a.res2, m->a.proj, nc);
-    }
+    for (int l = 0; l < c->n_layer; l++) layer_forward(m, l, B, T);
 }
 
 /* d(branch output) -> d(pre-postnorm output): dres itself without post norms, else a.dpo */
@@ -357,6 +363,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
     size_t nc = (size_t)N * d.C;
     for (int l = d.L - 1; l >= 0; l--) {
         const LayerOffsets *L = &m->layers[l];
+        if (m->recompute) layer_forward(m, l, B, T); /* its activations again, from its saved input */
         LayerActs a = layer_acts(m, l, B, T);
         /* MLP branch */
         const float *dmo = postnorm_backward(m, a.po2, a.po2_rstd, L->pf_w, N);
@@ -419,7 +426,7 @@ static void head_forward(Model *m, int B, int T, int M) {
     const Backend *be = m->be;
     Dims d = dims_of(m);
     size_t nc = (size_t)B * T * d.C;
-    be->gather_forward(m->a.g, AT(res3, d.L - 1, nc), m->a.rows, M, d.C);
+    be->gather_forward(m->a.g, ATR(d.L - 1, nc), m->a.rows, M, d.C);
     norm_forward(m, m->a.gn, m->a.g_mean, m->a.g_rstd, m->a.g, m->lnf_w, m->lnf_b, M);
     if (m->cfg.head == HEAD_REWARD) {
         rhead_forward(m, M);

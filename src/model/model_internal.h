@@ -77,6 +77,7 @@ struct Model {
     size_t armo_reg, armo_T, armo_scale, armo_w[HEAD_MAX_STEPS], armo_b[HEAD_MAX_STEPS]; /* ArmoRM head */
     int64_t armo_missing;    /* sequences gated at their last token (no gating pattern) */
     int grad_enabled;
+    int recompute;           /* model_set_recompute: one slot of layer activations, each layer rerun in backward */
     /* activations */
     float *act_mem;
     int *act_int;

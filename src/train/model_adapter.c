@@ -43,6 +43,8 @@ int train_model_set_packed(TrainModel *tm) {
     return 0;
 }
 
+void train_model_set_recompute(TrainModel *tm) { model_set_recompute(tm->impl, 1); }
+
 static void ad_backward(TrainModel *tm, const float *dout) {
     qCheck(model_backward(tm->impl, dout) == 0, "one backward per forward", "model backward failed");
 }

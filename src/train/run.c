@@ -50,6 +50,10 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     int rc = train_model_open(&tm, model_dir, reward, lora);
     if (!rc && !reward && tc->packed && (rc = train_model_set_packed(&tm)) == 0)
         quorum_log("dpo: packed micro-batches (each pair's prompt computed once, flash attention)");
+    if (!rc && tc->recompute) {
+        train_model_set_recompute(&tm);
+        quorum_log("%s: activation recomputation per block", reward ? "rm-train" : "dpo");
+    }
     if (!rc) rc = pairs_load(&d, pc);
     if (!rc && mkdir_p(tc->out)) rc = quorum_input_error(tc->out, "cannot create the output folder");
     tc->optim.total_steps = tc->steps;
@@ -136,6 +140,7 @@ int dpo_job(const Job *job) {
     o.train.grad_accum = j->grad_accum;
     o.train.zero1 = j->zero1;
     o.train.packed = j->packed;
+    o.train.recompute = j->recompute;
     o.train.checkpoint_every = j->checkpoint_every;
     o.train.seed = job->seed;
     o.max_length = j->max_length;

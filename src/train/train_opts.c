@@ -22,6 +22,8 @@ int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s) {
         {"checkpoint-every", 'i', &c->checkpoint_every, 0, "steps between checkpoints (default 50)"},
         {"seed", 'u', &c->seed, 0, "data order seed (default 1)"},
         {"quiet", 'b', &c->quiet, 0, "no per-step lines on stdout (metrics.jsonl still written)"},
+        {"recompute", 'b', &c->recompute, 0, "activation recomputation per block: keep each layer's input, rerun "
+         "the layer in backward (same gradients, less memory)"},
     };
     int n = (int)(sizeof t / sizeof *t);
     memcpy(o, t, sizeof t);

@@ -140,6 +140,7 @@ static const Field DPO_FIELDS[] = {
     {"zero1", F_BOOL, S(JobDpo, zero1)},
     {"checkpoint_every", F_INT, S(JobDpo, checkpoint_every)},
     {"packed", F_BOOL, S(JobDpo, packed)},
+    {"recompute", F_BOOL, S(JobDpo, recompute)},
     {NULL},
 };
 #undef S

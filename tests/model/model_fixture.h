@@ -32,4 +32,5 @@ int cmd_packed(const char *case_dir, int inference); /* test_model_engine.c */
 int cmd_bf16_ops(void);
 int cmd_flash_backward(const char *dir);
 int cmd_packed_lm(const char *case_dir);
+int cmd_recompute(const char *case_dir);
 #endif

@@ -780,6 +780,7 @@ int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "bf16_ops")) return cmd_bf16_ops();
     if (argc == 3 && !strcmp(argv[1], "flash_backward")) return cmd_flash_backward(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "packed_lm")) return cmd_packed_lm(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "recompute")) return cmd_recompute(argv[2]);
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "packed"))
         return cmd_packed(argv[2], argc == 4 && !strcmp(argv[3], "inference"));
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();

@@ -3,7 +3,8 @@
  *                                             and the torch reference
  *   test_model bf16_ops                       matmul_forward_bf16 / embedding_forward_bf16 vs float64 sums
  *   test_model flash_backward <dir>           attention_varlen_forward/backward vs ref_flash.py (float64 autograd)
- *   test_model packed_lm <case_dir>           model_logprobs_packed + model_backward vs torch and the padded path */
+ *   test_model packed_lm <case_dir>           model_logprobs_packed + model_backward vs torch and the padded path
+ *   test_model recompute <case_dir>           model_set_recompute: bit-identical grads, less activation memory */
 #define _GNU_SOURCE
 #define TEST_EXTERN_COUNTERS /* test_model.c (main) defines them */
 #include "../test.h"
@@ -316,6 +317,61 @@ int cmd_packed_lm(const char *case_dir) {
     for (int s = n; s < 2 * n; s++) free(seqs[s]), free(masks[s]);
     free(gp), free(ids), free(mask), free(pairs), free(pmasks), free(plens), free(seqs), free(masks), free(lens);
     free(logp), free(plain);
+    batch_free(&b);
+    safetensors_close(&st);
+    model_free(m);
+    TEST_MAIN_END();
+}
+
+/* ---------------------------------------------------------------- activation recomputation */
+
+/* forward (padded, or packed with shared pairs for an LM when `packed`) + backward of the fixture batch from zero
+ * grads: outputs into out (B), grads returned (host), activation bytes into *bytes */
+static float *fwd_bwd(Model *m, const Batch *b, int packed, float *out, size_t *bytes) {
+    model_zero_grad(m);
+    poison(out, b->B);
+    if (packed) {
+        const int32_t *seqs[64];
+        const uint8_t *masks[64];
+        for (int s = 0; s < b->B; s++) seqs[s] = b->ids + (size_t)s * b->T, masks[s] = b->mask + (size_t)s * b->T;
+        ModelPackOpts o = {.share_pairs = 1};
+        REQUIRE(model_logprobs_packed(m, seqs, b->lens, masks, b->B, &o, out, NULL) == 0);
+    } else {
+        REQUIRE((b->is_rm ? model_reward(m, b->ids, b->lens, b->B, b->T, out)
+                          : model_logprobs(m, b->ids, b->lens, b->mask, b->B, b->T, out)) == 0);
+    }
+    *bytes = model_activation_bytes(m);
+    REQUIRE(model_backward(m, b->dseq) == 0);
+    return grads_host(m);
+}
+
+/* model_set_recompute: outputs and every gradient bit-identical to the stored-activation run (padded, and packed
+ * for an LM), gradients equal to torch's, and less activation memory. */
+int cmd_recompute(const char *case_dir) {
+    Model *m = NULL;
+    SafeTensors st;
+    Batch b;
+    if (fixture_open(case_dir, NULL, &m, &st, &b)) return 77;
+    REQUIRE(b.B <= 64);
+    size_t np = model_n_params(m);
+    float out0[64], out1[64];
+    for (int packed = 0; packed <= !b.is_rm; packed++) {
+        size_t a0, a1;
+        model_set_recompute(m, 0);
+        float *g0 = fwd_bwd(m, &b, packed, out0, &a0);
+        model_set_recompute(m, 1);
+        float *g1 = fwd_bwd(m, &b, packed, out1, &a1);
+        int same_out = !memcmp(out0, out1, sizeof(float) * b.B), same_g = !memcmp(g0, g1, sizeof(float) * np);
+        printf("  %s: outputs bit-identical %d, %zu grads bit-identical %d; activations %zu -> %zu bytes (%.2fx)\n",
+               packed ? "packed" : "padded", same_out, np, same_g, a0, a1, (double)a0 / a1);
+        CHECKF(same_out && same_g, "%s: recompute changed outputs (%d) or grads (%d)", packed ? "packed" : "padded",
+               same_out, same_g);
+        CHECKF(a1 < a0, "%s: activations %zu -> %zu bytes", packed ? "packed" : "padded", a0, a1);
+        CHECKF(max_rel(out1, b.out, b.B) < 1e-4, "outputs vs torch %.3g", max_rel(out1, b.out, b.B));
+        check_grads(m, &st, packed ? "packed recompute vs torch" : "recompute vs torch");
+        free(g0);
+        free(g1);
+    }
     batch_free(&b);
     safetensors_close(&st);
     model_free(m);

@@ -4,7 +4,8 @@
      policies: on real HH pairs rendered with the policy's template when ../shared is present, and on random
      token pairs (some responses starting alike) always;
   2. (../shared present) 6 steps of `dpo --packed` vs `dpo` on 24 HH pairs (gpt2 and llama, grad_accum 2): every
-     step's metrics and the exported weights agree within fp32 rounding.
+     step's metrics and the exported weights agree within fp32 rounding; with --recompute (activation
+     recomputation per block) each run's metrics and weights are bit-identical to the same run without it.
 usage: packed_dpo.py TEST_PACKED TRAIN_TOOL QUORUM SHARED_DIR WORKDIR"""
 import json, os, shutil, sys
 import numpy as np
@@ -69,15 +70,25 @@ for arch, tok, extra in (("gpt2", "gpt2", ["--heads", "2", "--max-pos", "128"]),
 def metrics(out):
     return [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
 
+TIMING = ("tokens_per_s", "step_s", "allreduce_s")
 KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected", "grad_norm")
 for arch in ("gpt2", "llama"):
     outs = {}
     for packed in (0, 1):
-        out = os.path.join(WORK, f"dpo_{arch}_{'packed' if packed else 'padded'}")
-        sh(TOOL, "dpo", "--policy", pols[arch], "--corpus-dir", corpus, "--out", out, "--steps", "6",
-           "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3", "--beta", "0.1", "--max-length", "64",
-           "--max-prompt-length", "40", "--checkpoint-every", "0", "--quiet", *(["--packed"] if packed else []))
-        outs[packed] = out
+        for rec in (0, 1):
+            out = os.path.join(WORK, f"dpo_{arch}_{'packed' if packed else 'padded'}{'_recompute' if rec else ''}")
+            sh(TOOL, "dpo", "--policy", pols[arch], "--corpus-dir", corpus, "--out", out, "--steps", "6",
+               "--batch-size", "4", "--grad-accum", "2", "--lr", "1e-3", "--beta", "0.1", "--max-length", "64",
+               "--max-prompt-length", "40", "--checkpoint-every", "0", "--quiet", *(["--packed"] if packed else []),
+               *(["--recompute"] if rec else []))
+            outs[packed, rec] = out
+        untimed = lambda out: [{k: v for k, v in m.items() if k not in TIMING} for m in metrics(out)]
+        same_m = untimed(outs[packed, 0]) == untimed(outs[packed, 1])
+        same_w = open(os.path.join(outs[packed, 0], "final", "model.safetensors"), "rb").read() == \
+            open(os.path.join(outs[packed, 1], "final", "model.safetensors"), "rb").read()
+        check(same_m and same_w, f"{arch} {'packed' if packed else 'padded'}: --recompute gives bit-identical metrics "
+              f"({same_m}) and weights ({same_w})")
+    outs = {p: outs[p, 0] for p in (0, 1)}
     mu, mp = metrics(outs[0]), metrics(outs[1])
     check(len(mu) == len(mp) == 6, f"{arch}: 6 steps each")
     worst = max(abs(a[k] - b[k]) / max(1.0, abs(a[k])) for a, b in zip(mu, mp) for k in KEYS)
