@@ -8,9 +8,10 @@ pairs. quorum runs first and dumps its tokenized pairs and batch order (QUORUM_T
 then runs the same steps on exactly those batches: tests/model/ref_model.py's GPT-2 in float32 (padded
 (2B, T) batches, log-probs over the response tokens, reference log-probs from quorum's cache),
 torch.optim.AdamW, clip_grad_norm_. Both use --threads threads. Tokens/s = tokens of the step's
-sequences / step wall time, the median over steps 2.. (step 1 includes warm-up). quorum runs three times on the
+sequences / step wall time, the median over steps 2.. (step 1 includes warm-up). quorum runs four times on the
 same data: QUORUM_ATTENTION=t2 (the (L,B,NH,T,T) probabilities saved for backward), the default flash attention
-(logsumexp saved, attention_varlen_backward), and --packed (each pair's prompt computed once); each run's peak RSS
+(logsumexp saved, attention_varlen_backward), --packed (each pair's prompt computed once) and --recompute (each
+layer rerun in backward from its saved input); each run's peak RSS
 is measured in a process of its own. Tokens/s counts the unpacked tokens in all three, so packing shows as a rate.
 
   benchmarks/dpo_cpu.py [--build build] [--shared ../shared] [--pairs 48] [--steps 4] [--batch 8]
@@ -107,7 +108,8 @@ def main():
             "--seed", "3", "--out", pol])
         dump = os.path.join(work, "pairs.json")
         runs = {}  # name -> (metrics, peak RSS MiB)
-        for name, extra, attn in (("t2", [], "t2"), ("flash", [], "flash"), ("packed", ["--packed"], "flash")):
+        for name, extra, attn in (("t2", [], "t2"), ("flash", [], "flash"), ("packed", ["--packed"], "flash"),
+                                  ("recompute", ["--recompute"], "flash")):
             out = os.path.join(work, "dpo_" + name)
             rss = peak_rss_run([tool, "dpo", "--policy", pol, "--corpus-dir", os.path.join(work, "corpora", "hh"),
                                 "--out", out, "--steps", str(a.steps), "--batch-size", str(a.batch), "--lr", str(a.lr),
@@ -125,7 +127,7 @@ def main():
           f"{a.threads} thread(s), {a.steps} steps")
     agree = True
     for name, label in (("t2", "quorum T^2 attention"), ("flash", "quorum flash attention"),
-                        ("packed", "quorum --packed (flash)")):
+                        ("packed", "quorum --packed (flash)"), ("recompute", "quorum --recompute (flash)")):
         m, rss = runs[name]
         rate = median([x["tokens_per_s"] for x in m])
         print(f"  {label:26s} {rate:8.1f} tokens/s  {rate / t_rate:5.2f}x torch  peak RSS {rss:7.1f} MiB")
