@@ -42,6 +42,9 @@
  * t >= lens[b] are ignored but must be valid ids in [0,V), e.g. 0); T is the padded length, so sort by
  * length to keep padding cheap. Attention skips padded queries; the LM head only computes logits at the
  * positions that predict a masked (completion) token, and the reward head only at the last token.
+ * Attention is flash-style (quorum/ops.h attention_varlen_*: one segment per sequence, no (T,T) buffer), training
+ * included when the backend has the backward (the forward saves an (L,N,heads) logsumexp); the environment
+ * variable QUORUM_ATTENTION=t2 makes training use the T^2 ops (probabilities saved), the oracle of the tests.
  *
  * Errors: bad config / checkpoint -> one line naming the file and the key or tensor, return -1.
  */

@@ -134,8 +134,9 @@ typedef struct Backend {
                                int B, int T, int NH, int NKV, int HD);
 
     /* Packed (variable-length) attention, flash-style: blocks of keys with a running max and sum (online
-     * softmax), so no (T,T) scores exist; inference uses it (attention_forward's probabilities are what a
-     * backward needs, and it stays as the fallback and the oracle). GQA reads kv head h / (NH/NKV) in place.
+     * softmax), so no (T,T) scores exist; every forward uses it (training with attention_varlen_backward; the
+     * attention_forward / attention_ex_* T^2 ops stay as the fallback and the oracle). GQA reads kv head
+     * h / (NH/NKV) in place.
      * qkv holds the N rows of a packed token stream (no padding). Segment s of segs (S,4) = {q0, nq, k0, nk}:
      * its queries are rows q0..q0+nq-1, and query i sees the nk rows k0.. of a prefix it continues from (a
      * prompt shared by two sequences; nk = 0 for none) followed by its own rows q0..q0+i: virtual key index
