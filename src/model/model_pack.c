@@ -86,11 +86,11 @@ static int check_seqs(const Model *m, const int32_t *const *seqs, const int *len
                                   m->be->name, m->be->attention_varlen_forward ? "backward" : "forward");
     for (int s = 0; s < n; s++) {
         if (lens[s] < 1 || (m->cfg.arch == ARCH_GPT2 && lens[s] > m->cfg.max_pos))
-            return quorum_input_error("model:reward_packed:lens", "lens[%d]=%d not in [1,%d]", s, lens[s],
+            return quorum_input_error("model:packed:lens", "lens[%d]=%d not in [1,%d]", s, lens[s],
                                       m->cfg.arch == ARCH_GPT2 ? m->cfg.max_pos : 1 << 30);
         for (int t = 0; t < lens[s]; t++)
             if (seqs[s][t] < 0 || seqs[s][t] >= m->cfg.vocab_size)
-                return quorum_input_error("model:reward_packed:ids", "seqs[%d][%d]=%d not in [0,%d)", s, t, seqs[s][t],
+                return quorum_input_error("model:packed:ids", "seqs[%d][%d]=%d not in [0,%d)", s, t, seqs[s][t],
                                           m->cfg.vocab_size);
     }
     return 0;
@@ -185,6 +185,7 @@ int model_logprobs_packed(Model *m, const int32_t *const *seqs, const int *lens,
     m->last = 0;
     if (m->cfg.head != HEAD_LM)
         return quorum_input_error("model:logprobs_packed", "%s is not a causal LM", m->cfg.architecture);
+    if (!masks) return quorum_input_error("model:logprobs_packed:masks", "NULL: one completion mask per sequence needed");
     if (check_seqs(m, seqs, lens, n)) return -1;
     pack_run(m, seqs, lens, masks, n, opts, seq_logp, stats);
     return 0;

@@ -314,6 +314,20 @@ int cmd_packed_lm(const char *case_dir) {
         CHECK(share ? ps.shared_tokens > 0 : ps.shared_tokens == 0);
         free(g);
     }
+    /* bad input: -1 after one line naming the field (a wrong id, no masks) */
+    int32_t keep = seqs[0][1];
+    seqs[0][1] = V;
+    capture_begin();
+    int rc_id = model_logprobs_packed(m, (const int32_t *const *)seqs, lens, (const uint8_t *const *)masks, n, NULL,
+                                      logp, NULL);
+    char *msg_id = capture_end();
+    seqs[0][1] = keep;
+    capture_begin();
+    int rc_mask = model_logprobs_packed(m, (const int32_t *const *)seqs, lens, NULL, n, NULL, logp, NULL);
+    char *msg_mask = capture_end();
+    CHECKF(rc_id == -1 && strstr(msg_id, "seqs[0][1]"), "bad id: rc %d, message %s", rc_id, msg_id);
+    CHECKF(rc_mask == -1 && strstr(msg_mask, "masks"), "no masks: rc %d, message %s", rc_mask, msg_mask);
+    free(msg_id), free(msg_mask);
     for (int s = n; s < 2 * n; s++) free(seqs[s]), free(masks[s]);
     free(gp), free(ids), free(mask), free(pairs), free(pmasks), free(plens), free(seqs), free(masks), free(lens);
     free(logp), free(plain);
