@@ -6,7 +6,8 @@
   2. (../shared present) 6 steps of `dpo --packed` vs `dpo` on 24 HH pairs (gpt2 and llama, grad_accum 2): every
      step's metrics and the exported weights agree within fp32 rounding; with --recompute (activation
      recomputation per block) each run's metrics and weights are bit-identical to the same run without it.
-usage: packed_dpo.py TEST_PACKED TRAIN_TOOL QUORUM SHARED_DIR WORKDIR"""
+usage: packed_dpo.py micro|cli TEST_PACKED TRAIN_TOOL QUORUM SHARED_DIR WORKDIR (micro: part 1, cli: part 2, which
+skips (77) without ../shared)"""
 import json, os, shutil, sys
 import numpy as np
 
@@ -14,10 +15,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "model"))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import ref_model  # noqa: E402
-from support import check, finish, sh, verbose  # noqa: E402
+from support import check, finish, sh, skip, verbose  # noqa: E402
 verbose()
 
-TEST, TOOL, QUORUM, SHARED, WORK = sys.argv[1:6]
+PART, TEST, TOOL, QUORUM, SHARED, WORK = sys.argv[1:7]
 shutil.rmtree(WORK, ignore_errors=True)
 os.makedirs(WORK)
 HH = os.path.join(SHARED, "data", "hh-rlhf", "harmless-base-test.jsonl.gz")
@@ -46,10 +47,13 @@ for i, (name, edits) in enumerate((("gpt2_lm", {"n_positions": 64}), ("llama_lm"
     d = os.path.join(WORK, "fx_" + name)
     ref_model.write_checkpoint(d, cfg, ref_model.random_weights(cfg, torch.Generator().manual_seed(50 + i), opts),
                                "F32", opts)
-    micro(d, "-", f"{name} random pairs")
+    if PART == "micro":
+        micro(d, "-", f"{name} random pairs")
 
 if not have_shared:
-    print(f"no HH data / tokenizers under {SHARED}: the HH micro-batches and the dpo runs are skipped")
+    if PART == "cli":
+        skip(f"no HH data / tokenizers under {SHARED}")
+    print(f"no HH data / tokenizers under {SHARED}: the HH micro-batches are skipped")
     finish()
 
 sh(QUORUM, "ingest", "--out", WORK, "--name", "hh", "--format", "hh", "--max-pairs", "24", HH)
@@ -64,8 +68,11 @@ for arch, tok, extra in (("gpt2", "gpt2", ["--heads", "2", "--max-pos", "128"]),
     if arch == "gemma2":  # a window shorter than the pairs, a softcap the tiny init's scores reach
         edit_config(d, sliding_window=8, attn_logit_softcapping=0.05)
     pols[arch] = d
-    micro(d, corpus, f"{arch} HH pairs")
-    micro(d, "-", f"{arch} random pairs")
+    if PART == "micro":
+        micro(d, corpus, f"{arch} HH pairs")
+        micro(d, "-", f"{arch} random pairs")
+if PART == "micro":
+    finish()
 
 def metrics(out):
     return [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
