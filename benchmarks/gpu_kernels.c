@@ -102,7 +102,7 @@ static void op_embedding_bwd(void) { be->embedding_backward(S.dw, S.db, S.y, S.i
 static void op_gather_fwd(void) { be->gather_forward(S.y, S.x, S.rows, M, C); }
 static void op_logprob_fwd(void) { be->logprob_forward(S.logp, S.lse, S.logits, S.targets, M, V); }
 static void op_logprob_bwd(void) { be->logprob_backward(S.logits, S.dlogp, S.logits, S.lse, S.targets, M, V); }
-static void op_adamw(void) { be->adamw_update(S.wte, S.dw, S.m, S.v, S.nparams, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, 1); }
+static void op_adamw(void) { cuda_adamw_step(S.wte, S.dw, S.m, S.v, S.nparams, 1, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f); }
 static void op_grad_norm(void) { (void)cuda_grad_norm(S.dw, S.nparams); }
 
 int main(int argc, char **argv) {

@@ -28,11 +28,6 @@ static void to_host_cuda(void *dst, const void *src, size_t bytes) {
 }
 static void zero_cuda(void *p, size_t bytes) { cudaCheck(cudaMemsetAsync(p, 0, bytes, cuda_stream())); }
 
-static void adamw_update_cuda(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
-                              float beta2, float eps, float weight_decay, int step) {
-    cuda_adamw_step(params, grads, m, v, n, step, lr, beta1, beta2, eps, weight_decay, 1.0f);
-}
-
 /* designated initializers (C++20) from the one list of quorum/ops.h: a field added to or removed from the
  * table cannot shift the others, and a missing op_cuda is a compile error */
 extern "C" const Backend backend_cuda = QUORUM_BACKEND_TABLE(cuda);

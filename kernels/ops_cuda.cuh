@@ -66,6 +66,8 @@ void softcap_forward_cuda(float *out, const float *inp, float cap, size_t n);
 void softcap_backward_cuda(float *dinp, const float *dout, const float *out, float cap, size_t n);
 void relu_forward_cuda(float *out, const float *inp, size_t n);
 void relu_backward_cuda(float *dinp, const float *dout, const float *out, size_t n);
+void axpy_cols_cuda(float *y, int ldy, const float *x, int ldx, float s, int N, int W);
+void dropout_forward_cuda(float *out, const float *inp, size_t n, float p, uint64_t seed);
 /* logprob.cu */
 void logprob_forward_cuda(float *logp, float *lse, const float *logits, const int *targets, int M, int V);
 void logprob_backward_cuda(float *dlogits, const float *dlogp, const float *logits, const float *lse,

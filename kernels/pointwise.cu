@@ -1,6 +1,6 @@
 /*
  * kernels/pointwise.cu - elementwise ops: residual add, gelu (tanh), SwiGLU, GeGLU, RoPE, and the optional
- * scale / softcap / ReLU. One thread per
+ * scale / softcap / ReLU, and the LoRA adapter's strided add and dropout. One thread per
  * element (per rotated pair for RoPE); each backward is += into its gradient like the CPU reference.
  */
 #include <math.h>
@@ -127,4 +127,28 @@ void relu_forward_cuda(float *out, const float *inp, size_t n) {
 }
 void relu_backward_cuda(float *dinp, const float *dout, const float *out, size_t n) {
     for_each((long long)n, [=] __device__(long long i) { if (out[i] > 0.0f) dinp[i] += dout[i]; });
+}
+
+/* ---- LoRA adapters ---- */
+/* y[n*ldy + j] += s * x[n*ldx + j] for (N,W) */
+void axpy_cols_cuda(float *y, int ldy, const float *x, int ldx, float s, int N, int W) {
+    for_each((long long)N * W, [=] __device__(long long i) {
+        long long n = i / W, j = i % W;
+        y[n * ldy + j] += s * x[n * ldx + j];
+    });
+}
+/* the device twin of quorum/rng.h rng_counter_u64 (SplitMix64 output i of the stream at seed) */
+__device__ static inline unsigned long long counter_u64(unsigned long long seed, unsigned long long i) {
+    unsigned long long z = seed + (i + 1) * 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+/* inverted dropout, mask element i = counter_u64(seed, i) >> 40 >= p * 2^24 (quorum/ops.h); out may alias inp */
+void dropout_forward_cuda(float *out, const float *inp, size_t n, float p, uint64_t seed) {
+    float keep_scale = 1.0f / (1.0f - p), thr = p * 16777216.0f;
+    unsigned long long sd = seed;
+    for_each((long long)n, [=] __device__(long long i) {
+        out[i] = (float)(counter_u64(sd, (unsigned long long)i) >> 40) >= thr ? inp[i] * keep_scale : 0.0f;
+    });
 }

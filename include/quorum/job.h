@@ -138,7 +138,7 @@ typedef struct {
     float discopop_tau;              /* discopop temperature, default 0.05 (TRL's) */
     int lora_r;                      /* LoRA rank, default 0 = full fine-tuning (quorum/train.h LoraCfg) */
     float lora_alpha;                /* default 32 */
-    float lora_dropout;              /* must be 0 */
+    float lora_dropout;              /* in [0, 1), default 0 */
     char lora_targets[256];          /* comma-separated module names; default all Llama projections */
     float lr;                        /* default 5e-6 */
     float weight_decay;              /* default 0 */

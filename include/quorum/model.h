@@ -190,6 +190,48 @@ const ModelTensor *model_tensors(const Model *m, int *n);
 const ModelTensor *model_find_tensor(const Model *m, const char *name);
 const Backend *model_backend(const Model *m);
 
+/* ---- LoRA adapters (Hu et al. 2021; src/model/model_lora.c), PEFT semantics ----
+ * model_lora_attach freezes the base and adds, for each 2-D trunk weight W0 [out,in] named "<...>.<target>.weight"
+ * (targets: comma-separated module names, e.g. q_proj,v_proj,down_proj; GPT-2: c_attn,c_proj,c_fc), an adapter
+ * A [r,in], B [out,r] inside linear_forward / linear_backward:
+ *     y = x W0^T (+ b) + s * (drop(x) A^T) B^T,   s = alpha / r
+ * The trunk's fused matmuls (q;k;v, gate;up) stay fused: an adapter adds into its column slice of the output.
+ * Backward gives dA, dB and dx through both paths; the base is frozen: no gradient of any base parameter is ever
+ * computed (matmul / norm backward get NULL weight gradients, the embedding backward is skipped, no base grad
+ * buffer exists: model_grads returns NULL). The adapter params and grads are each ONE flat backend buffer,
+ * [A_0, B_0, A_1, B_1, ...] in tensor-table order (the PEFT export's order), so a trainer treats them as the
+ * params. A is PEFT's init U(-1/sqrt(in), 1/sqrt(in)) from rng stream (seed, 0x10a) in that order, B = 0, so
+ * the attached model starts equal to the base; with the adapters off the same weights are the DPO reference
+ * model (no second copy). Dropout: nn.Dropout(p) on the adapter input in TRAIN mode only, the mask of site k
+ * (its index in the table) in a forward with seed S is ops.h dropout_forward's with seed rng_counter_u64(S, k)
+ * over the (N = B*T rows, in) input, padded rows included; backward regenerates it (nothing is stored).
+ * fp32 weights only (a model loaded for training); causal LMs only. */
+typedef struct {
+    int r;               /* rank >= 1 */
+    float alpha;         /* s = alpha / r */
+    float dropout;       /* lora_dropout in [0, 1) */
+    const char *targets; /* comma-separated module names */
+    uint64_t seed;       /* A's init */
+} ModelLoraCfg;
+typedef struct {
+    const char *name;    /* the base weight, e.g. "model.layers.0.self_attn.q_proj.weight" */
+    int64_t out, in;     /* its shape in our layout [out,in] */
+    size_t a, b;         /* offsets of A [r,in] and B [out,r] in the adapter buffers */
+} ModelLoraSite;
+typedef enum { MODEL_LORA_OFF = 0, MODEL_LORA_EVAL = 1, MODEL_LORA_TRAIN = 2 } ModelLoraMode;
+/* 0, or -1 after one line (no target matches, bad r/alpha/dropout, a reward model, bf16 weights, already attached) */
+int model_lora_attach(Model *m, const ModelLoraCfg *c);
+/* OFF: the base alone (the reference model). EVAL: adapters, no dropout. TRAIN: adapters with dropout, masks
+ * seeded by `seed` (a fresh one per forward; the next model_backward reuses it). Default after attach: EVAL. */
+void model_lora_mode(Model *m, ModelLoraMode mode, uint64_t seed);
+const ModelLoraSite *model_lora_sites(const Model *m, int *n); /* NULL, 0 without adapters */
+float *model_lora_params(Model *m); /* backend memory, model_lora_n_params floats */
+float *model_lora_grads(Model *m);  /* same layout; model_backward accumulates, model_zero_grad zeroes */
+size_t model_lora_n_params(const Model *m);
+/* W0 += s B A on every site (computed on the host in double), then mode OFF for good (the base now IS the
+ * policy): before model_save of a merged export. */
+void model_lora_merge(Model *m);
+
 /* Parses a config.json text (path only names it in errors). Exposed for tests and the tokenizer stage. */
 int model_config_parse(ModelConfig *c, const char *json_text, const char *path);
 

@@ -208,13 +208,6 @@ typedef struct Backend {
                              const float *logits, const float *lse, const int *targets, /* (M,V) (M) (M) */
                              int M, int V);
 
-    /* ---- optimizer (for the trainers; same math on every backend) ----
-     * AdamW, PyTorch semantics: p -= lr * (mhat / (sqrt(vhat) + eps) + weight_decay * p), with
-     * mhat = m / (1 - beta1^step), vhat = v / (1 - beta2^step), step >= 1. */
-    void (*adamw_update)(float *params, const float *grads, float *m, float *v, /* (n) each */
-                         size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int step);
-
     /* ---- optional ops (NULL = this backend lacks them) ----
      * Used only by the families / heads that need them (Qwen3 q/k norm; Gemma-2 GeGLU, embedding scale,
      * logit softcapping; sliding-window attention; MLP reward heads). cpu and cuda implement them all; a
@@ -252,6 +245,18 @@ typedef struct Backend {
     /* ReLU; backward from the output: dinp += dout * (out > 0) */
     void (*relu_forward)(float *out, const float *inp, size_t n);
     void (*relu_backward)(float *dinp, const float *dout, const float *out, size_t n);
+
+    /* ---- LoRA adapters (src/model/model_lora.c; required: every backend has them) ---- */
+    /* a column block of row-strided matrices: y[n*ldy + j] += s * x[n*ldx + j], n < N, j < W. An adapter's
+     * output is a column slice of a fused matmul's (q_proj inside q;k;v), so it is added (and its gradient
+     * taken) in place, with no strided GEMM in the table. */
+    void (*axpy_cols)(float *y, int ldy, const float *x, int ldx, float s, int N, int W);
+    /* inverted dropout with a counter-based mask (PEFT lora_dropout = nn.Dropout(p)):
+     * out[i] = keep(seed, i) ? inp[i] * (1 / (1 - p)) : 0, keep = rng_counter_u64(seed, i) >> 40 >= p * 2^24
+     * (quorum/rng.h: the i-th output of the SplitMix64 stream at `seed`, its top 24 bits), so every backend
+     * draws the same mask without state, a backward regenerates it, and a test can replay it. out may alias
+     * inp. Linear in inp with a fixed mask: applied to a gradient it IS the backward (overwrites). */
+    void (*dropout_forward)(float *out, const float *inp, size_t n, float p, uint64_t seed);
 } Backend;
 
 /* Every entry of the table after `name`, once, in field order: a backend builds its table from this list with
@@ -263,9 +268,9 @@ typedef struct Backend {
     X(residual_forward) X(gelu_forward) X(gelu_backward) X(swiglu_forward) X(swiglu_backward) X(rope_forward) \
     X(rope_backward) X(attention_forward) X(attention_backward) X(attention_varlen_forward) X(attention_varlen_backward) \
     X(embedding_forward) X(embedding_forward_bf16) X(embedding_backward) X(gather_forward) X(gather_backward) \
-    X(logprob_forward) X(logprob_backward) X(adamw_update) X(qknorm_forward) X(qknorm_backward) \
+    X(logprob_forward) X(logprob_backward) X(qknorm_forward) X(qknorm_backward) \
     X(attention_ex_forward) X(attention_ex_backward) X(geglu_forward) X(geglu_backward) X(scale_forward) \
-    X(softcap_forward) X(softcap_backward) X(relu_forward) X(relu_backward)
+    X(softcap_forward) X(softcap_backward) X(relu_forward) X(relu_backward) X(axpy_cols) X(dropout_forward)
 #define QUORUM_BACKEND_ENTRY_(op, suffix) .op = op##_##suffix,
 #define QUORUM_BACKEND_ENTRY_cpu(op) QUORUM_BACKEND_ENTRY_(op, cpu)
 #define QUORUM_BACKEND_ENTRY_cuda(op) QUORUM_BACKEND_ENTRY_(op, cuda)

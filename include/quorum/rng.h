@@ -20,6 +20,14 @@ static inline uint64_t rng_splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
+/* Counter-based draw: the i-th (0-based) output of the SplitMix64 stream whose state starts at seed, i.e.
+ * mix(seed + (i + 1) * 0x9e3779b97f4a7c15). Stateless, so element i of a dropout mask (quorum/ops.h
+ * dropout_forward) is the same on any backend and thread layout; kernels/pointwise.cu has the device twin. */
+static inline uint64_t rng_counter_u64(uint64_t seed, uint64_t i) {
+    uint64_t x = seed + i * 0x9e3779b97f4a7c15ULL;
+    return rng_splitmix64(&x);
+}
+
 /* Seeds from (seed, stream): different streams of one seed are independent (e.g. one per member). */
 static inline void rng_seed(Rng *r, uint64_t seed, uint64_t stream) {
     uint64_t x = seed ^ (stream * 0xd1342543de82ef95ULL);

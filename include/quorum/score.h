@@ -34,7 +34,8 @@
  * flag, errors and progress. Kept to compare against (benchmarks/sched.sh) and as the fallback.
  *
  * Memory budget: QUORUM_RANK_MEM_GB (per rank; unset or 0: one member open at a time). A member's size
- * is its fp32 weights, 4 B x parameters (every backend holds fp32; a builtin member counts 1). Before
+ * is its weights as loaded for scoring (quorum/model.h): 2 B per matrix element of a checkpoint whose
+ * matrices are all BF16 (kept bf16), else 4 B per parameter (fp32); a builtin member counts 4 B. Before
  * opening a member, a rank closes least recently used members until the open ones plus the new one fit
  * the budget, so several small members stay loaded together and the budget is never exceeded, except by
  * a member larger than the budget on its own: it is loaded alone, with a warning line.

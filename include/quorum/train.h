@@ -170,26 +170,40 @@ struct TrainModel {
     const uint8_t *decay_mask;
     /* where params and grads live and how the trainer updates them; NULL = train_ops_cpu */
     const TrainOps *ops;
+    /* or NULL: called before the forward of micro-batch `micro` (0-based, < grad_accum) of optimizer step `step`
+     * (0-based), so a model with randomness (LoRA dropout) seeds it from the step, not from a call count, and a
+     * resumed run draws what the uninterrupted one would */
+    void (*micro_begin)(TrainModel *m, int step, int micro);
     void *impl;
 };
 
 
 typedef enum { OBJ_DPO = 0, OBJ_BT = 1 } Objective;
 
-/* LoRA (Hu et al. 2021) on a DPO policy: each targeted weight W [out,in] trains as W0 + (alpha/r) B A,
- * A [r,in] initialized as PEFT does (U(-1/sqrt(in), 1/sqrt(in))), B [out,r] zeros, so training starts at
- * the base model, which is also the DPO reference (no second copy). Targets are module names matched
- * against weight names "<...>.<target>.weight" (Llama family: q_proj k_proj v_proj o_proj gate_proj
- * up_proj down_proj; GPT-2: c_attn c_proj c_fc). Only the adapters are trained, reduced, checkpointed
- * and held in AdamW state. Exports: <out>/final = the merged full weights (an ordinary HF checkpoint),
- * <out>/adapter = a PEFT folder (adapter_config.json + adapter_model.safetensors, tensors
- * base_model.model.<module>.lora_A.weight / lora_B.weight, fan_in_fan_out for GPT-2's Conv1D).
- * lora_dropout must be 0: adapters are merged into the weights for each step (exact gradients through
- * the base model's backward), where dropout on the adapter's input has no place. */
+/* LoRA (Hu et al. 2021) on a DPO policy, PEFT semantics: the adapters live in the model stage (quorum/model.h
+ * model_lora_attach): each targeted weight W0 [out,in] computes y = x W0^T + (alpha/r) (drop(x) A^T) B^T inside
+ * the model's linear, A [r,in] initialized as PEFT does (U(-1/sqrt(in), 1/sqrt(in))), B [out,r] zeros, so training
+ * starts at the base model, which with the adapters off is also the DPO reference (no second copy). The base is
+ * frozen: no base weight gradient is ever computed or stored. Targets are module names matched against weight
+ * names "<...>.<target>.weight" (Llama family: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj; GPT-2:
+ * c_attn c_proj c_fc). Only the adapters are trained, reduced, checkpointed and held in AdamW state, on the
+ * model's backend (CPU or CUDA: the trainer's TrainOps table of that backend works on the adapter buffers).
+ * Verified where: CPU = float64 torch replay (train.lora_torch, dropout included) and model.lora.* (frozen base by
+ * op count, finite differences); CUDA = compiled in CI (kernels/pointwise.cu axpy_cols_cuda, dropout_forward_cuda)
+ * and covered by GPU-only tests not yet run on a GPU (none lent so far): gpu.parity (the two ops vs cpu, same masks),
+ * gpu.model_lora.* (model.lora's checks on cuda), gpu.dpo_backends (LoRA DPO on cuda vs cpu, 1 and 2 ranks).
+ * lora_dropout p: nn.Dropout(p) on the adapter input during training steps only (not for the reference
+ * log-probs, evaluation or export). Masks: micro-batch `micro` of step `step` on rank `rank` uses seed
+ *     S = rng_counter_u64(seed ^ 0x1d70, rank << 40 | step << 16 | micro)      (quorum/rng.h)
+ * and site k (its index in the tensor table's order = the PEFT export's order) the mask of ops.h dropout_forward
+ * with seed rng_counter_u64(S, k) over its (B*T, in) input. So a resume is exact, masks depend on the rank count
+ * (as data-parallel PEFT's do), and a test replays them. Exports: <out>/final = the merged full weights (an
+ * ordinary HF checkpoint), <out>/adapter = a PEFT folder (adapter_config.json + adapter_model.safetensors,
+ * tensors base_model.model.<module>.lora_A.weight / lora_B.weight, fan_in_fan_out for GPT-2's Conv1D). */
 typedef struct {
     int r;                /* rank; 0 = LoRA off (full fine-tuning) */
     float alpha;          /* scale = alpha / r (default 32) */
-    float dropout;        /* must be 0 */
+    float dropout;        /* lora_dropout in [0, 1) */
     char targets[256];    /* comma-separated module names */
 } LoraCfg;
 
@@ -217,9 +231,10 @@ typedef struct {
 
 void train_cfg_defaults(TrainCfg *c);
 
-/* LoRA (src/train/lora.c). lora_check: 0, or -1 with the reason in why. lora_wrap: a TrainModel whose
- * params are the adapters of `base` (a train_model_open policy, which must outlive it); 0 or -1 after one
- * line. lora_merge_into_base writes W0 + s B A into the base's weights (before exporting it).
+/* LoRA (src/train/lora.c). lora_check: 0, or -1 with the reason in why. lora_wrap: attaches adapters to `base`
+ * (a train_model_open policy, which must outlive it; its grads become NULL: frozen) and returns a TrainModel whose
+ * params are the adapters, on base's backend and ops; 0 or -1 after one line. lora_merge_into_base writes
+ * W0 + s B A into the base's weights and turns the adapters off (before exporting it).
  * lora_export_peft writes <out>/adapter (temp name, then renamed); base_dir is recorded in its config. */
 int lora_check(const LoraCfg *c, char *why, size_t n);
 int lora_wrap(TrainModel *out, TrainModel *base, const LoraCfg *c, uint64_t seed);

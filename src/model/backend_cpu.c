@@ -2,6 +2,7 @@
  * Every function mirrors a CUDA kernel of kernels/ (.cu files); see quorum/ops.h for the contract. */
 #include "quorum/ops.h"
 #include "quorum/common.h"
+#include "quorum/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -550,6 +551,17 @@ static void relu_backward_cpu(float *dinp, const float *dout, const float *out, 
     for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+/* ---- LoRA adapters ---- */
+static void axpy_cols_cpu(float *y, int ldy, const float *x, int ldx, float s, int N, int W) {
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < W; j++) y[(size_t)n * ldy + j] += s * x[(size_t)n * ldx + j];
+}
+static void dropout_forward_cpu(float *out, const float *inp, size_t n, float p, uint64_t seed) {
+    float keep_scale = 1.0f / (1.0f - p), thr = p * 16777216.0f;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (float)(rng_counter_u64(seed, i) >> 40) >= thr ? inp[i] * keep_scale : 0.0f;
+}
+
 /* ---- embeddings ---- */
 static void embedding_forward_cpu(float *out, const int *ids, const float *wte, const float *wpe, int B, int T,
                                   int C) {
@@ -608,18 +620,6 @@ static void logprob_backward_cpu(float *dlogits, const float *dlogp, const float
         float *dx = dlogits + (size_t)m * V, g = dlogp[m], l = lse[m];
         for (int v = 0; v < V; v++) dx[v] = -g * expf(x[v] - l); /* reads x[v] before writing dx[v]: alias-safe */
         dx[targets[m]] += g;
-    }
-}
-
-/* ---- optimizer ---- */
-static void adamw_update_cpu(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
-                             float beta2, float eps, float wd, int step) {
-    float bc1 = 1.0f - powf(beta1, (float)step), bc2 = 1.0f - powf(beta2, (float)step);
-    for (size_t i = 0; i < n; i++) {
-        m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
-        v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];
-        float mhat = m[i] / bc1, vhat = v[i] / bc2;
-        p[i] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[i]);
     }
 }
 

@@ -604,6 +604,7 @@ void model_free(Model *m) {
     if (m->act_mem) m->be->free(m->act_mem);
     if (m->act_int) m->be->free(m->act_int);
     if (m->norm1p) m->be->free(m->norm1p);
+    lora_free(m);
     free(m->rows_host);
     free(m->row_seq);
     free(m->tok_logp);
@@ -676,6 +677,7 @@ void grads_ensure(Model *m) {
     m->be->zero(m->grads, sizeof(float) * m->n_params);
 }
 float *model_grads(Model *m) {
+    if (m->lora) return NULL; /* frozen base */
     grads_ensure(m);
     return m->grads;
 }
@@ -687,6 +689,7 @@ const ModelTensor *model_tensors(const Model *m, int *n) {
     return m->tensors;
 }
 void model_zero_grad(Model *m) {
+    if (m->lora) return lora_zero_grad(m); /* the adapters' grads; the frozen base has none */
     grads_ensure(m);
     m->be->zero(m->grads, sizeof(float) * m->n_params);
 }

@@ -148,18 +148,20 @@ static void rope_apply(Model *m, int l, float *qkv, int B, int T, int backward) 
 }
 
 #define P(off) ((off) == OFF_NONE ? NULL : m->params + (off))
-#define G(off) ((off) == OFF_NONE ? NULL : m->grads + (off))
+#define G(off) ((off) == OFF_NONE || m->lora ? NULL : m->grads + (off)) /* adapters attached: base frozen */
 
 /* out (N,OC) = inp (N,C) @ W^T + b for a trunk / LM-head matrix at offset w, in whichever dtype it is stored */
 static void linear_forward(Model *m, float *out, const float *inp, size_t w, size_t b, int N, int C, int OC) {
     if (m->wdtype == DT_BF16) m->be->matmul_forward_bf16(out, inp, m->wbf + w, P(b), N, C, OC);
     else m->be->matmul_forward(out, inp, P(w), P(b), N, C, OC);
+    if (m->lora) lora_linear_forward(m, out, inp, w, N, C, OC); /* + s drop(x) A^T B^T (model_lora.c) */
 }
 
 /* backward of linear_forward: dinp (N,C) += dout @ W, dW += dout^T @ inp, db += sum dout (NULL dinp: skipped) */
 static void linear_backward(Model *m, float *dinp, const float *dout, const float *inp, size_t w, size_t b, int N,
                             int C, int OC) {
     m->be->matmul_backward(dinp, G(w), G(b), dout, inp, P(w), N, C, OC);
+    if (m->lora) lora_linear_backward(m, dinp, dout, inp, w, N, C, OC); /* dA, dB, adapter dx */
 }
 
 /* one embedding lookup out[n] = table[ids[n]] (+ pos_table[n % T]) in the stored dtype */
@@ -392,6 +394,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         linear_backward(m, m->a.dln, dmm, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
         norm_backward(m, m->a.dres, m->a.dln, a.x, a.ln1_mean, a.ln1_rstd, L->ln1_w, L->ln1_b, N);
     }
+    if (m->lora) return; /* frozen embeddings: nothing left to differentiate */
     if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
     if (m->packed && m->wpe != OFF_NONE) { /* GPT-2 positions of a packed stream: wpe rows by a.pos, a lookup */
         be->embedding_backward(G(m->wte), NULL, m->a.dres, m->a.ids, B, T, d.C);
@@ -547,7 +550,7 @@ int model_backward(Model *m, const float *dseq) {
         m->last = 0;
         return quorum_input_error("model:backward", "%s: the ArmoRM head is forward-only (scoring)", m->cfg.architecture);
     }
-    grads_ensure(m); /* grad_enabled implies fp32 weights (model_set_grad_enabled converts) */
+    if (!m->lora) grads_ensure(m); /* grad_enabled implies fp32 weights (model_set_grad_enabled converts) */
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;

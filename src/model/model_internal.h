@@ -78,6 +78,7 @@ struct Model {
     int64_t armo_missing;    /* sequences gated at their last token (no gating pattern) */
     int grad_enabled;
     int recompute;           /* model_set_recompute: one slot of layer activations, each layer rerun in backward */
+    struct ModelLora *lora;  /* model_lora.c: adapters; non-NULL = the base is frozen (no base gradients) */
     /* activations */
     float *act_mem;
     int *act_int;
@@ -107,6 +108,13 @@ void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *
 
 /* model.c: allocates and zeroes the gradient buffer when absent */
 void grads_ensure(Model *m);
+
+/* model_lora.c: the adapter hooks of linear_forward / linear_backward for the linear whose weight is at param
+ * offset w (no-ops unless an adapter sits in it and the mode is not OFF); lora_free at model_free */
+void lora_linear_forward(Model *m, float *out, const float *inp, size_t w, int N, int C, int OC);
+void lora_linear_backward(Model *m, float *dinp, const float *dout, const float *inp, size_t w, int N, int C, int OC);
+void lora_zero_grad(Model *m);
+void lora_free(Model *m);
 
 /* model_head.c: reward head programs */
 int head_detect(Model *m, const SafeTensors *st, const char *cfg_path); /* sets cfg.reward_head */

@@ -27,6 +27,7 @@ typedef struct {
     int64_t n_units, todo_pairs, skipped_files;
     uint64_t member_fp[JOB_MAX_MEMBERS];        /* member_fingerprint(), computed by rank 0 */
     double member_params[JOB_MAX_MEMBERS];      /* member_params(), computed by rank 0 */
+    double member_bytes[JOB_MAX_MEMBERS];       /* member_bytes(), computed by rank 0 */
     /* The member cache (score.h "Memory budget"): members open on this rank. */
     Member member[JOB_MAX_MEMBERS];
     int open[JOB_MAX_MEMBERS];
@@ -83,6 +84,10 @@ int64_t sched_next(Sched *s, int rank, uint32_t held);
  * builtin: 1) or -1 after one line; the text bytes a shard makes a member read (2 x prompt + chosen +
  * rejected; 1 + pairs when the shard cannot be read here: scoring it reports why). */
 double member_params(const JobMember *cfg);
+/* The memory budget's size of a member (score.h "Memory budget"): bytes of its weights as loaded for scoring
+ * (2 B per matrix element of an all-bf16 checkpoint, else 4 B; builtin: 4), both models of an implicit
+ * member; -1 after one line. */
+double member_bytes(const JobMember *cfg);
 double shard_text_bytes(const char *shard_file, int64_t pairs);
 
 #endif /* QUORUM_SCORE_INTERNAL_H */

@@ -180,14 +180,17 @@ static int schedule_dynamic(int world) {
     return dyn;
 }
 
-/* Rank 0 reads every member's parameter count (the cost model, the memory budget); every rank gets them. */
+/* Rank 0 reads every member's parameter count (the cost model) and loaded size (the memory budget); every rank
+ * gets them. */
 static int member_sizes(ScoreRun *run) {
     int ok = 1;
     if (quorum_rank() == 0)
         for (int m = 0; m < run->job->n_members; m++)
-            ok = (run->member_params[m] = member_params(&run->job->committee[m])) > 0 && ok;
+            ok = (run->member_params[m] = member_params(&run->job->committee[m])) > 0 &&
+                 (run->member_bytes[m] = member_bytes(&run->job->committee[m])) > 0 && ok;
     mpiCheck(MPI_Bcast(&ok, 1, MPI_INT, 0, MPI_COMM_WORLD));
     mpiCheck(MPI_Bcast(run->member_params, run->job->n_members, MPI_DOUBLE, 0, MPI_COMM_WORLD));
+    mpiCheck(MPI_Bcast(run->member_bytes, run->job->n_members, MPI_DOUBLE, 0, MPI_COMM_WORLD));
     const char *b = getenv("QUORUM_RANK_MEM_GB");
     run->budget_gb = b ? atof(b) : 0;
     return ok ? 0 : -1;

@@ -97,6 +97,25 @@ static double folder_params(const char *dir) {
     return p > 0 ? p : 1.0;
 }
 
+/* Bytes the model in `dir` holds loaded for scoring (model.h, model_load_ex .inference): the matrices stay
+ * bf16 when every 2-D tensor of the checkpoint is BF16, everything else is fp32. */
+static double folder_bytes(const char *dir) {
+    SafeTensors st;
+    if (safetensors_open(&st, dir) != 0) return -1.0;
+    int bf16 = 1;
+    for (int i = 0; i < st.n; i++) bf16 &= st.t[i].ndim != 2 || st.t[i].dtype == ST_BF16;
+    double b = 0;
+    for (int i = 0; i < st.n; i++) b += (bf16 && st.t[i].ndim == 2 ? 2.0 : 4.0) * (double)st.t[i].numel;
+    safetensors_close(&st);
+    return b > 0 ? b : 4.0;
+}
+
+double member_bytes(const JobMember *cfg) {
+    if (strstr(cfg->path, "builtin:")) return 4.0;
+    double p = folder_bytes(cfg->path), r = cfg->kind == MEMBER_IMPLICIT ? folder_bytes(cfg->ref) : 0.0;
+    return p < 0 || r < 0 ? -1.0 : p + r;
+}
+
 /* An implicit member holds two models (policy + reference): both count, for memory and cost. */
 double member_params(const JobMember *cfg) {
     if (strstr(cfg->path, "builtin:")) return 1.0;

@@ -50,9 +50,8 @@ int score_check_units(ScoreRun *run, const WorkItem *units, int64_t n) {
     return rc;
 }
 
-/* score.h "Memory budget": a member's weights as every backend holds them (fp32; a builtin member counts
- * 1 parameter: nothing). */
-static double member_gb(const ScoreRun *run, int m) { return 4.0 * run->member_params[m] / 1e9; }
+/* score.h "Memory budget": a member's weights as loaded for scoring (member_bytes) */
+static double member_gb(const ScoreRun *run, int m) { return run->member_bytes[m] / 1e9; }
 
 uint32_t score_open_mask(const ScoreRun *run) {
     uint32_t mask = 0;

@@ -27,7 +27,7 @@ int cmd_dpo(int argc, char **argv) {
         {"discopop-tau", 'f', &o.train.dpo.discopop_tau, 0, "discopop temperature (default 0.05)"},
         {"lora-r", 'i', &o.train.lora.r, 0, "LoRA rank; 0 = full fine-tuning (default 0)"},
         {"lora-alpha", 'f', &o.train.lora.alpha, 0, "LoRA alpha, scale alpha/r (default 32)"},
-        {"lora-dropout", 'f', &o.train.lora.dropout, 0, "LoRA dropout (only 0 is supported)"},
+        {"lora-dropout", 'f', &o.train.lora.dropout, 0, "LoRA dropout on the adapter input, PEFT lora_dropout, in [0,1) (default 0)"},
         {"lora-targets", 's', o.train.lora.targets, sizeof o.train.lora.targets,
          "LoRA modules, comma-separated (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"},
         {"max-length", 'i', &o.max_length, 0, "prompt + response tokens (default 512)"},

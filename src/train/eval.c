@@ -37,8 +37,8 @@ int dpo_eval(const char *policy_dir, const char *ref_dir, const char *corpus_dir
     PairsLoadCfg pc = {.corpus_dirs = corpus_dirs, .model_dir = policy_dir, .max_length = max_length,
                        .max_prompt_length = max_prompt_length};
     if (pairs_load(&d, &pc)) return -1;
-    if (train_model_open(&pol, policy_dir, 0, 0)) { tokpairs_free(&d); return -1; }
-    if (train_model_open(&ref, ref_dir, 0, 0)) { train_model_close(&pol); tokpairs_free(&d); return -1; }
+    if (train_model_open(&pol, policy_dir, 0)) { tokpairs_free(&d); return -1; }
+    if (train_model_open(&ref, ref_dir, 0)) { train_model_close(&pol); tokpairs_free(&d); return -1; }
     double *lp = xcalloc(2 * (size_t)(d.n ? d.n : 1), sizeof(double));
     double *lr = xcalloc(2 * (size_t)(d.n ? d.n : 1), sizeof(double));
     seq_logps(&pol, &d, 8, lp);

@@ -30,9 +30,8 @@ int ckpt_exists(const char *out);
 int train_copy_tokenizer(const char *src, const char *dst);
 
 /* The model.h adapter (model_adapter.c): loads an HF folder as a TrainModel on backend_auto()'s backend
- * (the CUDA one when a GPU is bound to this rank; cpu_only: always the CPU, e.g. for LoRA, whose adapter
- * wrapper works on host memory); want_reward selects (and checks) the head. 0 or -1. */
-int train_model_open(TrainModel *tm, const char *dir, int want_reward, int cpu_only);
+ * (the CUDA one when a GPU is bound to this rank, LoRA or not); want_reward selects (and checks) the head. 0 or -1. */
+int train_model_open(TrainModel *tm, const char *dir, int want_reward);
 void train_model_close(TrainModel *tm);
 /* Policy forwards of tm (a train_model_open causal LM) run packed: the 2b rows of a batch_build micro-batch go
  * through model_logprobs_packed with pairs (i, i+b) sharing their common prefix, backward unchanged. 0, or -1

@@ -1,12 +1,12 @@
-/* lora.c - LoRA adapters as a TrainModel wrapped around a model.h policy (quorum/train.h, section LoRA).
+/* lora.c - LoRA DPO: the model stage's adapters (quorum/model.h, model_lora_attach) as the trainer's TrainModel
+ * (quorum/train.h, section LoRA).
  *
- * Each targeted weight W (our layout [out,in]) becomes W0 + s * B A with s = alpha / r, A [r,in], B [out,r].
- * The wrapper's flat params are the adapters only ([A_0, B_0, A_1, B_1, ...]), so AdamW moments, ZeRO-1
- * shards, the gradient allreduce and checkpoints cover the adapters alone. Forward writes the merged
- * W0 + s B A into the base model, then runs it; backward runs the base backward (full dW into the base's
- * own grad buffer) and projects: dB = s dW A^T, dA = s B^T dW. That is the exact LoRA gradient (W is
- * linear in A and B), at the cost of the base model's full backward; the frozen W0 is the reference
- * model (the adapters start at B = 0, so the initial policy is the base, and no second copy exists). */
+ * The adapters live inside the model's linears (src/model/model_lora.c): y = x W0^T + s (drop(x) A^T) B^T with
+ * the base frozen, so a step computes dA, dB and dx only, never a base weight gradient, on whichever backend the
+ * model is. This wrapper's params/grads ARE the model's flat adapter buffers ([A_0, B_0, A_1, B_1, ...]), so
+ * AdamW moments, ZeRO-1 shards, the gradient allreduce and checkpoints cover the adapters alone. It turns the
+ * adapters on in train mode (dropout) for each forward, with a mask seed derived from (seed, rank, step,
+ * micro-batch); the base with the adapters off is the DPO reference (B = 0 at the start, no second copy). */
 #include "internal.h"
 #include "quorum/common.h"
 #include "quorum/model.h"
@@ -19,168 +19,80 @@
 #include <string.h>
 
 typedef struct {
-    const ModelTensor *t; /* the base tensor (name, [out,in], offset into the base params) */
-    float *w0;            /* frozen copy of the base weight [out*in] */
-    size_t a, b;          /* offsets of A [r,in] and B [out,r] in the adapter params */
-} LoraSite;
-
-typedef struct {
     TrainModel *base;
     Model *model;
     LoraCfg cfg;
-    float scale;
-    int n;
-    LoraSite *site;
+    uint64_t seed, fwd_seed; /* the run's seed; this micro-batch's dropout seed (lo_micro) */
 } Lora;
 
-/* The next name of a comma-separated target list at *p (its length in *len, possibly 0 for ",,"), *p
- * moved past it; NULL at the end. */
-static const char *target_next(const char **p, size_t *len) {
-    if (!**p) return NULL;
-    const char *name = *p, *e = strchr(name, ',');
-    *len = e ? (size_t)(e - name) : strlen(name);
-    *p = name + *len + (e != NULL);
-    return name;
-}
-
-/* 1 when tensor `name` is "<...>.<target>.weight" for one of the comma-separated targets. */
-static int targeted(const char *targets, const char *name) {
-    size_t nl = strlen(name), tl;
-    if (nl < 8 || strcmp(name + nl - 7, ".weight")) return 0;
-    for (const char *p = targets, *t; (t = target_next(&p, &tl));)
-        if (tl && nl >= tl + 8 && !strncmp(name + nl - 7 - tl, t, tl) && name[nl - 8 - tl] == '.') return 1;
-    return 0;
-}
-
-/* base params of every site = W0 + s B A */
-static void lora_merge(Lora *L, const float *ad) {
-    float *W = L->base->params;
-    int r = L->cfg.r;
-    for (int k = 0; k < L->n; k++) {
-        const LoraSite *S = &L->site[k];
-        int64_t O = S->t->shape[0], I = S->t->shape[1];
-        const float *A = ad + S->a, *B = ad + S->b;
-        float *w = W + S->t->offset;
-        for (int64_t o = 0; o < O; o++)
-            for (int64_t i = 0; i < I; i++) {
-                double acc = 0;
-                for (int j = 0; j < r; j++) acc += (double)B[o * r + j] * A[(int64_t)j * I + i];
-                w[o * I + i] = S->w0[o * I + i] + (float)(L->scale * acc);
-            }
-    }
+/* The dropout seed of micro-batch `micro` of optimizer step `step` on this rank: a pure function of them, so a
+ * resumed run draws the masks the uninterrupted one would (quorum/train.h LoraCfg has the formula). */
+static void lo_micro(TrainModel *tm, int step, int micro) {
+    Lora *L = tm->impl;
+    uint64_t key = ((uint64_t)quorum_rank() << 40) | ((uint64_t)step << 16) | (uint64_t)micro;
+    L->fwd_seed = rng_counter_u64(L->seed ^ 0x1d70u, key);
 }
 
 static void lo_forward(TrainModel *tm, const int32_t *ids, const int *lens, const uint8_t *mask, int B, int T,
                        float *out) {
     Lora *L = tm->impl;
-    lora_merge(L, tm->params);
+    model_lora_mode(L->model, MODEL_LORA_TRAIN, L->fwd_seed); /* nn.Dropout in train mode, as TRL's steps */
     L->base->forward(L->base, ids, lens, mask, B, T, out);
 }
 
-/* dA += s B^T dW, dB += s dW A^T for every site, from the base's grads of one backward. */
+/* dA, dB into the adapter grads (the frozen base has no gradient buffer) */
 static void lo_backward(TrainModel *tm, const float *dout) {
     Lora *L = tm->impl;
-    L->base->zero_grad(L->base);
     L->base->backward(L->base, dout);
-    int r = L->cfg.r;
-    for (int k = 0; k < L->n; k++) {
-        const LoraSite *S = &L->site[k];
-        int64_t O = S->t->shape[0], I = S->t->shape[1];
-        const float *dW = L->base->grads + S->t->offset, *A = tm->params + S->a, *Bm = tm->params + S->b;
-        double *gA = xcalloc((size_t)(r * I), sizeof(double)), *gB = xcalloc((size_t)(O * r), sizeof(double));
-        for (int64_t o = 0; o < O; o++)
-            for (int64_t i = 0; i < I; i++) {
-                double g = dW[o * I + i];
-                for (int j = 0; j < r; j++) {
-                    gA[j * I + i] += Bm[o * r + j] * g;
-                    gB[o * r + j] += g * A[j * I + i];
-                }
-            }
-        for (int64_t x = 0; x < r * I; x++) tm->grads[S->a + x] += (float)(L->scale * gA[x]);
-        for (int64_t x = 0; x < O * r; x++) tm->grads[S->b + x] += (float)(L->scale * gB[x]);
-        free(gA);
-        free(gB);
-    }
 }
 
-static void lo_zero_grad(TrainModel *tm) { memset(tm->grads, 0, tm->n_params * sizeof(float)); }
+static void lo_zero_grad(TrainModel *tm) { model_zero_grad(((Lora *)tm->impl)->model); }
 
 int lora_check(const LoraCfg *c, char *why, size_t n) {
     if (c->r < 0) return snprintf(why, n, "lora r must be >= 0 (0 = off), got %d", c->r), -1;
     if (c->r == 0) return 0;
     if (!(c->alpha > 0)) return snprintf(why, n, "lora alpha must be > 0, got %g", (double)c->alpha), -1;
-    if (c->dropout != 0)
-        return snprintf(why, n, "lora dropout %g: only 0 is supported (quorum merges the adapters into the "
-                        "weights each step, where dropout on the adapter input has no place)", (double)c->dropout), -1;
+    if (!(c->dropout >= 0 && c->dropout < 1))
+        return snprintf(why, n, "lora dropout must be in [0, 1), got %g", (double)c->dropout), -1;
     if (!c->targets[0]) return snprintf(why, n, "lora targets: empty (e.g. q_proj,k_proj,v_proj,o_proj)"), -1;
     return 0;
 }
 
 int lora_wrap(TrainModel *out, TrainModel *base, const LoraCfg *cfg, uint64_t seed) {
     Model *m = base->impl;
-    int nt;
-    const ModelTensor *ts = model_tensors(m, &nt);
+    ModelLoraCfg mc = {.r = cfg->r, .alpha = cfg->alpha, .dropout = cfg->dropout, .targets = cfg->targets,
+                       .seed = seed};
+    if (model_lora_attach(m, &mc)) return -1;
+    base->grads = NULL; /* the frozen base's gradient buffer is gone */
     Lora *L = xcalloc(1, sizeof *L);
     L->base = base;
     L->model = m;
     L->cfg = *cfg;
-    L->scale = cfg->alpha / (float)cfg->r;
-    L->site = xcalloc((size_t)nt, sizeof(LoraSite));
-    size_t n = 0;
-    for (int i = 0; i < nt; i++) {
-        if (ts[i].ndim != 2 || !targeted(cfg->targets, ts[i].name)) continue;
-        LoraSite *S = &L->site[L->n++];
-        size_t O = (size_t)ts[i].shape[0], I = (size_t)ts[i].shape[1];
-        S->t = &ts[i];
-        S->w0 = xmalloc(O * I * sizeof(float));
-        memcpy(S->w0, base->params + ts[i].offset, O * I * sizeof(float));
-        S->a = n;
-        n += (size_t)cfg->r * I;
-        S->b = n;
-        n += O * (size_t)cfg->r;
-    }
-    if (!L->n) {
-        int rc = quorum_input_error(cfg->targets, "lora targets: no 2-D weight of the policy matches (names end "
-                                    "in \"<target>.weight\", e.g. q_proj, v_proj; GPT-2: c_attn, c_proj, c_fc)");
-        free(L->site);
-        free(L);
-        return rc;
-    }
+    L->seed = seed;
     memset(out, 0, sizeof *out);
     out->impl = L;
-    out->n_params = n;
-    out->params = xcalloc(n, sizeof(float));
-    out->grads = xcalloc(n, sizeof(float));
+    out->n_params = model_lora_n_params(m);
+    out->params = model_lora_params(m);
+    out->grads = model_lora_grads(m);
+    out->ops = base->ops; /* the adapters live on the model's backend */
     out->forward = lo_forward;
     out->backward = lo_backward;
     out->zero_grad = lo_zero_grad;
+    out->micro_begin = lo_micro;
     out->decay_mask = NULL; /* A and B are 2-D: decayed, as HF Trainer does */
-    /* PEFT's init: A ~ kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0 */
-    Rng rng;
-    rng_seed(&rng, seed, 0x10a);
-    for (int k = 0; k < L->n; k++) {
-        LoraSite *S = &L->site[k];
-        int64_t I = S->t->shape[1];
-        float bound = 1.0f / sqrtf((float)I);
-        for (int64_t j = 0; j < (int64_t)cfg->r * I; j++) out->params[S->a + j] = bound * (2 * rng_uniform(&rng) - 1);
-    }
-    quorum_log("lora: r=%d alpha=%g on %d weights (%s): %zu trainable params", cfg->r, (double)cfg->alpha, L->n,
-               cfg->targets, n);
+    int n;
+    model_lora_sites(m, &n);
+    quorum_log("lora: r=%d alpha=%g dropout=%g on %d weights (%s): %zu trainable params, on the %s backend", cfg->r,
+               (double)cfg->alpha, (double)cfg->dropout, n, cfg->targets, out->n_params, model_backend(m)->name);
     return 0;
 }
 
 void lora_close(TrainModel *tm) {
-    Lora *L = tm->impl;
-    if (!L) return;
-    for (int k = 0; k < L->n; k++) free(L->site[k].w0);
-    free(L->site);
-    free(L);
-    free(tm->params);
-    free(tm->grads);
+    free(tm->impl);
     memset(tm, 0, sizeof *tm);
 }
 
-void lora_merge_into_base(TrainModel *tm) { lora_merge(tm->impl, tm->params); }
+void lora_merge_into_base(TrainModel *tm) { model_lora_merge(((Lora *)tm->impl)->model); }
 
 /* The PEFT name of a site's tensor: base_model.model.<module>.lora_{A,B}.weight */
 static char *peft_name(const char *weight_name, const char *which) {
@@ -191,6 +103,21 @@ static char *peft_name(const char *weight_name, const char *which) {
     return s;
 }
 
+/* a float as the JSON number of its shortest decimal (0.1f -> 0.1, not 0.10000000149011612) */
+static double json_float(float x) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.7g", (double)x);
+    return strtod(buf, NULL);
+}
+
+/* "<...>.q_proj.weight" -> "q_proj" */
+static void module_name(const char *weight_name, char *buf, size_t cap) {
+    size_t l = strlen(weight_name) - strlen(".weight");
+    const char *b = weight_name + l;
+    while (b > weight_name && b[-1] != '.') b--;
+    snprintf(buf, cap, "%.*s", (int)(weight_name + l - b), b);
+}
+
 static char *adapter_config(const Lora *L, const char *base_dir) {
     const ModelConfig *mc = model_config(L->model);
     cJSON *j = cJSON_CreateObject();
@@ -198,18 +125,21 @@ static char *adapter_config(const Lora *L, const char *base_dir) {
     cJSON_AddStringToObject(j, "task_type", "CAUSAL_LM");
     cJSON_AddStringToObject(j, "base_model_name_or_path", base_dir);
     cJSON_AddNumberToObject(j, "r", L->cfg.r);
-    cJSON_AddNumberToObject(j, "lora_alpha", L->cfg.alpha);
-    cJSON_AddNumberToObject(j, "lora_dropout", 0);
+    cJSON_AddNumberToObject(j, "lora_alpha", json_float(L->cfg.alpha));
+    cJSON_AddNumberToObject(j, "lora_dropout", json_float(L->cfg.dropout));
     cJSON_AddStringToObject(j, "bias", "none");
     cJSON_AddBoolToObject(j, "fan_in_fan_out", !strncmp(mc->architecture, "GPT2", 4)); /* Conv1D weights */
     cJSON_AddBoolToObject(j, "inference_mode", 1);
     cJSON_AddBoolToObject(j, "use_rslora", 0);
-    cJSON *t = cJSON_AddArrayToObject(j, "target_modules");
-    size_t tl;
-    for (const char *p = L->cfg.targets, *name; (name = target_next(&p, &tl));) {
+    cJSON *t = cJSON_AddArrayToObject(j, "target_modules"); /* the module names that matched, first-seen order */
+    int n;
+    const ModelLoraSite *S = model_lora_sites(L->model, &n);
+    for (int k = 0; k < n; k++) {
         char buf[128];
-        snprintf(buf, sizeof buf, "%.*s", (int)(tl < sizeof buf - 1 ? tl : sizeof buf - 1), name);
-        if (tl) cJSON_AddItemToArray(t, cJSON_CreateString(buf));
+        module_name(S[k].name, buf, sizeof buf);
+        int seen = 0;
+        for (int e = 0; e < cJSON_GetArraySize(t); e++) seen |= !strcmp(cJSON_GetArrayItem(t, e)->valuestring, buf);
+        if (!seen) cJSON_AddItemToArray(t, cJSON_CreateString(buf));
     }
     char *txt = cJSON_Print(j);
     cJSON_Delete(j);
@@ -221,15 +151,18 @@ int lora_export_peft(TrainModel *tm, const char *base_dir, const char *out) {
     char *dir = path_join(out, "adapter"), *part = path_join(out, "adapter.partial");
     dir_remove_flat(part);
     int rc = mkdir_p(part) ? quorum_input_error(part, "cannot create the folder") : 0;
-    StWrite *w = xcalloc(2 * (size_t)L->n, sizeof(StWrite));
-    for (int k = 0; k < L->n && !rc; k++) {
-        const LoraSite *S = &L->site[k];
-        w[2 * k] = (StWrite){.name = peft_name(S->t->name, "lora_A"), .ndim = 2,
-                             .shape = {L->cfg.r, S->t->shape[1]}, .data = tm->params + S->a};
-        w[2 * k + 1] = (StWrite){.name = peft_name(S->t->name, "lora_B"), .ndim = 2,
-                                 .shape = {S->t->shape[0], L->cfg.r}, .data = tm->params + S->b};
+    int n;
+    const ModelLoraSite *S = model_lora_sites(L->model, &n);
+    float *host = xmalloc(sizeof(float) * (tm->n_params ? tm->n_params : 1));
+    tm->ops->to_host(host, tm->params, tm->n_params);
+    StWrite *w = xcalloc(2 * (size_t)n, sizeof(StWrite));
+    for (int k = 0; k < n && !rc; k++) {
+        w[2 * k] = (StWrite){.name = peft_name(S[k].name, "lora_A"), .ndim = 2, .shape = {L->cfg.r, S[k].in},
+                             .data = host + S[k].a};
+        w[2 * k + 1] = (StWrite){.name = peft_name(S[k].name, "lora_B"), .ndim = 2, .shape = {S[k].out, L->cfg.r},
+                                 .data = host + S[k].b};
     }
-    if (!rc) rc = safetensors_write_file(part, "adapter_model.safetensors", w, 2 * L->n);
+    if (!rc) rc = safetensors_write_file(part, "adapter_model.safetensors", w, 2 * n);
     if (!rc) {
         char *txt = adapter_config(L, base_dir), *p = path_join(part, "adapter_config.json");
         rc = file_write_atomic(p, txt, strlen(txt));
@@ -241,8 +174,9 @@ int lora_export_peft(TrainModel *tm, const char *base_dir, const char *out) {
         if (rename(part, dir)) rc = quorum_input_error(dir, "cannot rename %s into place", part);
     }
     if (!rc) quorum_log("exported %s (PEFT LoRA adapter)", dir);
-    for (int k = 0; k < 2 * L->n; k++) free((char *)w[k].name);
+    for (int k = 0; k < 2 * n; k++) free((char *)w[k].name);
     free(w);
+    free(host);
     free(dir);
     free(part);
     return rc;

@@ -51,9 +51,9 @@ static void ad_backward(TrainModel *tm, const float *dout) {
 
 static void ad_zero_grad(TrainModel *tm) { model_zero_grad(tm->impl); }
 
-/* backend_auto's choice (a GPU bound to this rank, unless QUORUM_BACKEND=cpu), or the CPU when asked. */
-static const Backend *train_backend(int cpu_only, const TrainOps **ops) {
-    const Backend *be = cpu_only ? &backend_cpu : backend_auto();
+/* backend_auto's choice (a GPU bound to this rank, unless QUORUM_BACKEND=cpu). */
+static const Backend *train_backend(const TrainOps **ops) {
+    const Backend *be = backend_auto();
     *ops = &train_ops_cpu;
 #ifdef QUORUM_HAVE_CUDA
     if (be == &backend_cuda) *ops = &train_ops_cuda;
@@ -61,11 +61,11 @@ static const Backend *train_backend(int cpu_only, const TrainOps **ops) {
     return be;
 }
 
-int train_model_open(TrainModel *tm, const char *dir, int want_reward, int cpu_only) {
+int train_model_open(TrainModel *tm, const char *dir, int want_reward) {
     Model *m = NULL;
     memset(tm, 0, sizeof *tm);
     const TrainOps *ops;
-    const Backend *be = train_backend(cpu_only, &ops);
+    const Backend *be = train_backend(&ops);
     if (model_load(&m, dir, be)) return -1;
     const ModelConfig *c = model_config(m);
     if ((c->head == HEAD_REWARD) != !!want_reward) {

@@ -33,7 +33,10 @@ static void dump_pairs(const TokPairs *d, const TrainCfg *tc, const TrainModel *
     buf_append_str(&b, "]");
     if (lora) { /* the initial adapters, flat in lora_wrap's order (the PEFT export's tensor order) */
         buf_append_str(&b, ", \"lora_init\": [");
-        for (size_t i = 0; i < lora->n_params; i++) buf_appendf(&b, "%s%.9g", i ? "," : "", lora->params[i]);
+        float *h = xmalloc(sizeof(float) * (lora->n_params ? lora->n_params : 1));
+        lora->ops->to_host(h, lora->params, lora->n_params);
+        for (size_t i = 0; i < lora->n_params; i++) buf_appendf(&b, "%s%.9g", i ? "," : "", h[i]);
+        free(h);
         buf_append_str(&b, "]");
     }
     buf_append_str(&b, "}\n");
@@ -46,8 +49,7 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     int reward = tc->objective == OBJ_BT, lora = !reward && tc->lora.r > 0;
     TrainModel tm, lm = {0}, *train = &tm;
     TokPairs d = {0};
-    if (lora) quorum_log("lora: trains on the CPU backend (the adapter wrapper works on host memory)");
-    int rc = train_model_open(&tm, model_dir, reward, lora);
+    int rc = train_model_open(&tm, model_dir, reward);
     if (!rc && !reward && tc->packed && (rc = train_model_set_packed(&tm)) == 0)
         quorum_log("dpo: packed micro-batches (each pair's prompt computed once, flash attention)");
     if (!rc && tc->recompute) {

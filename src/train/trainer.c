@@ -116,7 +116,7 @@ static void metrics_write(FILE *f, const StepLog *l, int quiet, int policy) {
     char line[1024], logps[128] = "";
     if (policy) snprintf(logps, sizeof logps, "\"logps/chosen\": %.6g, \"logps/rejected\": %.6g, ", l->logp_chosen, l->logp_rejected);
     snprintf(line, sizeof line,
-             "{\"step\": %d, \"loss\": %.6g, \"rewards/chosen\": %.6g, \"rewards/rejected\": %.6g, "
+             "{\"step\": %d, \"loss\": %.9g, \"rewards/chosen\": %.6g, \"rewards/rejected\": %.6g, "
              "\"rewards/accuracies\": %.6g, \"rewards/margins\": %.6g, %s\"grad_norm\": %.6g, \"learning_rate\": %.6g, "
              "\"tokens_per_s\": %.1f, \"epoch\": %.4f, \"step_s\": %.4g, \"allreduce_s\": %.4g}",
              l->step, l->loss, l->reward_chosen, l->reward_rejected, l->accuracy, l->margin, logps, l->grad_norm, l->lr,
@@ -264,6 +264,7 @@ int train_run(const TrainCfg *c, TrainModel *m, const TokPairs *d, StepLog *log)
         int mine = my_hi - my_lo;
         for (int a = 0; a < c->grad_accum; a++) {
             int lo = mine * a / c->grad_accum, hi = mine * (a + 1) / c->grad_accum;
+            if (hi > lo && m->micro_begin) m->micro_begin(m, step, a);
             if (hi > lo) micro_run(&u, gidx + my_lo + lo, hi - lo);
         }
         double ta = now_seconds();

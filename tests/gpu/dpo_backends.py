@@ -1,6 +1,8 @@
 """dpo_backends.py - `quorum dpo` on the CUDA backend tracks the CPU backend: the same tiny GPT-2 policy, HH
 pairs and options, 10 steps (grad_accum 2), once with QUORUM_BACKEND=cpu and once on the GPU (1 rank, then
-2 ranks with ZeRO-1: the host-staged all-gather and cuda_allreduce_sum). Per-step losses and grad norms
+2 ranks with ZeRO-1: the host-staged all-gather and cuda_allreduce_sum), and LoRA (r 8, lora_dropout 0.1: the
+adapters' axpy_cols / dropout_forward kernels; the counter-based masks are the same on both backends, so each
+LoRA run is compared with a CPU run on as many ranks). Per-step losses and grad norms
 within fp32 tolerance, exported weights close, and the log names the backend that trained. Exits 77
 (skipped) without a visible GPU.
 usage: dpo_backends.py QUORUM PROBE MPIEXEC NPFLAG SHARED_DIR WORKDIR"""
@@ -39,13 +41,19 @@ def dpo(name, backend, ranks, extra=()):
     return met, ref_model.load_dir(os.path.join(out, "final"))[1]
 
 
-cpu_m, cpu_w = dpo("cpu", "cpu", 1)
-for name, ranks, extra in (("cuda", 1, ()), ("cuda2z", 2, ("--zero1",))):
-    m, w = dpo(name, "cuda", ranks, extra)
+def compare(name, m, w, cpu_m, cpu_w):
     for key in ("loss", "grad_norm", "rewards/margins"):
         a, b = [x[key] for x in m], [x[key] for x in cpu_m]
         ok = len(a) == 10 and np.allclose(a, b, rtol=2e-3, atol=1e-5)
         check(ok, f"{name}: per-step {key} vs the CPU run (max diff {np.max(np.abs(np.subtract(a, b))):.3g})")
     d = max(float(np.max(np.abs(w[k] - cpu_w[k]))) for k in cpu_w)
     check(d < 1e-3, f"{name}: exported weights vs the CPU run (max diff {d:.3g})")
+
+
+cpu_m, cpu_w = dpo("cpu", "cpu", 1)
+for name, ranks, extra in (("cuda", 1, ()), ("cuda2z", 2, ("--zero1",))):
+    compare(name, *dpo(name, "cuda", ranks, extra), cpu_m, cpu_w)
+LORA = ("--lora-r", "8", "--lora-alpha", "16", "--lora-dropout", "0.1", "--lora-targets", "c_attn,c_proj,c_fc")
+for name, ranks, extra in (("cuda_lora", 1, LORA), ("cuda2z_lora", 2, LORA + ("--zero1",))):
+    compare(name, *dpo(name, "cuda", ranks, extra), *dpo(name + "_cpu", "cpu", ranks, extra))
 finish()

@@ -68,16 +68,19 @@ static void case_grad_norm(size_t n) {
     free(g);
 }
 
-/* cuda_adamw_step with a grad_scale (clipping) == cpu adamw_update on the pre-scaled gradient */
+/* train_ops_cuda's AdamW with a grad_scale (clipping) == the CPU's adamw_update on the pre-scaled gradient */
 static void case_adamw_scaled(size_t n, float scale) {
     float *p = rnd(&R, n, 1), *g = rnd(&R, n, 1), *gs = xmalloc(sizeof(float) * n), *z = xcalloc(n, sizeof(float));
     for (size_t i = 0; i < n; i++) gs[i] = g[i] * scale;
     float *res[2];
+    OptimCfg o;
+    optim_defaults(&o);
+    o.beta2 = 0.95f, o.weight_decay = 0.1f;
     for (int k = 0; k < 2; k++) {
         Arena a = {BE[k]};
         float *d_p = a_up(&a, p, n), *d_m = a_up(&a, z, n), *d_v = a_up(&a, z, n);
-        if (k == 0) backend_cpu.adamw_update(d_p, a_up(&a, gs, n), d_m, d_v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 1);
-        else cuda_adamw_step(d_p, a_up(&a, g, n), d_m, d_v, n, 1, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, scale);
+        if (k == 0) adamw_update(d_p, a_up(&a, gs, n), d_m, d_v, NULL, n, 1e-3f, &o, 1);
+        else train_ops_cuda.adamw(d_p, a_up(&a, g, n), d_m, d_v, NULL, n, 1e-3f, scale, &o, 1);
         res[k] = a_down(&a, d_p, n);
         sub_inplace(res[k], p, n);
         arena_free(&a);
@@ -290,7 +293,10 @@ static void case_dpo_step(const char *dir, int V) {
         be->to_host(before, model_params(m[k]), sizeof(float) * n);
         float *mv = be->alloc(2 * sizeof(float) * n);
         be->zero(mv, 2 * sizeof(float) * n);
-        be->adamw_update(model_params(m[k]), model_grads(m[k]), mv, mv + n, n, lr, 0.9f, 0.999f, 1e-8f, 0.0f, 1);
+        OptimCfg o;
+        optim_defaults(&o);
+        (be == &backend_cpu ? &train_ops_cpu : &train_ops_cuda)->adamw(model_params(m[k]), model_grads(m[k]), mv, mv + n,
+                                                                      NULL, n, lr, 1.0f, &o, 1);
         be->free(mv);
         dparams[k] = xmalloc(sizeof(float) * n);
         be->to_host(dparams[k], model_params(m[k]), sizeof(float) * n);

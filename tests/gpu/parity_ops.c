@@ -9,6 +9,7 @@
 #include <string.h>
 #include "quorum/cuda_backend.h"
 #include "quorum/common.h"
+#include "quorum/train.h"
 #define TEST_EXTERN_COUNTERS
 #include "../test.h"
 #include "parity.h"
@@ -346,6 +347,27 @@ static void case_optional_elementwise(int N, int F) {
     free(x); free(dout); free(g);
 }
 
+/* LoRA: axpy_cols into a column slice of a wider matrix, and the counter-based dropout mask (the same mask on both
+ * backends: a differing element would be off by a whole value, far beyond the tolerance) */
+static void case_lora(int N, int W, int ld) {
+    size_t n = (size_t)N * ld;
+    float *y = rnd(&R, n, 1), *x = rnd(&R, (size_t)N * W, 1);
+    Pair axpy, drop;
+    for (int k = 0; k < 2; k++) {
+        Arena a = {BE[k]};
+        const Backend *be = BE[k];
+        float *d_y = a_up(&a, y, n), *d_x = a_up(&a, x, (size_t)N * W), *d_o = a_nan(&a, n);
+        be->axpy_cols(d_y + 3, ld, d_x, W, 0.7f, N, W);
+        axpy.r[k] = a_down(&a, d_y, n);
+        be->dropout_forward(d_o, d_y, n, 0.3f, 0x1234567887654321ULL);
+        drop.r[k] = a_down(&a, d_o, n);
+        arena_free(&a);
+    }
+    pair_check("lora.axpy_cols", &axpy, n, TOL_FP32);
+    pair_check("lora.dropout", &drop, n, TOL_FP32);
+    free(y); free(x);
+}
+
 static void case_embedding(int B, int T, int C, int V, int with_wpe) {
     size_t n = (size_t)B * T * C;
     int *ids = xmalloc(sizeof(int) * B * T);
@@ -435,9 +457,15 @@ static void case_logprob(int M, int V) {
     free(logits); free(dlogp); free(tg);
 }
 
+/* the trainer's AdamW (TrainOps.adamw) of each backend, with a weight-decay mask of uneven runs */
 static void case_adamw(size_t n, int steps) {
+    const TrainOps *TO[2] = {&train_ops_cpu, &train_ops_cuda};
     float *p = rnd(&R, n, 1), *m = rnd(&R, n, 0.01f), *v = rnd(&R, n, 0.01f);
-    for (size_t i = 0; i < n; i++) v[i] = fabsf(v[i]);
+    uint8_t *decay = xmalloc(n);
+    for (size_t i = 0; i < n; i++) v[i] = fabsf(v[i]), decay[i] = (i / 97) % 3 != 0;
+    OptimCfg o;
+    optim_defaults(&o);
+    o.weight_decay = 0.01f;
     Pair pp, mm, vv;
     for (int k = 0; k < 2; k++) {
         Arena a = {BE[k]};
@@ -447,7 +475,7 @@ static void case_adamw(size_t n, int steps) {
             rng_seed(&gr, 99, (uint64_t)s); /* same gradients on both backends */
             float *g = rnd(&gr, n, 1);
             float *d_g = a_up(&a, g, n);
-            BE[k]->adamw_update(d_p, d_g, d_m, d_v, n, 1e-2f, 0.9f, 0.999f, 1e-8f, 0.01f, s);
+            TO[k]->adamw(d_p, d_g, d_m, d_v, decay, n, 1e-2f, 1.0f, &o, s);
             free(g);
         }
         pp.r[k] = a_down(&a, d_p, n);
@@ -457,10 +485,10 @@ static void case_adamw(size_t n, int steps) {
     }
     sub_inplace(pp.r[0], p, n); /* compare the parameter change, not the parameters */
     sub_inplace(pp.r[1], p, n);
-    pair_check("adamw_update.dparams (3 steps)", &pp, n, TOL_FP32);
-    pair_check("adamw_update.m", &mm, n, TOL_FP32);
-    pair_check("adamw_update.v", &vv, n, TOL_FP32);
-    free(p); free(m); free(v);
+    pair_check("adamw.dparams (3 steps)", &pp, n, TOL_FP32);
+    pair_check("adamw.m", &mm, n, TOL_FP32);
+    pair_check("adamw.v", &vv, n, TOL_FP32);
+    free(p); free(m); free(v); free(decay);
 }
 
 void test_ops(void) {
@@ -481,6 +509,7 @@ void test_ops(void) {
     case_attention(2, 40, 2, 2, 32, lens2, 0.17f, 0, 7);   /* Mistral: window only */
     case_qknorm(37, 4, 2, 16);
     case_optional_elementwise(13, 77);
+    case_lora(37, 20, 50);
     case_embedding(4, 25, 40, 13, 1);
     case_embedding(3, 7, 33, 5, 0);
     case_gather(60, 17, 48);

@@ -33,4 +33,5 @@ int cmd_bf16_ops(void);
 int cmd_flash_backward(const char *dir);
 int cmd_packed_lm(const char *case_dir);
 int cmd_recompute(const char *case_dir);
+int cmd_lora(const char *case_dir); /* test_model_lora.c */
 #endif

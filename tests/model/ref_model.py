@@ -687,23 +687,6 @@ def make(out_dir, quorum=None, shared=None):
         tensors += [("grad." + k, v.grad.numpy()) for k, v in W.items()]
         st_write(os.path.join(d, "ref.safetensors"), tensors)
         print(f"{name}: out={out.detach().numpy().round(4).tolist()} loss={loss.item():.5f}")
-    make_adamw(out_dir)
-
-
-def make_adamw(out_dir):
-    """torch.optim.AdamW on random params for 3 steps of random grads: the reference for adamw_update."""
-    g = torch.Generator().manual_seed(7)
-    p = torch.randn(1000, generator=g)
-    grads = [torch.randn(1000, generator=g) * (k + 1) for k in range(3)]
-    opt_p = p.clone().requires_grad_(True)
-    hp = dict(lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
-    opt = torch.optim.AdamW([opt_p], **hp)
-    tensors = [("p0", p.numpy()), ("hp", np.array([hp["lr"], *hp["betas"], hp["eps"], hp["weight_decay"]], np.float32))]
-    for k, gr in enumerate(grads):
-        opt_p.grad = gr.clone()
-        opt.step()
-        tensors += [(f"g{k}", gr.numpy()), (f"p{k + 1}", opt_p.detach().numpy().copy())]
-    st_write(os.path.join(out_dir, "adamw.safetensors"), tensors)
 
 
 def check(saved_dir, case_dir):

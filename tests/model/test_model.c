@@ -3,7 +3,6 @@
  *   test_model parity <case_dir> <saved_dir>   rewards / log-probs / DPO-loss gradients vs torch (float64),
  *                                              with the cblas and the portable matmul; batch invariance;
  *                                              inference mode; save + bit-exact reload into saved_dir
- *   test_model ops <fixtures>                  adamw_update vs torch.optim.AdamW, residual_forward
  *   test_model bf16_ops                        bf16 GEMM / embedding vs float64 sums (test_model_engine.c)
  *   test_model packed <case_dir> [inference]   packed + shared-prefix scoring vs plain scoring and torch
  *                                              (inference: loaded with model_load_ex, bf16 kept; test_model_engine.c)
@@ -424,49 +423,6 @@ static int cmd_parity(const char *case_dir, const char *saved_dir) {
     TEST_MAIN_END();
 }
 
-/* ---------------------------------------------------------------- ops the model does not use */
-
-/* adamw_update against torch.optim.AdamW (3 steps); residual_forward against its closed form. */
-static int cmd_ops(const char *fx_dir) {
-    char *path = path_join(fx_dir, "adamw.safetensors");
-    SafeTensors st;
-    REQUIRE(safetensors_open(&st, path) == 0);
-    int64_t n;
-    float *p = ref_get(&st, "p0", &n), *hp = ref_get(&st, "hp", NULL);
-    float *dp = BE->alloc(sizeof(float) * n), *dg = BE->alloc(sizeof(float) * n);
-    float *dm = BE->alloc(sizeof(float) * n), *dv = BE->alloc(sizeof(float) * n), *got = xmalloc(sizeof(float) * n);
-    BE->to_backend(dp, p, sizeof(float) * n);
-    BE->zero(dm, sizeof(float) * n);
-    BE->zero(dv, sizeof(float) * n);
-    for (int k = 0; k < 3; k++) {
-        char gname[8], pname[8];
-        snprintf(gname, sizeof gname, "g%d", k);
-        snprintf(pname, sizeof pname, "p%d", k + 1);
-        float *g = ref_get(&st, gname, NULL), *want = ref_get(&st, pname, NULL);
-        BE->to_backend(dg, g, sizeof(float) * n);
-        BE->adamw_update(dp, dg, dm, dv, (size_t)n, hp[0], hp[1], hp[2], hp[3], hp[4], k + 1);
-        poison(got, n);
-        BE->to_host(got, dp, sizeof(float) * n);
-        double e = max_rel(got, want, n);
-        printf("adamw step %d: max rel err vs torch %.3g\n", k + 1, e);
-        CHECKF(e < 1e-6, "adamw step %d: %.3g", k + 1, e);
-        free(g);
-        free(want);
-    }
-    /* residual: out = a + b (closed form) */
-    float a[5] = {1.5f, -2, 3, 0.25f, 7}, b[5] = {-0.5f, 4, 1, 0.75f, -7}, out[5];
-    float *x = BE->alloc(sizeof a), *y = BE->alloc(sizeof a), *z = BE->alloc(sizeof a);
-    BE->to_backend(x, a, sizeof a);
-    BE->to_backend(y, b, sizeof b);
-    BE->residual_forward(z, x, y, 5);
-    BE->to_host(out, z, sizeof out);
-    for (int i = 0; i < 5; i++) CHECK(out[i] == a[i] + b[i]);
-    BE->free(x), BE->free(y), BE->free(z), BE->free(dp), BE->free(dg), BE->free(dm), BE->free(dv);
-    free(p), free(hp), free(got), free(path);
-    safetensors_close(&st);
-    TEST_MAIN_END();
-}
-
 /* ---------------------------------------------------------------- errors */
 
 static char *slurp(const char *path, size_t *len) {
@@ -776,7 +732,6 @@ int main(int argc, char **argv) {
     }
     if (argc == 4 && !strcmp(argv[1], "parity")) return cmd_parity(argv[2], argv[3]);
     if (argc == 4 && !strcmp(argv[1], "errors")) return cmd_errors(argv[2], argv[3]);
-    if (argc == 3 && !strcmp(argv[1], "ops")) return cmd_ops(argv[2]);
     if (argc == 2 && !strcmp(argv[1], "bf16_ops")) return cmd_bf16_ops();
     if (argc == 3 && !strcmp(argv[1], "flash_backward")) return cmd_flash_backward(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "packed_lm")) return cmd_packed_lm(argv[2]);
@@ -785,7 +740,8 @@ int main(int argc, char **argv) {
         return cmd_packed(argv[2], argc == 4 && !strcmp(argv[3], "inference"));
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();
     if (argc == 3 && !strcmp(argv[1], "fallback")) return cmd_fallback(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "lora")) return cmd_lora(argv[2]);
     fprintf(stderr, "usage: test_model parity <case_dir> <saved_dir> | errors <fixtures_dir> <scratch_dir> | "
-            "ops <fixtures_dir> | config | fallback <fixtures_dir>\n");
+            "bf16_ops | packed <case_dir> [inference] | config | fallback <fixtures_dir> | lora <case_dir>\n");
     return 2;
 }

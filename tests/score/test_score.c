@@ -6,6 +6,7 @@
  * usage: test_score <scratch dir> */
 #include "../test.h"
 #include "quorum/common.h"
+#include "quorum/safetensors.h"
 #include "quorum/score.h"
 #include "../../src/score/score_internal.h"
 
@@ -148,7 +149,7 @@ static void test_sched(void) {
     sched_free(&s);
 }
 
-/* score.h "Memory budget": 3 members of 0.4 GB each (4 B x 1e8 parameters, set by hand; builtin rules so
+/* score.h "Memory budget": 3 members of 0.4 GB each (4e8 bytes, set by hand; builtin rules so
  * they open without weights). Budget 1 GB: two stay open, the least recently used one is closed for a
  * third. No budget: one open at a time. */
 static void test_budget(void) {
@@ -159,7 +160,7 @@ static void test_budget(void) {
     ScoreRun run;
     memset(&run, 0, sizeof run);
     run.job = &job;
-    for (int m = 0; m < 3; m++) run.member_params[m] = 1e8;
+    for (int m = 0; m < 3; m++) run.member_params[m] = 1e8, run.member_bytes[m] = 4e8;
     run.budget_gb = 1.0;
     double load_s;
     int seq[6] = {0, 1, 2, 1, 0, 0};
@@ -179,6 +180,36 @@ static void test_budget(void) {
         if (run.open[m]) member_close(&run.member[m]);
 }
 
+/* member_bytes: a checkpoint whose matrices are all BF16 stays bf16 when loaded for scoring (2 B per matrix
+ * element, 4 B per vector element); one F32 matrix makes the load fp32 (4 B everywhere); an implicit member
+ * counts its reference model too. Sizes by hand from the shapes written. */
+static void test_member_bytes(const char *dir) {
+    float w[6 * 5], v[5];
+    for (int i = 0; i < 30; i++) w[i] = (float)test_uniform(-1, 1);
+    for (int i = 0; i < 5; i++) v[i] = (float)test_uniform(-1, 1);
+    const char *names[2] = {"bf16", "mixed"};
+    double want[2] = {2.0 * (30 + 30) + 4.0 * 5, 4.0 * (30 + 30 + 5)};
+    char *paths[2];
+    for (int k = 0; k < 2; k++) {
+        paths[k] = path_join(dir, names[k]);
+        REQUIRE(mkdir_p(paths[k]) == 0);
+        StWrite ts[3] = {{.name = "a.weight", .ndim = 2, .shape = {6, 5}, .data = w, .dtype = ST_BF16},
+                         {.name = "b.weight", .ndim = 2, .shape = {5, 6}, .data = w, .dtype = k ? ST_F32 : ST_BF16},
+                         {.name = "norm.weight", .ndim = 1, .shape = {5}, .data = v, .dtype = ST_F32}};
+        REQUIRE(safetensors_write(paths[k], ts, 3, 0) == 0);
+        JobMember c = member_cfg(paths[k]);
+        double got = member_bytes(&c);
+        CHECKF(got == want[k], "member_bytes(%s) = %.0f, want %.0f", names[k], got, want[k]);
+    }
+    JobMember c = member_cfg(paths[0]);
+    c.kind = MEMBER_IMPLICIT;
+    snprintf(c.ref, sizeof c.ref, "%s", paths[1]);
+    CHECKF(member_bytes(&c) == want[0] + want[1], "implicit member_bytes = %.0f", member_bytes(&c));
+    c = member_cfg("builtin:len");
+    CHECK(member_bytes(&c) == 4.0);
+    free(paths[0]);
+    free(paths[1]);
+}
 
 static void test_files(const char *dir) {
     enum { N = 37 };
@@ -228,6 +259,7 @@ int main(int argc, char **argv) {
     test_owner();
     test_sched();
     test_budget();
+    test_member_bytes(argv[1]);
     test_files(argv[1]);
     MPI_Finalize();
     TEST_MAIN_END();

@@ -48,7 +48,7 @@ static double step(TrainModel *tm, const int32_t *ids, const int *lens, const ui
     PairMetrics met = {0};
     double loss = dpo_loss(&c, &x, 1.0f / b, &g, &met);
     tm->backward(tm, dout);
-    memcpy(grads, tm->grads, sizeof(float) * tm->n_params); /* cpu backend: host memory */
+    model_backend(tm->impl)->to_host(grads, tm->grads, sizeof(float) * tm->n_params);
     return loss;
 }
 
@@ -59,7 +59,7 @@ int main(int argc, char **argv) {
     }
     MPI_Init(&argc, &argv);
     TrainModel tm;
-    REQUIRE(train_model_open(&tm, argv[1], 0, 1) == 0);
+    REQUIRE(train_model_open(&tm, argv[1], 0) == 0);
     TokPairs d = {0};
     if (strcmp(argv[2], "-")) {
         PairsLoadCfg pc = {.corpus_dirs = argv[2], .model_dir = argv[1], .max_length = atoi(argv[3]),
