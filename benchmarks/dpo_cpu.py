@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""DPO training throughput on CPU: `quorum dpo` vs a torch reference doing the same steps, one run.
+"""DPO training throughput on CPU: `quorum dpo` (T^2 attention, flash attention, and --packed) vs a torch reference
+doing the same steps, one run.
 
 A random GPT-2 policy (quorum init-model: --layers x --dim, GPT-2 vocab, tied head) trains --steps DPO
 steps (sigmoid loss, batch --batch pairs, AdamW, clipping) on the first --pairs HH-RLHF harmless test
@@ -7,11 +8,15 @@ pairs. quorum runs first and dumps its tokenized pairs and batch order (QUORUM_T
 then runs the same steps on exactly those batches: tests/model/ref_model.py's GPT-2 in float32 (padded
 (2B, T) batches, log-probs over the response tokens, reference log-probs from quorum's cache),
 torch.optim.AdamW, clip_grad_norm_. Both use --threads threads. Tokens/s = tokens of the step's
-sequences / step wall time, the median over steps 2.. (step 1 includes warm-up).
+sequences / step wall time, the median over steps 2.. (step 1 includes warm-up). quorum runs four times on the
+same data: QUORUM_ATTENTION=t2 (the (L,B,NH,T,T) probabilities saved for backward), the default flash attention
+(logsumexp saved, attention_varlen_backward), --packed (each pair's prompt computed once) and --recompute (each
+layer rerun in backward from its saved input); each run's peak RSS
+is measured in a process of its own. Tokens/s counts the unpacked tokens in all three, so packing shows as a rate.
 
   benchmarks/dpo_cpu.py [--build build] [--shared ../shared] [--pairs 48] [--steps 4] [--batch 8]
                         [--layers 4] [--dim 256] [--max-len 192] [--threads 1]
-Prints both rates and their ratio, and the per-step losses of both (they must agree: same math).
+Prints the rates, ratios and peak RSS, and the per-step losses (they must agree: same math).
 """
 import argparse
 import json
@@ -35,6 +40,15 @@ def sh(cmd, env=None):
     if p.returncode:
         sys.exit(f"dpo_cpu.py: {' '.join(cmd)} failed ({p.returncode}):\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
     return p
+
+
+def peak_rss_run(cmd, env):
+    """runs cmd in a fresh python (so RUSAGE_CHILDREN is that one child's) and returns its peak RSS in MiB"""
+    probe = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(p.stdout[-2000:] + p.stderr[-2000:]) if p.returncode else None; "
+             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+    p = sh([sys.executable, "-c", probe] + cmd, env=env)
+    return int(p.stdout.split()[-1]) / 1024.0
 
 
 def torch_steps(cfg, W0, pairs, order, a):
@@ -92,27 +106,37 @@ def main():
         sh([tool, "init-model", "--arch", "gpt2", "--layers", str(a.layers), "--dim", str(a.dim), "--heads",
             str(max(1, a.dim // 64)), "--max-pos", str(max(a.max_len, 64)), "--tokenizer", tok, "--head", "lm",
             "--seed", "3", "--out", pol])
-        out = os.path.join(work, "dpo")
         dump = os.path.join(work, "pairs.json")
-        sh([tool, "dpo", "--policy", pol, "--corpus-dir", os.path.join(work, "corpora", "hh"), "--out", out,
-            "--steps", str(a.steps), "--batch-size", str(a.batch), "--lr", str(a.lr), "--beta", str(a.beta),
-            "--max-length", str(a.max_len), "--max-prompt-length", str(a.max_len // 2), "--checkpoint-every", "0",
-            "--quiet"], env=dict(env, QUORUM_TEST_DUMP_PAIRS=dump))
-        met = [json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))]
+        runs = {}  # name -> (metrics, peak RSS MiB)
+        for name, extra, attn in (("t2", [], "t2"), ("flash", [], "flash"), ("packed", ["--packed"], "flash"),
+                                  ("recompute", ["--recompute"], "flash")):
+            out = os.path.join(work, "dpo_" + name)
+            rss = peak_rss_run([tool, "dpo", "--policy", pol, "--corpus-dir", os.path.join(work, "corpora", "hh"),
+                                "--out", out, "--steps", str(a.steps), "--batch-size", str(a.batch), "--lr", str(a.lr),
+                                "--beta", str(a.beta), "--max-length", str(a.max_len), "--max-prompt-length",
+                                str(a.max_len // 2), "--checkpoint-every", "0", "--quiet", *extra],
+                               env=dict(env, QUORUM_TEST_DUMP_PAIRS=dump, QUORUM_ATTENTION=attn))
+            runs[name] = ([json.loads(l) for l in open(os.path.join(out, "metrics.jsonl"))], rss)
+        met = runs["flash"][0]
         data = json.load(open(dump))
         cfg, W0 = ref_model.load_dir(pol)
         t_rates, t_losses = torch_steps(cfg, W0, data["pairs"], data["order"], a)
-    q_rate = statistics.median(m["tokens_per_s"] for m in met[1:]) if len(met) > 1 else met[0]["tokens_per_s"]
-    t_rate = statistics.median(t_rates[1:]) if len(t_rates) > 1 else t_rates[0]
-    q_loss = [m["loss"] for m in met]
-    agree = np.allclose(q_loss, t_losses, rtol=1e-3, atol=1e-4)
+    median = lambda xs: statistics.median(xs[1:]) if len(xs) > 1 else xs[0]
+    t_rate = median(t_rates)
     print(f"DPO GPT-2 {a.layers}x{a.dim} (vocab 50257), batch {a.batch} pairs, max_len {a.max_len}, "
           f"{a.threads} thread(s), {a.steps} steps")
-    print(f"  quorum  {q_rate:8.1f} tokens/s")
-    print(f"  torch   {t_rate:8.1f} tokens/s")
-    print(f"  ratio   {q_rate / t_rate:8.2f}x (quorum / torch)")
-    print(f"  losses  quorum {' '.join(f'{x:.5f}' for x in q_loss)}")
-    print(f"          torch  {' '.join(f'{x:.5f}' for x in t_losses)}  ({'agree' if agree else 'DISAGREE'})")
+    agree = True
+    for name, label in (("t2", "quorum T^2 attention"), ("flash", "quorum flash attention"),
+                        ("packed", "quorum --packed (flash)"), ("recompute", "quorum --recompute (flash)")):
+        m, rss = runs[name]
+        rate = median([x["tokens_per_s"] for x in m])
+        print(f"  {label:26s} {rate:8.1f} tokens/s  {rate / t_rate:5.2f}x torch  peak RSS {rss:7.1f} MiB")
+        ok = np.allclose([x["loss"] for x in m], t_losses, rtol=1e-3, atol=1e-4)
+        losses = " ".join(f"{x['loss']:.5f}" for x in m)
+        print(f"    losses {losses} ({'agree' if ok else 'DISAGREE'} with torch)")
+        agree &= ok
+    print(f"  {'torch reference':26s} {t_rate:8.1f} tokens/s")
+    print(f"    losses {' '.join(f'{x:.5f}' for x in t_losses)}")
     return 0 if agree else 1
 
 

@@ -11,11 +11,13 @@
  * computes q.k for key `lane` of the tile from shared memory: no shuffles), softmax statistics by warp
  * reductions, and the p.V product by lane = output channel (c = lane + 32 j), p broadcast by shuffles.
  * fp32 SIMT arithmetic; tensor-core (mma / wgmma) tiles are the next step once the device check has measured this.
- * HD <= FA_MAXHD. The CPU twin (src/model/backend_cpu.c attention_varlen_forward_cpu) is the same algorithm.
+ * HD <= FA_MAXHD. The CPU twin (src/model/backend_cpu.c attention_varlen_forward_cpu) is the same algorithm; the
+ * backward is attention_flash_bwd.cu.
  */
 #include <math.h>
 #include "cuda_common.cuh"
 #include "ops_cuda.cuh"
+#include "attention_flash.cuh"
 
 #define FA_QT 16     /* query rows per block */
 #define FA_KT 32     /* keys per shared-memory tile: one per lane */
@@ -33,11 +35,6 @@ struct FaArgs {
     float scale, softcap;
     int window;
 };
-
-/* physical row of virtual key u of a segment (prefix rows first, then its own rows) */
-__device__ __forceinline__ long long fa_key_row(int u, int q0, int k0, int nk) {
-    return u < nk ? (long long)k0 + u : (long long)q0 + (u - nk);
-}
 
 __global__ void __launch_bounds__(FA_WARPS * 32) attention_flash_kernel(FaArgs a) {
     /* K tile (FA_KT,HD+1: rows padded so lane = key reads 32 different banks) | V tile (FA_KT,HD) | Q (FA_QT,HD) */
@@ -64,23 +61,10 @@ __global__ void __launch_bounds__(FA_WARPS * 32) attention_flash_kernel(FaArgs a
 #pragma unroll
             for (int j = 0; j < FA_MAXJ; j++) acc[rr][j] = 0.0f;
         }
-        int u_hi = nk + i0 + nrows - 1; /* last key any row of the tile sees */
-        int u_lo = a.window > 0 ? max(0, nk + i0 - a.window + 1) : 0;
+        int u_lo, u_hi;
+        fa_key_range(nk, i0, nrows, a.window, &u_lo, &u_hi);
         for (int t0 = u_lo; t0 <= u_hi; t0 += FA_KT) {
-            int nkt = min(FA_KT, u_hi + 1 - t0);
-            __syncthreads();
-            for (int x = threadIdx.x; x < FA_KT * HD; x += blockDim.x) {
-                int r = x / HD, c = x % HD;
-                float kv = 0.0f, vv = 0.0f;
-                if (r < nkt) {
-                    const float *row = a.qkv + fa_key_row(t0 + r, q0, k0, nk) * a.width;
-                    kv = row[koff + c];
-                    vv = row[voff + c];
-                }
-                sk[r * ks + c] = kv;
-                sv[x] = vv;
-            }
-            __syncthreads();
+            int nkt = fa_stage_kv(sk, ks, sv, HD, a.qkv, a.width, koff, voff, t0, u_hi, FA_KT, q0, k0, nk, HD);
 #pragma unroll
             for (int rr = 0; rr < FA_RPW; rr++) { /* unrolled: m, l, acc stay in registers */
                 int r = warp * FA_RPW + rr, i = i0 + r;

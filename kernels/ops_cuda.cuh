@@ -48,6 +48,10 @@ void attention_backward_cuda(float *dqkv, float *datt, const float *dout, const 
 /* attention_flash.cu */
 void attention_varlen_forward_cuda(float *out, float *lse, const float *qkv, const int *segs, int S, int NH, int NKV,
                                    int HD, float scale, float softcap, int window);
+/* attention_flash_bwd.cu */
+void attention_varlen_backward_cuda(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                    const float *lse, const int *segs, int S, int NH, int NKV, int HD, float scale,
+                                    float softcap, int window);
 /* optional ops (quorum/ops.h) */
 void attention_ex_forward_cuda(float *out, float *att, const float *qkv, const int *lens, int B, int T, int NH,
                                int NKV, int HD, float scale, float softcap, int window);

@@ -154,6 +154,8 @@ typedef struct {
     int checkpoint_every;            /* steps, default 50 */
     int precision;                   /* "fp32" (default) | "bf16": bf16 + fp32 master (quorum/train.h TrainCfg) */
     int grad_reduce;                 /* "fp32" (default) | "bf16": gradient reduction on the wire */
+    int packed;                      /* pack each micro-batch, a pair's prompt once (TrainCfg.packed), default 0 */
+    int recompute;                   /* activation recomputation per block (TrainCfg.recompute), default 0 */
 } JobDpo;
 
 typedef struct {

@@ -42,6 +42,9 @@
  * t >= lens[b] are ignored but must be valid ids in [0,V), e.g. 0); T is the padded length, so sort by
  * length to keep padding cheap. Attention skips padded queries; the LM head only computes logits at the
  * positions that predict a masked (completion) token, and the reward head only at the last token.
+ * Attention is flash-style (quorum/ops.h attention_varlen_*: one segment per sequence, no (T,T) buffer), training
+ * included when the backend has the backward (the forward saves an (L,N,heads) logsumexp); the environment
+ * variable QUORUM_ATTENTION=t2 makes training use the T^2 ops (probabilities saved), the oracle of the tests.
  *
  * Errors: bad config / checkpoint -> one line naming the file and the key or tensor, return -1.
  */
@@ -131,12 +134,26 @@ int model_reward(Model *m, const int32_t *ids, const int *lens, int B, int T, fl
 typedef struct {
     int token_budget; /* tokens per forward (<= 0: 8192) */
     int share_pairs;  /* 1: pairs (2i, 2i+1) share their common prefix */
+    int pair_stride;  /* > 0: the pairs are (i, i + pair_stride) instead (tokpairs.h batch_build's chosen-then-
+                         rejected rows: pair_stride = n/2); 0: (2i, 2i+1) */
 } ModelPackOpts;
 typedef struct {
-    int64_t forwards, tokens, shared_tokens; /* totals of the last model_reward_packed call: tokens run, tokens saved */
+    int64_t forwards, tokens, shared_tokens; /* totals of the last packed call: tokens run, tokens saved */
 } ModelPackStats;
 int model_reward_packed(Model *m, const int32_t *const *seqs, const int *lens, int n, const ModelPackOpts *opts,
                         float *reward, ModelPackStats *stats /* or NULL */);
+/* Packed causal-LM log-probs, model_reward_packed's layout for a policy (DPO's prefix sharing): seq_logp[s] =
+ * sum_t masks[s][t] * log p(seqs[s][t] | seqs[s][<t]) over 1 <= t < lens[s] (masks[s] host, lens[s] entries), as
+ * model_logprobs. Positions restart at 0 per sequence (RoPE tables and GPT-2 wpe by each row's position). With
+ * opts->share_pairs, sequences 2i and 2i+1 run their longest common token prefix LESS ONE token once: then every
+ * shared row predicts the same next token for both, and a masked one counts for each sequence masking it (the row
+ * before the first difference predicts different tokens, so each sequence keeps its own). Grads enabled: all n
+ * sequences run as ONE forward (token_budget ignored) that model_backward(m, dseq[n]) then differentiates (shared
+ * rows get both sequences' gradients); equal to model_logprobs + model_backward within fp32 rounding. Grads
+ * disabled: forwards of token_budget tokens, as model_reward_packed. Needs attention_varlen_forward (+ _backward
+ * with grads) on the backend; model_token_logprobs is not filled. 0, or -1 after one line. */
+int model_logprobs_packed(Model *m, const int32_t *const *seqs, const int *lens, const uint8_t *const *masks, int n,
+                          const ModelPackOpts *opts, float *seq_logp, ModelPackStats *stats /* or NULL */);
 /* Causal LM forward: seq_logp[b] = sum_t mask[b,t] * log p(ids[b,t] | ids[b,<t]). mask (B,T) host marks
  * completion targets; positions t == 0 or t >= lens[b] are ignored. -1 on a reward model. */
 int model_logprobs(Model *m, const int32_t *ids, const int *lens, const uint8_t *mask, int B, int T,
@@ -144,7 +161,7 @@ int model_logprobs(Model *m, const int32_t *ids, const int *lens, const uint8_t 
 /* Per-token log-probs of the last model_logprobs call, host (B,T): logp of ids[b,t] at masked positions,
  * 0 elsewhere. Valid until the next forward. */
 const float *model_token_logprobs(const Model *m);
-/* Backward of the last forward (reward or logprobs) given dLoss/dreward[b] or dLoss/dseq_logp[b] (host).
+/* Backward of the last forward (reward, logprobs or logprobs_packed) given dLoss/dreward[b] or dLoss/dseq_logp[b] (host).
  * ACCUMULATES into the grad buffer. One backward per forward. -1 when there is no forward to
  * differentiate (or grads are disabled). */
 int model_backward(Model *m, const float *dseq /*[B]*/);
@@ -179,6 +196,14 @@ void model_refresh_shadow(Model *m);
  * (the same on every rank, so the hook may post collectives). On a GPU backend the reported gradients are
  * queued, not yet computed (stream order). ready NULL removes the hook. */
 void model_set_grad_ready_hook(Model *m, void (*ready)(void *ctx, size_t lo, size_t hi), void *ctx);
+/* Activation recomputation (per block) for long sequences: 1 = a training forward keeps only each layer's input
+ * (its (L,N,C) outputs) and one slot of every other activation; model_backward reruns each layer's forward from its
+ * input before differentiating it. Gradients are bit-identical to the stored-activation run (same ops on the same
+ * inputs); activation memory drops by about the per-layer activations of L-1 layers; one extra forward per step.
+ * Default 0. Takes effect at the next forward (the last one can no longer be differentiated). */
+void model_set_recompute(Model *m, int on);
+/* Bytes of activation memory currently held (backend memory; 0 before the first forward). */
+size_t model_activation_bytes(const Model *m);
 
 /* Accessors. params/grads are backend memory. model_n_params counts the fp32 buffer (every parameter unless
  * bf16 weights were kept); model_grads allocates the gradient buffer on first use. */

@@ -150,8 +150,9 @@ typedef struct Backend {
                                int B, int T, int NH, int NKV, int HD);
 
     /* Packed (variable-length) attention, flash-style: blocks of keys with a running max and sum (online
-     * softmax), so no (T,T) scores exist; inference uses it (attention_forward's probabilities are what a
-     * backward needs, and it stays as the fallback and the oracle). GQA reads kv head h / (NH/NKV) in place.
+     * softmax), so no (T,T) scores exist; every forward uses it (training with attention_varlen_backward; the
+     * attention_forward / attention_ex_* T^2 ops stay as the fallback and the oracle). GQA reads kv head
+     * h / (NH/NKV) in place.
      * qkv holds the N rows of a packed token stream (no padding). Segment s of segs (S,4) = {q0, nq, k0, nk}:
      * its queries are rows q0..q0+nq-1, and query i sees the nk rows k0.. of a prefix it continues from (a
      * prompt shared by two sequences; nk = 0 for none) followed by its own rows q0..q0+i: virtual key index
@@ -163,6 +164,21 @@ typedef struct Backend {
                                      const float *qkv, /* (N,(NH+2*NKV)*HD) post-RoPE */
                                      const int *segs,  /* (S,4) backend ints */
                                      int S, int NH, int NKV, int HD, float scale, float softcap, int window);
+    /* Backward of attention_varlen_forward over the same segments (training on flash attention: nothing of size
+     * T^2 is saved). Probabilities are recomputed from the forward's lse, p = exp(s - lse), and with
+     * D = rowsum(dout * out): ds = p (dout.v - D), chained through the softcap and the scale. dQ of a query row
+     * comes from its visible keys; dK/dV of a key row from every query that sees it: its own segment's and,
+     * for a row of a shared prefix, the queries of every segment continuing from it (so a prefix's rows must
+     * be some segment's own rows, as model_pack lays them out). Deterministic: no float atomics in arbitrary
+     * order (cuda: one pass owns dQ per query row, another dK/dV per key row). dqkv ACCUMULATES (+=); rows
+     * outside every segment are not written. */
+    void (*attention_varlen_backward)(float *dqkv,      /* (N,(NH+2*NKV)*HD) += */
+                                      const float *dout,/* (N,NH*HD) */
+                                      const float *qkv, /* (N,(NH+2*NKV)*HD) as given to the forward */
+                                      const float *out, /* (N,NH*HD) the forward's output */
+                                      const float *lse, /* (N,NH) the forward's logsumexp */
+                                      const int *segs,  /* (S,4) as the forward */
+                                      int S, int NH, int NKV, int HD, float scale, float softcap, int window);
 
     /* ---- embeddings ---- */
     /* out[b,t] = wte[ids[b,t]] (+ wpe[t] when wpe != NULL, GPT-2 learned positions) */
@@ -267,7 +283,7 @@ typedef struct Backend {
     X(matmul_forward_bf16) X(matmul_backward_bf16) X(cast_f32_to_bf16) \
     X(layernorm_forward) X(layernorm_backward) X(rmsnorm_forward) X(rmsnorm_backward) \
     X(residual_forward) X(gelu_forward) X(gelu_backward) X(swiglu_forward) X(swiglu_backward) X(rope_forward) \
-    X(rope_backward) X(attention_forward) X(attention_backward) X(attention_varlen_forward) \
+    X(rope_backward) X(attention_forward) X(attention_backward) X(attention_varlen_forward) X(attention_varlen_backward) \
     X(embedding_forward) X(embedding_forward_bf16) X(embedding_backward) X(gather_forward) X(gather_backward) \
     X(logprob_forward) X(logprob_backward) X(qknorm_forward) X(qknorm_backward) \
     X(attention_ex_forward) X(attention_ex_backward) X(geglu_forward) X(geglu_backward) X(scale_forward) \

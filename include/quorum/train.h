@@ -250,6 +250,11 @@ typedef struct {
     /* --grad-reduce: DT_F32 (default) or DT_BF16 = each rank's gradient is rounded to bf16 for the wire (half
      * the bytes); see TrainOps.grads_allreduce for the exact arithmetic */
     DType grad_reduce;
+    int packed;                 /* OBJ_DPO: each micro-batch's policy (and reference) forward runs packed, a pair's
+                                   common prompt once (quorum/model.h model_logprobs_packed); equal to the padded
+                                   forward within fp32 rounding. Default 0: see README (Packed DPO) */
+    int recompute;              /* activation recomputation per block (quorum/model.h model_set_recompute):
+                                   bit-identical gradients, less activation memory, one more layer forward */
 } TrainCfg;
 
 void train_cfg_defaults(TrainCfg *c);

@@ -484,6 +484,51 @@ static void attention_varlen_forward_cpu(float *out, float *lse, const float *qk
     free(acc);
 }
 
+/* One query row's backward (ops.h attention_varlen_backward): probabilities recomputed from lse, then
+ * ds = p (dout.v - D) through the softcap, dq += ds scale k, dk += ds scale q, dv += p dout, key by key. */
+static void varlen_row_backward(float *dqkv, float *dq, const float *dy, const float *q, const float *qkv, int width,
+                                int koff, int voff, int q0, int k0, int nk, int i, int HD, float scale, float softcap,
+                                int window, float lse, float D) {
+    int last = nk + i, lo = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0;
+    for (int u = lo; u <= last; u++) {
+        size_t krow = (size_t)(u < nk ? k0 + u : q0 + u - nk) * width;
+        const float *k = qkv + krow + koff, *v = qkv + krow + voff;
+        float *dk = dqkv + krow + koff, *dv = dqkv + krow + voff;
+        float x = 0.0f, dp = 0.0f;
+        for (int c = 0; c < HD; c++) x += q[c] * k[c], dp += dy[c] * v[c];
+        x *= scale;
+        float th = softcap > 0 ? tanhf(x / softcap) : 0.0f, s = softcap > 0 ? softcap * th : x;
+        float p = expf(s - lse), ds = p * (dp - D) * (1.0f - th * th) * scale;
+        for (int c = 0; c < HD; c++) {
+            dq[c] += ds * k[c];
+            dk[c] += ds * q[c];
+            dv[c] += p * dy[c];
+        }
+    }
+}
+
+/* serial in a fixed order (segments, rows, heads): deterministic */
+static void attention_varlen_backward_cpu(float *dqkv, const float *dout, const float *qkv, const float *out,
+                                          const float *lse, const int *segs, int S, int NH, int NKV, int HD,
+                                          float scale, float softcap, int window) {
+    int width = (NH + 2 * NKV) * HD, group = NH / NKV;
+    for (int sg = 0; sg < S; sg++) {
+        int q0 = segs[4 * sg], nq = segs[4 * sg + 1], k0 = segs[4 * sg + 2], nk = segs[4 * sg + 3];
+        for (int i = 0; i < nq; i++) {
+            size_t row = (size_t)q0 + i;
+            for (int h = 0; h < NH; h++) {
+                const float *dy = dout + row * NH * HD + (size_t)h * HD, *y = out + row * NH * HD + (size_t)h * HD;
+                float D = 0.0f;
+                for (int c = 0; c < HD; c++) D += dy[c] * y[c];
+                int kh = h / group;
+                varlen_row_backward(dqkv, dqkv + row * width + (size_t)h * HD, dy, qkv + row * width + (size_t)h * HD,
+                                    qkv, width, (NH + kh) * HD, (NH + NKV + kh) * HD, q0, k0, nk, i, HD, scale, softcap,
+                                    window, lse[row * NH + h], D);
+            }
+        }
+    }
+}
+
 /* ---- Qwen3 q/k norm: per token, the NH q heads and the NKV k heads are contiguous HD-rows ---- */
 static void qknorm_forward_cpu(float *out, float *rstd, const float *inp, const float *qw, const float *kw, int N,
                                int NH, int NKV, int HD, float eps) {

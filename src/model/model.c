@@ -608,6 +608,7 @@ void model_free(Model *m) {
     if (m->norm1p) m->be->free(m->norm1p);
     lora_free(m);
     free(m->rows_host);
+    free(m->row_seq);
     free(m->tok_logp);
     cJSON_Delete(m->config_json);
     free(m);
@@ -743,3 +744,10 @@ void grad_ready_report(Model *m, int stage) {
         if (m->tensor_stage[i] == stage && m->tensors[i].dtype == DT_F32)
             m->grad_ready(m->grad_ready_ctx, m->tensors[i].offset, m->tensors[i].offset + tensor_numel(&m->tensors[i]));
 }
+void model_set_recompute(Model *m, int on) {
+    if (m->recompute != !!on) m->act_cap = 0; /* re-carve (and reallocate to size) on the next forward */
+    m->recompute = !!on;
+    m->last = 0;
+}
+
+size_t model_activation_bytes(const Model *m) { return m->act_mem ? sizeof(float) * m->act_cap : 0; }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* widths used everywhere below */
-typedef struct { int C, NH, NKV, HD, QKV, F, FC, V, L, LA; } Dims;
+typedef struct { int C, NH, NKV, HD, QKV, F, FC, V, L, LA, LR; } Dims; /* LA / LR: slots of layer activations / outputs */
 
 static Dims dims_of(const Model *m) {
     const ModelConfig *c = &m->cfg;
@@ -15,13 +15,23 @@ static Dims dims_of(const Model *m) {
               .V = c->vocab_size, .L = c->n_layer};
     d.QKV = (d.NH + 2 * d.NKV) * d.HD;
     d.FC = c->act == ACT_GELU_NEW ? d.F : 2 * d.F;
-    d.LA = m->grad_enabled ? d.L : 1;
+    d.LR = m->grad_enabled ? d.L : 1;               /* every layer's output (= the next one's input) for backward */
+    d.LA = m->grad_enabled && !m->recompute ? d.L : 1; /* recompute: one slot, each layer rerun in backward */
     return d;
 }
 
-/* 1 when attention runs flash-style (attention_varlen_forward over m->a.segs): inference on a backend that has
- * it, and always for packed batches. Training keeps the T^2 path, whose probabilities backward reads. */
-static int flash_attention(const Model *m) { return !m->grad_enabled && m->be->attention_varlen_forward; }
+/* 1 when a padded batch's attention runs flash-style (attention_varlen_forward over one segment per sequence):
+ * inference on a backend that has it, training when the backend also has attention_varlen_backward (the forward
+ * saves each row's logsumexp, (L,N,NH), instead of the (L,B,NH,T,T) probabilities). QUORUM_ATTENTION=t2 keeps
+ * training on the T^2 path (attention_forward / attention_ex_*: the oracle, and the fallback for a backend
+ * without the backward). Packed streams are always flash (forward_packed). */
+static int flash_wanted(const Model *m) {
+    const Backend *be = m->be;
+    if (!be->attention_varlen_forward) return 0;
+    if (!m->grad_enabled) return 1;
+    const char *e = getenv("QUORUM_ATTENTION");
+    return be->attention_varlen_backward && !(e && !strcmp(e, "t2"));
+}
 
 /* Carves every activation buffer for (B,T,M) out of one allocation (walk once with base NULL to size), each
  * starting at a multiple of 256 bytes (cudaMalloc is 256-byte aligned: the GEMMs get aligned operands). */
@@ -32,11 +42,12 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
 #define TAKE(ptr, count) do { a->ptr = base ? base + off : NULL; off = (off + (count) + 63) & ~(size_t)63; } while (0)
     TAKE(enc, N * d.C);
     TAKE(ln1, LA * N * d.C); TAKE(ln1_mean, LA * N); TAKE(ln1_rstd, LA * N);
-    size_t t2 = !flash_attention(m); /* the (B,NH,T,T) probabilities only for the T^2 path */
+    size_t t2 = !m->flash, grad = m->grad_enabled; /* (B,NH,T,T) probabilities only for the T^2 path */
     TAKE(qkv, LA * N * d.QKV); TAKE(att, t2 * LA * B * d.NH * T * T); TAKE(atty, LA * N * d.NH * d.HD);
+    TAKE(alse, !t2 * grad * LA * N * d.NH);
     TAKE(res2, LA * N * d.C);
     TAKE(ln2, LA * N * d.C); TAKE(ln2_mean, LA * N); TAKE(ln2_rstd, LA * N);
-    TAKE(fch, LA * N * d.FC); TAKE(fca, LA * N * d.F); TAKE(res3, LA * N * d.C);
+    TAKE(fch, LA * N * d.FC); TAKE(fca, LA * N * d.F); TAKE(res3, (size_t)d.LR * N * d.C);
     TAKE(proj, N * d.C);
     TAKE(g, (size_t)M * d.C); TAKE(gn, (size_t)M * d.C); TAKE(g_mean, M); TAKE(g_rstd, M);
     TAKE(logits, (size_t)M * heads); TAKE(logp, M); TAKE(lse, M);
@@ -50,9 +61,8 @@ static size_t carve(Model *m, float *base, int B, int T, int M) {
     TAKE(po1, pn * LA * N * d.C); TAKE(po1_rstd, pn * LA * N);
     TAKE(po2, pn * LA * N * d.C); TAKE(po2_rstd, pn * LA * N);
     TAKE(hact, (size_t)M * hw);
-    size_t grad = m->grad_enabled;
     TAKE(dres, grad * N * d.C); TAKE(dln, grad * N * d.C); TAKE(dqkv, grad * N * d.QKV);
-    TAKE(datt, grad * B * d.NH * T * T); TAKE(datty, grad * N * d.NH * d.HD);
+    TAKE(datt, grad * t2 * B * d.NH * T * T); TAKE(datty, grad * N * d.NH * d.HD);
     TAKE(dfch, grad * N * d.FC); TAKE(dfca, grad * N * d.F);
     TAKE(dg, grad * M * d.C); TAKE(dgn, grad * M * d.C); TAKE(dlogp, grad * M);
     TAKE(dqkr, grad * qk * N * d.QKV); TAKE(dpo, grad * pn * N * d.C); TAKE(dhact, grad * M * hw);
@@ -234,13 +244,14 @@ int model_backend_supports(const ModelConfig *c, const Backend *be, const char *
     return 1;
 }
 
-static void attn_forward(Model *m, int l, float *out, float *att, const float *qkv, int B, int T) {
+static void attn_forward(Model *m, int l, float *out, float *att, float *lse, const float *qkv, int B, int T) {
     const ModelConfig *c = &m->cfg;
-    if (flash_attention(m)) {
+    if (m->flash) {
         if (m->pad_rows) /* padded queries are no segment's: keep their rows finite (ops.h) for the ops after */
             m->be->zero(out, sizeof(float) * (size_t)B * T * c->n_head * c->head_dim);
-        m->be->attention_varlen_forward(out, NULL, qkv, m->a.segs, m->S, c->n_head, c->n_kv_head, c->head_dim,
-                                        c->attn_scale, c->attn_softcap, c->layer_window[l] ? c->sliding_window : 0);
+        m->be->attention_varlen_forward(out, m->grad_enabled ? lse : NULL, qkv, m->a.segs, m->S, c->n_head,
+                                        c->n_kv_head, c->head_dim, c->attn_scale, c->attn_softcap,
+                                        c->layer_window[l] ? c->sliding_window : 0);
         return;
     }
     int win = attn_window(m, l, T);
@@ -251,9 +262,16 @@ static void attn_forward(Model *m, int l, float *out, float *att, const float *q
                                     c->attn_scale, c->attn_softcap, win);
 }
 
-static void attn_backward(Model *m, int l, float *dqkv, const float *dout, const float *qkv, const float *att, int B,
-                          int T) {
+/* dqkv += d(attention of layer l) given dout; out / att / lse as the forward saved them */
+static void attn_backward(Model *m, int l, float *dqkv, const float *dout, const float *qkv, const float *out,
+                          const float *att, const float *lse, int B, int T) {
     const ModelConfig *c = &m->cfg;
+    if (m->flash) {
+        m->be->attention_varlen_backward(dqkv, dout, qkv, out, lse, m->a.segs, m->S, c->n_head, c->n_kv_head,
+                                         c->head_dim, c->attn_scale, c->attn_softcap,
+                                         c->layer_window[l] ? c->sliding_window : 0);
+        return;
+    }
     int win = attn_window(m, l, T);
     if (!win && attn_plain(c))
         m->be->attention_backward(dqkv, m->a.datt, dout, qkv, att, m->a.lens, B, T, c->n_head, c->n_kv_head, c->head_dim);
@@ -274,12 +292,13 @@ static void act_backward(Model *m, float *dfch, const float *dfca, const float *
     else m->be->swiglu_backward(dfch, dfca, fch, N, F);
 }
 
-/* layer slot l of an (LA, n) activation array */
-#define AT(arr, l, n) (m->a.arr + (size_t)((m->grad_enabled ? (l) : 0)) * (n))
+/* layer slot l of an (LA, n) activation array; ATR: of the (LR, n) layer outputs res3 */
+#define AT(arr, l, n) (m->a.arr + (size_t)((m->grad_enabled && !m->recompute ? (l) : 0)) * (n))
+#define ATR(l, n) (m->a.res3 + (size_t)((m->grad_enabled ? (l) : 0)) * (n))
 
 /* One layer's activation slots (l-th of every saved array). */
 typedef struct {
-    float *x, *ln1, *qkv, *qkr, *qk_rstd, *att, *atty, *po1, *po1_rstd, *res2, *ln2, *fch, *fca, *po2, *po2_rstd, *res3;
+    float *x, *ln1, *qkv, *qkr, *qk_rstd, *att, *alse, *atty, *po1, *po1_rstd, *res2, *ln2, *fch, *fca, *po2, *po2_rstd, *res3;
     float *ln1_mean, *ln1_rstd, *ln2_mean, *ln2_rstd;
 } LayerActs;
 
@@ -287,47 +306,51 @@ static LayerActs layer_acts(Model *m, int l, int B, int T) {
     Dims d = dims_of(m);
     size_t N = (size_t)B * T, nc = N * d.C;
     LayerActs a = {
-        .x = l ? AT(res3, l - 1, nc) : m->a.enc, .ln1 = AT(ln1, l, nc), .qkv = AT(qkv, l, N * d.QKV),
+        .x = l ? ATR(l - 1, nc) : m->a.enc, .ln1 = AT(ln1, l, nc), .qkv = AT(qkv, l, N * d.QKV),
         .qkr = AT(qkr, l, N * d.QKV), .qk_rstd = AT(qk_rstd, l, N * (d.NH + d.NKV)),
-        .att = AT(att, l, N * d.NH * T), .atty = AT(atty, l, N * d.NH * d.HD),
+        .att = AT(att, l, N * d.NH * T), .alse = AT(alse, l, N * d.NH), .atty = AT(atty, l, N * d.NH * d.HD),
         .po1 = AT(po1, l, nc), .po1_rstd = AT(po1_rstd, l, N), .res2 = AT(res2, l, nc), .ln2 = AT(ln2, l, nc),
         .fch = AT(fch, l, N * d.FC), .fca = AT(fca, l, N * d.F), .po2 = AT(po2, l, nc), .po2_rstd = AT(po2_rstd, l, N),
-        .res3 = AT(res3, l, nc), .ln1_mean = AT(ln1_mean, l, N), .ln1_rstd = AT(ln1_rstd, l, N),
+        .res3 = ATR(l, nc), .ln1_mean = AT(ln1_mean, l, N), .ln1_rstd = AT(ln1_rstd, l, N),
         .ln2_mean = AT(ln2_mean, l, N), .ln2_rstd = AT(ln2_rstd, l, N)};
     return a;
 }
 
-/* Runs embedding + every layer for ids (B,T) (pos: host positions of a packed stream, B = 1, else NULL); the
- * output is AT(res3, L-1).
- * Layer: res2 = x + [postnorm](o(attn(rope([qknorm](qkv(ln1(x))))))), res3 = res2 + [postnorm](proj(act(fc(ln2(res2))))) */
-static void trunk_forward(Model *m, int B, int T, const int *pos) {
+/* Layer l on its input a.x into its activation slots (also rerun by backward under recompute: bit-identical).
+ * res2 = x + [postnorm](o(attn(rope([qknorm](qkv(ln1(x))))))), res3 = res2 + [postnorm](proj(act(fc(ln2(res2))))) */
+static void layer_forward(Model *m, int l, int B, int T) {
     const Backend *be = m->be;
     const ModelConfig *c = &m->cfg;
     Dims d = dims_of(m);
     int N = B * T;
     size_t nc = (size_t)N * d.C;
+    const LayerOffsets *L = &m->layers[l];
+    LayerActs a = layer_acts(m, l, B, T);
+    norm_forward(m, a.ln1, a.ln1_mean, a.ln1_rstd, a.x, L->ln1_w, L->ln1_b, N);
+    linear_forward(m, c->qk_norm ? a.qkr : a.qkv, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
+    if (c->qk_norm)
+        be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
+    rope_apply(m, l, a.qkv, B, T, 0);
+    attn_forward(m, l, a.atty, a.att, a.alse, a.qkv, B, T);
+    linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
+    if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
+    be->residual_forward(a.res2, a.x, m->a.proj, nc);
+    norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
+    linear_forward(m, a.fch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
+    act_forward(m, a.fca, a.fch, N, d.F);
+    linear_forward(m, c->post_norms ? a.po2 : m->a.proj, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
+    if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
+    be->residual_forward(a.res3, a.res2, m->a.proj, nc);
+}
+
+/* Runs embedding + every layer for ids (B,T) (pos: host positions of a packed stream, B = 1, else NULL); the
+ * output is ATR(L-1). */
+static void trunk_forward(Model *m, int B, int T, const int *pos) {
+    const ModelConfig *c = &m->cfg;
     embed_forward(m, B, T, pos);
-    if (c->embed_scale > 0) be->scale_forward(m->a.enc, m->a.enc, c->embed_scale, nc);
+    if (c->embed_scale > 0) m->be->scale_forward(m->a.enc, m->a.enc, c->embed_scale, (size_t)B * T * c->d_model);
     rope_tables(m, T, pos);
-    for (int l = 0; l < d.L; l++) {
-        const LayerOffsets *L = &m->layers[l];
-        LayerActs a = layer_acts(m, l, B, T);
-        norm_forward(m, a.ln1, a.ln1_mean, a.ln1_rstd, a.x, L->ln1_w, L->ln1_b, N);
-        linear_forward(m, c->qk_norm ? a.qkr : a.qkv, a.ln1, L->qkv_w, L->qkv_b, N, d.C, d.QKV);
-        if (c->qk_norm)
-            be->qknorm_forward(a.qkv, a.qk_rstd, a.qkr, NW(m, L->qn_w), NW(m, L->kn_w), N, d.NH, d.NKV, d.HD, c->norm_eps);
-        rope_apply(m, l, a.qkv, B, T, 0);
-        attn_forward(m, l, a.atty, a.att, a.qkv, B, T);
-        linear_forward(m, c->post_norms ? a.po1 : m->a.proj, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
-        if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po1_rstd, a.po1, L->pa_w, OFF_NONE, N);
-        be->residual_forward(a.res2, a.x, m->a.proj, nc);
-        norm_forward(m, a.ln2, a.ln2_mean, a.ln2_rstd, a.res2, L->ln2_w, L->ln2_b, N);
-        linear_forward(m, a.fch, a.ln2, L->fc_w, L->fc_b, N, d.C, d.FC);
-        act_forward(m, a.fca, a.fch, N, d.F);
-        linear_forward(m, c->post_norms ? a.po2 : m->a.proj, a.fca, L->proj_w, L->proj_b, N, d.F, d.C);
-        if (c->post_norms) norm_forward(m, m->a.proj, NULL, a.po2_rstd, a.po2, L->pf_w, OFF_NONE, N);
-        be->residual_forward(a.res3, a.res2, m->a.proj, nc);
-    }
+    for (int l = 0; l < c->n_layer; l++) layer_forward(m, l, B, T);
 }
 
 /* d(branch output) -> d(pre-postnorm output): dres itself without post norms, else a.dpo */
@@ -346,6 +369,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
     size_t nc = (size_t)N * d.C;
     for (int l = d.L - 1; l >= 0; l--) {
         const LayerOffsets *L = &m->layers[l];
+        if (m->recompute) layer_forward(m, l, B, T); /* its activations again, from its saved input */
         LayerActs a = layer_acts(m, l, B, T);
         /* MLP branch */
         const float *dmo = postnorm_backward(m, a.po2, a.po2_rstd, L->pf_w, N);
@@ -361,7 +385,7 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
         be->zero(m->a.datty, sizeof(float) * N * d.NH * d.HD);
         linear_backward(m, m->a.datty, dao, a.atty, L->o_w, L->o_b, N, d.NH * d.HD, d.C);
         be->zero(m->a.dqkv, sizeof(float) * N * d.QKV);
-        attn_backward(m, l, m->a.dqkv, m->a.datty, a.qkv, a.att, B, T);
+        attn_backward(m, l, m->a.dqkv, m->a.datty, a.qkv, a.atty, a.att, a.alse, B, T);
         rope_apply(m, l, m->a.dqkv, B, T, 1);
         const float *dmm = m->a.dqkv;
         if (c->qk_norm) {
@@ -377,7 +401,12 @@ static void trunk_backward(Model *m, int B, int T) { /* m->a.dres holds dLoss/d(
     }
     if (m->lora) return; /* frozen embeddings: nothing left to differentiate */
     if (c->embed_scale > 0) be->scale_forward(m->a.dres, m->a.dres, c->embed_scale, nc);
-    be->embedding_backward(G(m->wte), G(m->wpe), m->a.dres, m->a.ids, B, T, d.C);
+    if (m->packed && m->wpe != OFF_NONE) { /* GPT-2 positions of a packed stream: wpe rows by a.pos, a lookup */
+        be->embedding_backward(G(m->wte), NULL, m->a.dres, m->a.ids, B, T, d.C);
+        be->embedding_backward(G(m->wpe), NULL, m->a.dres, m->a.pos, B, T, d.C);
+    } else {
+        be->embedding_backward(G(m->wte), G(m->wpe), m->a.dres, m->a.ids, B, T, d.C);
+    }
 }
 
 /* Validates a batch; -1 (one line) on bad shapes, lengths or ids. */
@@ -405,7 +434,7 @@ static void head_forward(Model *m, int B, int T, int M) {
     const Backend *be = m->be;
     Dims d = dims_of(m);
     size_t nc = (size_t)B * T * d.C;
-    be->gather_forward(m->a.g, AT(res3, d.L - 1, nc), m->a.rows, M, d.C);
+    be->gather_forward(m->a.g, ATR(d.L - 1, nc), m->a.rows, M, d.C);
     norm_forward(m, m->a.gn, m->a.g_mean, m->a.g_rstd, m->a.g, m->lnf_w, m->lnf_b, M);
     if (m->cfg.head == HEAD_REWARD) {
         rhead_forward(m, M);
@@ -419,6 +448,8 @@ static void head_forward(Model *m, int B, int T, int M) {
  * gathers rows and applies the final norm + head. */
 static void run_forward(Model *m, const int32_t *ids, const int *lens, const int *targets, int B, int T, int M) {
     const Backend *be = m->be;
+    m->flash = flash_wanted(m);
+    m->packed = 0;
     acts_ensure(m, B, T, M, B);
     m->B = B;
     m->T = T;
@@ -442,14 +473,17 @@ static void run_forward(Model *m, const int32_t *ids, const int *lens, const int
     head_forward(m, B, T, M);
 }
 
-void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M) {
+void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M,
+                    const int *targets) {
     const Backend *be = m->be;
+    m->flash = m->packed = 1;
     acts_ensure(m, 1, N, M, S);
     m->B = 1;
     m->T = N;
     m->M = M;
-    m->last = 0; /* packed forwards are scoring only */
+    m->last = 0; /* the caller sets it once the head's outputs are read */
     m->pad_rows = 0; /* the segments cover the stream */
+    if (targets) be->to_backend(m->a.targets, targets, sizeof(int) * (size_t)M);
     be->to_backend(m->a.ids, ids, sizeof(int) * (size_t)N);
     be->to_backend(m->a.pos, pos, sizeof(int) * (size_t)N);
     be->to_backend(m->a.segs, segs, sizeof(int) * 4 * (size_t)S);
@@ -525,9 +559,12 @@ int model_backward(Model *m, const float *dseq) {
     const Backend *be = m->be;
     Dims d = dims_of(m);
     int B = m->B, T = m->T, M = m->M;
-    /* dLoss/d(head output) per gathered row */
+    /* dLoss/d(head output) per gathered row: of its sequence, or of the one or two a packed row serves */
     float *dh = xmalloc(sizeof(float) * (M + 1));
-    for (int i = 0; i < M; i++) dh[i] = dseq[m->rows_host[i] / T];
+    for (int i = 0; i < M; i++) {
+        const int *o = m->row_seq + 2 * i;
+        dh[i] = !m->packed ? dseq[m->rows_host[i] / T] : (o[0] >= 0 ? dseq[o[0]] : 0.0f) + (o[1] >= 0 ? dseq[o[1]] : 0.0f);
+    }
     be->zero(m->a.dgn, sizeof(float) * (size_t)M * d.C);
     be->to_backend(m->a.dlogp, dh, sizeof(float) * M); /* dlogp, or (B,1) dreward */
     if (m->last == 2) {

@@ -30,7 +30,8 @@ typedef struct {
     float *enc;                                     /* (N,C) embedding output = input of layer 0 */
     float *ln1, *ln1_mean, *ln1_rstd;               /* (L,N,C) (L,N) (L,N) */
     float *qkv;                                     /* (L,N,QKV) post-RoPE */
-    float *att;                                     /* (L,B,NH,T,T) */
+    float *att;                                     /* (L,B,NH,T,T) the T^2 path's probabilities */
+    float *alse;                                    /* (L,N,NH) flash path: attention logsumexp (training) */
     float *atty;                                    /* (L,N,NH*HD) */
     float *res2;                                    /* (L,N,C) */
     float *ln2, *ln2_mean, *ln2_rstd;               /* (L,N,C) (L,N) (L,N) */
@@ -80,6 +81,7 @@ struct Model {
     size_t armo_reg, armo_T, armo_scale, armo_w[HEAD_MAX_STEPS], armo_b[HEAD_MAX_STEPS]; /* ArmoRM head */
     int64_t armo_missing;    /* sequences gated at their last token (no gating pattern) */
     int grad_enabled;
+    int recompute;           /* model_set_recompute: one slot of layer activations, each layer rerun in backward */
     struct ModelLora *lora;  /* model_lora.c: adapters; non-NULL = the base is frozen (no base gradients) */
     /* activations */
     float *act_mem;
@@ -91,6 +93,10 @@ struct Model {
     int last;         /* 0 none, 1 reward, 2 logprobs */
     int B, T, M, S;
     int pad_rows;     /* the (B,T) batch has padded rows (flash attention leaves them to be zeroed) */
+    int flash;        /* attention of the current forward: 1 attention_varlen_* over a.segs, 0 the T^2 ops */
+    int packed;       /* the current forward is a packed stream (forward_packed): positions a.pos, rows by row_seq */
+    int *row_seq;     /* (2M) host, packed forwards: the sequence(s) gathered row m serves (-1 none); a shared
+                         prefix row predicting a token both sequences of a pair mask serves both */
     int *rows_host;   /* (M) */
     float *tok_logp;  /* (B,T) host */
     size_t tok_cap;
@@ -98,9 +104,11 @@ struct Model {
 
 #define OFF_NONE ((size_t)-1)
 
-/* model_forward.c: a packed stream of N tokens (host ids, positions, attention segments, rows to score) through
- * the trunk, the final norm and the head (a.logits (M,...)); inference only (flash attention). */
-void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M);
+/* model_forward.c: a packed stream of N tokens (host ids, positions, attention segments, rows to score, LM targets
+ * or NULL) through the trunk, the final norm and the head (a.logits (M,...)); flash attention. With grads enabled
+ * model_backward differentiates it once the caller has filled m->row_seq and set m->last. */
+void forward_packed(Model *m, const int *ids, const int *pos, int N, const int *segs, int S, const int *rows, int M,
+                    const int *targets);
 
 /* model.c: allocates and zeroes the gradient buffer when absent */
 void grads_ensure(Model *m);

@@ -32,8 +32,10 @@ int cmd_dpo(int argc, char **argv) {
          "LoRA modules, comma-separated (default q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj)"},
         {"max-length", 'i', &o.max_length, 0, "prompt + response tokens (default 512)"},
         {"max-prompt-length", 'i', &o.max_prompt_length, 0, "prompt tokens kept when too long (default 256)"},
+        {"packed", 'b', &o.train.packed, 0, "pack each micro-batch: a pair's prompt computed once (flash attention; "
+         "equal to unpacked within fp32 rounding; default off)"},
     };
-    int n = 14;
+    int n = 15;
     n += train_opts(opts + n, &o.train, &s);
     opts[n] = (Opt){0};
     int rc = opts_command_table(argc, argv, opts, "usage: quorum dpo --job J\n       quorum dpo --policy DIR --corpus-dir DIR "

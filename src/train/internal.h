@@ -36,6 +36,12 @@ void train_model_close(TrainModel *tm);
 /* Mixed precision of an open model (quorum/model.h model_set_precision): DT_BF16 allocates the bf16 shadow and
  * sets tm->params_changed to refresh it; DT_F32 drops it. 0 or -1 (one line). */
 int train_model_precision(TrainModel *tm, DType p);
+/* Policy forwards of tm (a train_model_open causal LM) run packed: the 2b rows of a batch_build micro-batch go
+ * through model_logprobs_packed with pairs (i, i+b) sharing their common prefix, backward unchanged. 0, or -1
+ * after one line when the model's backend lacks the flash attention ops it needs. */
+int train_model_set_packed(TrainModel *tm);
+/* tm keeps only each layer's input and reruns the layer in backward (model_set_recompute). */
+void train_model_set_recompute(TrainModel *tm);
 /* Rank 0: <out>/final = model_save + the tokenizer files of src_dir, renamed into place. 0 or -1. */
 int train_export(TrainModel *tm, const char *src_dir, const char *out);
 

@@ -18,6 +18,33 @@ static void ad_forward(TrainModel *tm, const int32_t *ids, const int *lens, cons
     qCheck(rc == 0, "see the model error above", "model forward failed (B=%d, T=%d)", B, T);
 }
 
+/* batch_build's rows: chosen 0..B/2-1, then rejected; row b and b + B/2 are one pair (model_backward's dseq keeps
+ * that order: the packed forward returns seq_logp in input order) */
+static void ad_forward_packed(TrainModel *tm, const int32_t *ids, const int *lens, const uint8_t *mask, int B, int T,
+                              float *out) {
+    const int32_t **seqs = xmalloc(sizeof(int32_t *) * B);
+    const uint8_t **masks = xmalloc(sizeof(uint8_t *) * B);
+    for (int b = 0; b < B; b++) seqs[b] = ids + (size_t)b * T, masks[b] = mask + (size_t)b * T;
+    ModelPackOpts o = {.share_pairs = 1, .pair_stride = B / 2};
+    int rc = model_logprobs_packed(tm->impl, seqs, lens, masks, B, &o, out, NULL);
+    qCheck(rc == 0, "see the model error above", "packed model forward failed (B=%d, T=%d)", B, T);
+    free(seqs);
+    free(masks);
+}
+
+int train_model_set_packed(TrainModel *tm) {
+    const Backend *be = model_backend(tm->impl);
+    if (model_config(tm->impl)->head != HEAD_LM)
+        return quorum_input_error("dpo:packed", "%s is not a causal LM", model_config(tm->impl)->architecture);
+    if (!be->attention_varlen_forward || !be->attention_varlen_backward)
+        return quorum_input_error("dpo:packed", "backend %s has no flash attention backward (attention_varlen_*): "
+                                  "run without packing", be->name);
+    tm->forward = ad_forward_packed;
+    return 0;
+}
+
+void train_model_set_recompute(TrainModel *tm) { model_set_recompute(tm->impl, 1); }
+
 static void ad_backward(TrainModel *tm, const float *dout) {
     qCheck(model_backward(tm->impl, dout) == 0, "one backward per forward", "model backward failed");
 }

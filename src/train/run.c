@@ -53,6 +53,12 @@ static int run_pairs(const char *model_dir, TrainCfg *tc, const PairsLoadCfg *pc
     if (!rc && (rc = train_model_precision(&tm, tc->precision)) == 0 && tc->precision == DT_BF16)
         quorum_log("precision bf16: GEMMs read a bf16 shadow of the fp32 master weights; grads, AdamW, checkpoints fp32");
     if (!rc && tc->grad_reduce == DT_BF16) quorum_log("gradient reduction: bf16 on the wire (half the bytes)");
+    if (!rc && !reward && tc->packed && (rc = train_model_set_packed(&tm)) == 0)
+        quorum_log("dpo: packed micro-batches (each pair's prompt computed once, flash attention)");
+    if (!rc && tc->recompute) {
+        train_model_set_recompute(&tm);
+        quorum_log("%s: activation recomputation per block", reward ? "rm-train" : "dpo");
+    }
     if (!rc) rc = pairs_load(&d, pc);
     if (!rc && mkdir_p(tc->out)) rc = quorum_input_error(tc->out, "cannot create the output folder");
     tc->optim.total_steps = tc->steps;
@@ -138,6 +144,8 @@ int dpo_job(const Job *job) {
     o.train.batch_size = j->batch_size;
     o.train.grad_accum = j->grad_accum;
     o.train.zero1 = j->zero1;
+    o.train.packed = j->packed;
+    o.train.recompute = j->recompute;
     o.train.checkpoint_every = j->checkpoint_every;
     o.train.precision = j->precision ? DT_BF16 : DT_F32;
     o.train.grad_reduce = j->grad_reduce ? DT_BF16 : DT_F32;

@@ -30,6 +30,8 @@ int train_opts(Opt *o, TrainCfg *c, TrainOptStrings *s) {
          "fp32 (default) | bf16: GEMMs read a bf16 copy of the fp32 master weights"},
         {"grad-reduce", 's', s->grad_reduce, sizeof s->grad_reduce,
          "fp32 (default) | bf16: gradients cross ranks rounded to bf16 (half the bytes)"},
+        {"recompute", 'b', &c->recompute, 0, "activation recomputation per block: keep each layer's input, rerun "
+         "the layer in backward (same gradients, less memory)"},
     };
     int n = (int)(sizeof t / sizeof *t);
     memcpy(o, t, sizeof t);

@@ -142,6 +142,8 @@ static const Field DPO_FIELDS[] = {
     {"checkpoint_every", F_INT, S(JobDpo, checkpoint_every)},
     {"precision", F_ENUM, S(JobDpo, precision), DTYPE_NAMES},
     {"grad_reduce", F_ENUM, S(JobDpo, grad_reduce), DTYPE_NAMES},
+    {"packed", F_BOOL, S(JobDpo, packed)},
+    {"recompute", F_BOOL, S(JobDpo, recompute)},
     {NULL},
 };
 #undef S

@@ -111,7 +111,8 @@ static void case_bf16_weights(int N, int C, int OC, int with_bias) {
 }
 
 /* flash attention over a packed stream: segments with and without a shared prefix, GQA, softcap and window;
- * out and logsumexp vs the cpu twin (the same blocked online softmax in another order) */
+ * out and logsumexp vs the cpu twin (the same blocked online softmax in another order), and the backward's dqkv
+ * increment (from each backend's own forward; dQ, and dK/dV of prefix rows seen by several segments) */
 static void case_attention_varlen(int NH, int NKV, int HD, float softcap, int window) {
     /* stream: prefix A (9 rows), two continuations of A (5, 12), a plain sequence (40), prefix B (33), one
      * continuation of B (3) */
@@ -119,14 +120,19 @@ static void case_attention_varlen(int NH, int NKV, int HD, float softcap, int wi
     int S = 6, N = 102;
     size_t nqkv = (size_t)N * (NH + 2 * NKV) * HD, nout = (size_t)N * NH * HD;
     float *qkv = rnd(&R, nqkv, 1), scale = 1.0f / sqrtf((float)HD);
-    Pair out, lse;
+    float *dout = rnd(&R, nout, 1), *g_qkv = rnd(&R, nqkv, 1);
+    Pair out, lse, dqkv;
     for (int k = 0; k < 2; k++) {
         Arena a = {BE[k]};
         float *d_qkv = a_up(&a, qkv, nqkv), *d_out = a_nan(&a, nout), *d_lse = a_nan(&a, (size_t)N * NH);
+        float *d_dout = a_up(&a, dout, nout), *d_dqkv = a_up(&a, g_qkv, nqkv);
         int *d_segs = a_up_i(&a, segs, 4 * (size_t)S);
         BE[k]->attention_varlen_forward(d_out, d_lse, d_qkv, d_segs, S, NH, NKV, HD, scale, softcap, window);
+        BE[k]->attention_varlen_backward(d_dqkv, d_dout, d_qkv, d_out, d_lse, d_segs, S, NH, NKV, HD, scale, softcap,
+                                         window);
         out.r[k] = a_down(&a, d_out, nout);
         lse.r[k] = a_down(&a, d_lse, (size_t)N * NH);
+        take_delta(&dqkv, k, &a, d_dqkv, g_qkv, nqkv);
         arena_free(&a);
     }
     char name[128];
@@ -135,7 +141,10 @@ static void case_attention_varlen(int NH, int NKV, int HD, float softcap, int wi
     pair_check(name, &out, nout, TOL_FP32);
     snprintf(name, sizeof name, "attention_varlen(NH=%d,NKV=%d,HD=%d).lse", NH, NKV, HD);
     pair_check(name, &lse, (size_t)N * NH, TOL_FP32);
-    free(qkv);
+    snprintf(name, sizeof name, "attention_varlen_backward(NH=%d,NKV=%d,HD=%d,softcap=%g,window=%d).dqkv", NH, NKV,
+             HD, softcap, window);
+    pair_check(name, &dqkv, nqkv, TOL_FP32);
+    free(qkv), free(dout), free(g_qkv);
 }
 
 /* layernorm (rms = 0) or rmsnorm (rms = 1), forward and backward */

@@ -50,7 +50,7 @@ double max_rel(const float *a, const float *b, size_t n) {
 }
 
 /* ||a-b|| / ||b|| */
-static double norm_rel(const float *a, const float *b, size_t n) {
+double norm_rel(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
@@ -88,6 +88,22 @@ void batch_load(Batch *b, const SafeTensors *st, const Model *m) {
     b->is_rm = model_config(m)->head == HEAD_REWARD;
 }
 
+int fixture_open(const char *case_dir, const ModelLoadOpts *lo, Model **m, SafeTensors *st, Batch *b) {
+    char *cfg = path_join(case_dir, "config.json"), *refp = path_join(case_dir, "ref.safetensors");
+    int made = file_exists(cfg);
+    free(cfg);
+    if (!made) { /* the HH fixtures need ../shared */
+        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
+        free(refp);
+        return 77;
+    }
+    REQUIRE((lo ? model_load_ex(m, case_dir, BE, lo) : model_load(m, case_dir, BE)) == 0);
+    REQUIRE(safetensors_open(st, refp) == 0);
+    free(refp);
+    batch_load(b, st, *m);
+    return 0;
+}
+
 void batch_free(Batch *b) {
     free(b->ids), free(b->lens), free(b->mask), free(b->out), free(b->tok), free(b->dseq), free(b->ref);
 }
@@ -109,7 +125,7 @@ static void dpo_grad(const float *out, const float *ref, int B, float beta, floa
 }
 
 /* Compares every parameter gradient with grad.<name> (file layout: Conv1D transposed). */
-static void check_grads(Model *m, const SafeTensors *st, const char *label) {
+void check_grads(Model *m, const SafeTensors *st, const char *label) {
     int nt;
     const ModelTensor *ts = model_tensors(m, &nt);
     size_t np = model_n_params(m);
@@ -381,20 +397,10 @@ static void check_inference_load(const char *case_dir, const Batch *b, const Saf
 }
 
 static int cmd_parity(const char *case_dir, const char *saved_dir) {
-    char *cfg = path_join(case_dir, "config.json");
-    int made = file_exists(cfg);
-    free(cfg);
-    if (!made) { /* the HH fixtures need ../shared */
-        printf("%s: fixture not made (no ../shared data?): skipped\n", case_dir);
-        return 77;
-    }
     Model *m = NULL;
-    REQUIRE(model_load(&m, case_dir, BE) == 0);
-    char *refp = path_join(case_dir, "ref.safetensors");
     SafeTensors st;
-    REQUIRE(safetensors_open(&st, refp) == 0);
     Batch b;
-    batch_load(&b, &st, m);
+    if (fixture_open(case_dir, NULL, &m, &st, &b)) return 77;
     printf("%s: %s, %zu params, B=%d T=%d lens=[%d,%d,%d,%d]\n", case_dir, model_config(m)->architecture,
            model_n_params(m), b.B, b.T, b.lens[0], b.lens[1], b.lens[2], b.lens[3]);
     int prev = backend_cpu_use_blas(1);
@@ -414,7 +420,6 @@ static int cmd_parity(const char *case_dir, const char *saved_dir) {
     check_save_reload(m, saved_dir);
     batch_free(&b);
     safetensors_close(&st);
-    free(refp);
     model_free(m);
     TEST_MAIN_END();
 }
@@ -730,6 +735,9 @@ int main(int argc, char **argv) {
     if (argc == 4 && !strcmp(argv[1], "errors")) return cmd_errors(argv[2], argv[3]);
     if (argc == 2 && !strcmp(argv[1], "bf16_ops")) return cmd_bf16_ops();
     if (argc == 2 && !strcmp(argv[1], "mixed_ops")) return cmd_mixed_ops();
+    if (argc == 3 && !strcmp(argv[1], "flash_backward")) return cmd_flash_backward(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "packed_lm")) return cmd_packed_lm(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "recompute")) return cmd_recompute(argv[2]);
     if ((argc == 3 || argc == 4) && !strcmp(argv[1], "packed"))
         return cmd_packed(argv[2], argc == 4 && !strcmp(argv[3], "inference"));
     if (argc == 2 && !strcmp(argv[1], "config")) return cmd_config();
