@@ -20,9 +20,9 @@
 #   5 tests/gpu/device_bench.py: quorum (padded / packed+shared) vs HF transformers (bf16, sdpa) on random-init
 #     GPT-2-small, ~1B and 8B-shaped (4 layers) Llama RMs written there: rewards vs transformers fp32,
 #     tokens/s, pairs/s, MFU, at T = 512, 2048, 4096
-#   6 tests/gpu/device_dpo.py (issue 19): 10 DPO steps on CUDA (fp32, and bf16 when built with --precision) track
-#     the CPU fp32 run; DPO tokens/s + MFU of a ~1B Llama policy, full and LoRA, vs a transformers reference on the
-#     same batches (~3 minutes; `run dpo` alone fits one call with time to spare). The pack carries a small HH
+#   6 tests/gpu/device_dpo.py (issue 19): 10 DPO steps on CUDA (fp32 full / --packed / --recompute / LoRA, and
+#     --precision bf16) track the CPU fp32 run; DPO tokens/s + MFU of a ~1B Llama policy in bf16, full, --packed and
+#     LoRA, vs a transformers reference on the same batches (~4 minutes; `run dpo` alone fits one call with time to spare). The pack carries a small HH
 #     corpus ingested here and the GPT-2 tokenizer (from ../shared) in .device/check/dpo_data.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

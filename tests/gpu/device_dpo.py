@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """device_dpo.py - the GPU part of issue 19 in one call (tests/gpu/device_check.sh run dpo):
 
-  1. tracking: the same tiny GPT-2 policy and HH pairs, 10 DPO steps (grad_accum 2) on the CPU backend in fp32,
-     on CUDA in fp32 and, when `quorum dpo` has --precision, on CUDA in bf16 (fp32 master + moments). Per-step
-     loss, grad norm and margin of each CUDA run vs the CPU run: fp32 within rtol 2e-3, bf16 within the bf16
-     tolerance below (bf16 keeps 8 bits of mantissa: ~4e-3 relative per weight read, accumulated over 10 steps).
+  1. tracking: the same tiny GPT-2 policy and HH pairs, 10 DPO steps (grad_accum 2) on the CPU backend in fp32
+     (full fine-tuning, and LoRA r 8), then on CUDA: fp32, fp32 --packed (the flash-attention backward kernels),
+     fp32 --recompute, fp32 LoRA, --precision bf16 (fp32 master + moments) and bf16 LoRA --packed. Per-step
+     loss, grad norm and margin of each CUDA run vs its CPU run: fp32 within rtol 2e-3, bf16 within the bf16
+     tolerance below (bf16 keeps 8 bits of mantissa: ~4e-3 relative per weight read, over 10 steps).
   2. throughput: a ~1B Llama policy (Llama-3.2-1B shape: 16 x 2048, 32 heads, 8 kv heads, ffn 8192, GPT-2 vocab,
-     tied head; random init) trains --bench-steps steps of batch 8 pairs at max_length 512, full fine-tuning and
-     LoRA (r 16, alpha 32, q,k,v,o,gate,up,down), with quorum and with a torch reference on exactly the batches
+     tied head; random init) trains --bench-steps steps of batch 8 pairs at max_length 512 in --precision bf16:
+     full fine-tuning, full --packed and LoRA (r 16, alpha 32, q,k,v,o,gate,up,down), with quorum and with a
+     torch reference on exactly the batches
      quorum ran (QUORUM_TEST_DUMP_PAIRS): HF transformers LlamaForCausalLM loaded from the same folder, fp32
      weights under torch.autocast(bf16) (HF Trainer's bf16=True), sdpa attention, torch.optim.AdamW(fused), the
      same sigmoid loss on quorum's cached reference log-probs; LoRA by hand on the same modules (peft is not on
@@ -56,7 +58,7 @@ def dpo(q, policy, corpus, out, extra, env, log):
     return [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))], p
 
 
-def tracking(q, data, work, has_precision, res, log):
+def tracking(q, data, work, res, log):
     pol = os.path.join(work, "tiny")
     run([q, "init-model", "--arch", "gpt2", "--layers", "2", "--dim", "64", "--heads", "4", "--max-pos", "128",
          "--tokenizer", os.path.join(data, "tokenizer"), "--head", "lm", "--seed", "4", "--out", pol], log=log)
@@ -64,17 +66,21 @@ def tracking(q, data, work, has_precision, res, log):
               "--warmup-steps", "2", "--schedule", "cosine", "--max-length", "96", "--max-prompt-length", "48",
               "--checkpoint-every", "0"]
     corpus = os.path.join(data, "corpora", "hh")
-    ref, p = dpo(q, pol, corpus, os.path.join(work, "t_cpu"), common, {"QUORUM_BACKEND": "cpu"}, log)
-    check(ref is not None, "tracking: the CPU fp32 run")
-    if ref is None:
-        return
-    runs = [("cuda_fp32", [], 2e-3, 1e-5)]
-    if has_precision:
-        runs.append(("cuda_bf16", ["--precision", "bf16"], BF16_RTOL, BF16_ATOL))
-    for name, extra, rtol, atol in runs:
+    lora = ["--lora-r", "8", "--lora-alpha", "16", "--lora-targets", "c_attn,c_proj,c_fc"]
+    refs = {}
+    for base, extra in (("full", []), ("lora", lora)):
+        refs[base], p = dpo(q, pol, corpus, os.path.join(work, "t_cpu_" + base), common + extra,
+                            {"QUORUM_BACKEND": "cpu"}, log)
+        check(refs[base] is not None, f"tracking: the CPU fp32 {base} run")
+    runs = [("cuda_fp32", "full", [], 2e-3, 1e-5), ("cuda_fp32_packed", "full", ["--packed"], 2e-3, 1e-5),
+            ("cuda_fp32_recompute", "full", ["--recompute"], 2e-3, 1e-5), ("cuda_fp32_lora", "lora", lora, 2e-3, 1e-5),
+            ("cuda_bf16", "full", ["--precision", "bf16"], BF16_RTOL, BF16_ATOL),
+            ("cuda_bf16_lora_packed", "lora", lora + ["--precision", "bf16", "--packed"], BF16_RTOL, BF16_ATOL)]
+    for name, base, extra, rtol, atol in runs:
+        ref = refs[base]
         met, p = dpo(q, pol, corpus, os.path.join(work, "t_" + name), common + extra, {}, log)
         check(met is not None and "on the cuda backend" in p.stdout + p.stderr, f"tracking: {name} ran on cuda")
-        if met is None:
+        if met is None or ref is None:
             continue
         row = {}
         for key in ("loss", "grad_norm", "rewards/margins"):
@@ -82,7 +88,7 @@ def tracking(q, data, work, has_precision, res, log):
             ok = len(a) == len(b) == 10 and bool(np.allclose(a, b, rtol=rtol, atol=atol))
             d = float(np.max(np.abs(a - b))) if len(a) == len(b) else float("nan")
             row[key] = {"max_abs_diff": d, "cuda": a.tolist(), "cpu": b.tolist()}
-            check(ok, f"tracking: {name} per-step {key} vs CPU fp32 (max diff {d:.3g}, rtol {rtol}, atol {atol})")
+            check(ok, f"tracking: {name} per-step {key} vs CPU fp32 {base} (max diff {d:.3g}, rtol {rtol}, atol {atol})")
         res["tracking"][name] = row
 
 
@@ -151,7 +157,7 @@ def median_rate(rates):
     return statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
 
 
-def bench(q, data, work, a, has_precision, res, log):
+def bench(q, data, work, a, res, log):
     pol = os.path.join(work, "llama1b")
     p = run([q, "init-model", "--arch", "llama", "--layers", "16", "--dim", "2048", "--heads", "32", "--kv-heads", "8",
              "--ffn", "8192", "--max-pos", "4096", "--tokenizer", os.path.join(data, "tokenizer"), "--head", "lm",
@@ -160,27 +166,33 @@ def bench(q, data, work, a, has_precision, res, log):
         return
     N = n_params(pol)
     res["bench"]["n_params"] = N
-    for mode, extra, fpt in (("full", [], 6), ("lora", ["--lora-r", "16", "--lora-alpha", "32", "--lora-targets",
-                                                        LORA_TARGETS], 4)):
-        prec = ["--precision", "bf16"] if has_precision else []
+    lora = ["--lora-r", "16", "--lora-alpha", "32", "--lora-targets", LORA_TARGETS]
+    torch_rate = {}
+    # mode, quorum options, flops per token / N, the torch reference it is compared with (same batches: same seed)
+    for mode, extra, fpt, ref in (("full", [], 6, "full"), ("full_packed", ["--packed"], 6, "full"),
+                                  ("lora", lora, 4, "lora")):
         dump = os.path.join(work, f"dump_{mode}.json")
         met, p = dpo(q, pol, os.path.join(data, "corpora", "hh"), os.path.join(work, "b_" + mode),
                      ["--steps", str(a.bench_steps), "--batch-size", "8", "--lr", "1e-5", "--max-length", "512",
-                      "--max-prompt-length", "256", "--checkpoint-every", "0", *extra, *prec],
+                      "--max-prompt-length", "256", "--checkpoint-every", "0", "--precision", "bf16", *extra],
                      {"QUORUM_TEST_DUMP_PAIRS": dump}, log)
         if not check(met is not None, f"bench {mode}: quorum dpo ran"):
             continue
         q_rate = median_rate([m["tokens_per_s"] for m in met])
         row = {"quorum_tokens_per_s": q_rate, "quorum_mfu": fpt * N * q_rate / (a.peak_tflops * 1e12),
-               "quorum_precision": "bf16" if has_precision else "fp32", "quorum_losses": [m["loss"] for m in met]}
-        try:
-            t_rates, t_losses = torch_reference(pol, json.load(open(dump)), a.bench_steps, mode == "lora")
-            t_rate = median_rate(t_rates)
-            row.update(torch_tokens_per_s=t_rate, torch_mfu=fpt * N * t_rate / (a.peak_tflops * 1e12),
-                       torch_losses=t_losses, ratio=q_rate / t_rate)
-        except Exception as e:  # the quorum figure is still worth recording
-            row["torch_error"] = repr(e)[:500]
-            check(False, f"bench {mode}: torch reference ({e!r:.200})")
+               "quorum_losses": [m["loss"] for m in met]}
+        if ref not in torch_rate:
+            try:
+                t_rates, t_losses = torch_reference(pol, json.load(open(dump)), a.bench_steps, ref == "lora")
+                torch_rate[ref] = median_rate(t_rates)
+                row["torch_losses"] = t_losses
+            except Exception as e:  # the quorum figure is still worth recording
+                torch_rate[ref] = None
+                row["torch_error"] = repr(e)[:500]
+                check(False, f"bench {mode}: torch reference ({e!r:.200})")
+        if torch_rate[ref]:
+            t = torch_rate[ref]
+            row.update(torch_tokens_per_s=t, torch_mfu=fpt * N * t / (a.peak_tflops * 1e12), ratio=q_rate / t)
         res["bench"][mode] = row
         print(f"bench {mode}: {json.dumps(row)}", flush=True)
 
@@ -197,12 +209,11 @@ def main():
     a = ap.parse_args()
     verbose()
     os.makedirs(a.work, exist_ok=True)
-    has_precision = "--precision" in run([a.quorum, "dpo", "--help"]).stdout
-    res, log = {"has_precision": has_precision, "tracking": {}, "bench": {}}, []
+    res, log = {"tracking": {}, "bench": {}}, []
     try:
-        tracking(a.quorum, a.data, a.work, has_precision, res, log)
+        tracking(a.quorum, a.data, a.work, res, log)
         if not a.skip_bench:
-            bench(a.quorum, a.data, a.work, a, has_precision, res, log)
+            bench(a.quorum, a.data, a.work, a, res, log)
     finally:
         res["log"] = log
         with open(a.out_json + ".tmp", "w") as f:
