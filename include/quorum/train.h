@@ -1,5 +1,6 @@
 /*
- * quorum/train.h - data-parallel DPO and Bradley-Terry reward-model training (CPU reference backend).
+ * quorum/train.h - data-parallel DPO and Bradley-Terry reward-model training on the model's backend (CPU, the
+ * reference, or CUDA: TrainOps below), full fine-tuning or LoRA, fp32 or bf16 + fp32 master weights.
  *
  * Layers, bottom up; each is a pure function or a small struct so it can be tested on its own:
  *   1. losses      the DPO family (TRL's DPOTrainer loss_type list, definitions in section 1) and
@@ -7,10 +8,12 @@
  *   2. optimizer   AdamW with fp32 master weights (decoupled decay, bias correction, torch semantics),
  *                  HF-style warmup + constant/cosine schedule, global-norm clipping (torch semantics).
  *   3. trainer     one loop for DPO and RM: a global batch of pairs per optimizer step, split into
- *                  per-rank slices and micro-batches; grads scaled by 1/GLOBAL pairs, summed with
- *                  bucketed MPI_Iallreduce, so results do not depend on the rank count; optional
- *                  ZeRO-1 (AdamW state for a 1/R slice per rank + MPI_Allgatherv of params);
- *                  checkpoint/resume; metrics.jsonl.
+ *                  per-rank slices and micro-batches; grads scaled by 1/GLOBAL pairs and summed over
+ *                  ranks in buckets (CPU: MPI_Iallreduce posted during the backward; CUDA: NCCL, else
+ *                  CUDA-aware MPI, else host-staged; fp32 or bf16 on the wire), so the objective does not
+ *                  depend on the rank count (README: what is bit-identical across rank counts and what
+ *                  differs by fp32 rounding); optional ZeRO-1 (AdamW state for a 1/R slice per rank +
+ *                  MPI_Allgatherv of params); checkpoint/resume at any rank count; metrics.jsonl.
  *   4. commands    quorum dpo / rm-train / init-model (cmd_*.c), and their function forms below.
  *
  * The trainer sees a model only through TrainModel (flat fp32 params + grads, a batched forward that
