@@ -613,9 +613,7 @@ def hh_batch(quorum, tokdir, hh, n_pairs, max_len, skip=7):
     mask = the response tokens (after the shared prompt up to its last "\n\nAssistant:")."""
     import gzip
     import subprocess
-    enc = lambda text: [int(x) for x in subprocess.run([quorum, "tokenize", "--tokenizer", tokdir], input=text,
-                                                        capture_output=True, text=True, check=True).stdout.split()]
-    seqs = []
+    texts = []  # per pair: prompt, chosen, rejected; tokenized by one `quorum tokenize --jsonl` run
     for line_no, line in enumerate(gzip.open(hh, "rt", encoding="utf-8")):
         if line_no < skip:
             continue
@@ -626,14 +624,18 @@ def hh_batch(quorum, tokdir, hh, n_pairs, max_len, skip=7):
         cut = o["chosen"].rfind("\n\nAssistant:", 0, n)
         if cut < 0:
             continue
-        prompt = o["chosen"][:cut + len("\n\nAssistant:")]
-        np_ = len(enc(prompt))
-        for side in ("chosen", "rejected"):
-            ids = enc(o[side])
+        texts += [o["chosen"][:cut + len("\n\nAssistant:")], o["chosen"], o["rejected"]]
+        if len(texts) == 3 * n_pairs:
+            break
+    out = subprocess.run([quorum, "tokenize", "--tokenizer", tokdir, "--jsonl"], input="".join(
+        json.dumps(t) + "\n" for t in texts), capture_output=True, text=True, check=True).stdout.split("\n")
+    enc = [[int(x) for x in row.split()] for row in out[:len(texts)]]
+    seqs = []
+    for k in range(0, len(texts), 3):
+        np_ = len(enc[k])
+        for ids in enc[k + 1:k + 3]:
             drop = max(0, len(ids) - max_len)
             seqs.append((ids[drop:], max(1, np_ - drop)))
-        if len(seqs) == 2 * n_pairs:
-            break
     T = max(len(x) for x, _ in seqs)
     ids, mask = torch.zeros(len(seqs), T, dtype=torch.long), torch.zeros(len(seqs), T, dtype=torch.uint8)
     for b, (x, np_) in enumerate(seqs):
