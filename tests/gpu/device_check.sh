@@ -2,7 +2,8 @@
 # tests/gpu/device_check.sh - the GPU verification of the scoring engine and of DPO training, in one call on a lent H200.
 #
 #   tests/gpu/device_check.sh pack [BUILD]   here: builds BUILD (default build-device: -DQUORUM_CUDA=ON, no BLAS so
-#                                            the CPU twins run their portable loops and OpenBLAS's 35 MB stay home)
+#                                            the CPU twins run their portable loops and OpenBLAS's 35 MB stay home;
+#                                            no NCCL: its 218 MB would not fit the carry, and one GPU has no use for it)
 #                                            and packs the GPU binaries with their libraries, minus cuBLAS, into
 #                                            .device/check (~26 MB)
 #   tests/gpu/device_check.sh run [WHAT]     there (repository root, $OUT set): the checks below, results in $OUT;
@@ -32,7 +33,7 @@ BINS="tests/gpu/test_gpu_parity tests/gpu/test_model_cuda tests/gpu/bench_model_
 do_pack() {
   local build=${1:-build-device}
   cmake -S "$here" -B "$here/$build" -DCMAKE_BUILD_TYPE=Release -DQUORUM_CUDA=ON -DCMAKE_DISABLE_FIND_PACKAGE_BLAS=ON \
-    >/dev/null || return 1
+    -DQUORUM_NCCL=OFF >/dev/null || return 1
   cmake --build "$here/$build" -j2 --target test_gpu_parity test_model_cuda bench_model_score_cuda quorum || return 1
   rm -rf "$pack_dir"
   "$here/slurm/pack" -o "$pack_dir" "$here/$build/quorum" || return 1 # the quorum binary + wrapper + libraries
@@ -46,6 +47,7 @@ do_pack() {
     done
   done
   rm -f "$pack_dir"/lib/libcublas*  # the device has its own cuBLAS 13
+  if ls "$pack_dir"/lib/libnccl* >/dev/null 2>&1; then echo "pack: $build links NCCL (218 MB): reconfigure it with -DQUORUM_NCCL=OFF"; return 1; fi
   pack_dpo_data "$here/$build/quorum" || return 1
   echo "packed into $pack_dir ($(du -sh "$pack_dir" | cut -f1)): carry .device/check"
 }
