@@ -5,7 +5,7 @@
 #                                            the CPU twins run their portable loops and OpenBLAS's 35 MB stay home;
 #                                            no NCCL: its 218 MB would not fit the carry, and one GPU has no use for it)
 #                                            and packs the GPU binaries with their libraries, minus cuBLAS, into
-#                                            .device/check (~26 MB)
+#                                            .device/check (~48 MB with 96 HH pairs for step 6)
 #   tests/gpu/device_check.sh run [WHAT]     there (repository root, $OUT set): the checks below, results in $OUT;
 #                                            WHAT = all (default) | score (steps 1-5) | dpo (step 6)
 #
