@@ -30,6 +30,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,14 @@ extern "C" {
  * and accumulation are fp32 on every backend; a bf16 weight is the top 16 bits of an fp32 (uint16_t),
  * exactly as a safetensors BF16 tensor stores it, so loading one is a copy. */
 typedef enum { DT_F32 = 0, DT_BF16 = 1 } DType;
+
+/* A bf16 value as fp32 (exact: the bf16 bits are the fp32's top half). The host-side widening every stage uses. */
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
 
 typedef struct Backend {
     const char *name; /* "cpu", "cuda" */

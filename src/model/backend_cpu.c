@@ -114,13 +114,6 @@ static void matmul_forward_cpu(float *out, const float *inp, const float *weight
     add_bias(out, bias, N, OC);
 }
 
-static inline float bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 /* The bf16 GEMM converts PANEL_FLOATS worth of weight rows at a time into a reused fp32 panel and runs the
  * fp32 GEMM on it: the whole weight is never widened, and the conversion (OC*C per call) is small next to
  * the 2*N*OC*C flops once N is a few dozen rows. */

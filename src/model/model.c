@@ -567,10 +567,7 @@ static void tensor_host_f32(const Model *m, const ModelTensor *t, float *dst) {
     }
     uint16_t *h = xmalloc(sizeof(uint16_t) * n);
     m->be->to_host(h, m->wbf + t->offset, sizeof(uint16_t) * n);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t bits = (uint32_t)h[i] << 16;
-        memcpy(&dst[i], &bits, sizeof bits);
-    }
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(h[i]);
     free(h);
 }
 

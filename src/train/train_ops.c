@@ -29,13 +29,6 @@ static double sumsq(const float *g, size_t lo, size_t hi) {
     return s;
 }
 
-static float bf16_widen(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
 /* One bucket g[0..len) with bf16 on the wire (quorum/train.h TrainOps.grads_allreduce): chunk j of R is
  * [len*j/R, len*(j+1)/R); rank r rounds its gradient to bf16, MPI_Alltoallv hands chunk j to rank j, rank j
  * sums the R copies of its chunk in rank order in fp32 and rounds the sum to bf16, MPI_Allgatherv gives every
@@ -53,12 +46,12 @@ static void reduce_bf16_bucket(float *g, size_t len, uint16_t *buf, int *cnt, in
     backend_cpu.cast_f32_to_bf16(wire, g, len);
     mpiCheck(MPI_Alltoallv(wire, cnt, dsp, MPI_UINT16_T, recv, rcnt, rdsp, MPI_UINT16_T, MPI_COMM_WORLD));
     for (int i = 0; i < mine; i++) {
-        float s = bf16_widen(recv[i]);
-        for (int j = 1; j < R; j++) s += bf16_widen(recv[(size_t)j * mine + i]);
+        float s = bf16_to_f32(recv[i]);
+        for (int j = 1; j < R; j++) s += bf16_to_f32(recv[(size_t)j * mine + i]);
         backend_cpu.cast_f32_to_bf16(&recv[i], &s, 1); /* rank 0's copy of element i is read: its slot takes the sum */
     }
     mpiCheck(MPI_Allgatherv(recv, mine, MPI_UINT16_T, out, cnt, dsp, MPI_UINT16_T, MPI_COMM_WORLD));
-    for (size_t i = 0; i < len; i++) g[i] = bf16_widen(out[i]);
+    for (size_t i = 0; i < len; i++) g[i] = bf16_to_f32(out[i]);
 }
 
 /* bf16 wire: the buckets one after another (reduce_bf16_bucket). Returns the global L2 norm. */
